@@ -1,0 +1,524 @@
+//! Raw sections → validated [`Config`]. Every check reports at the position of the offending value and
+//! carries on, so one run lists every problem.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Uri};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use toml::Spanned;
+use toml_edit::Item;
+
+use super::diagnostic::{Diagnostic, Diagnostics, Reporter};
+use super::raw::{RawDelivery, RawIngest, RawLog, RawRelay, RawSecret, RawSecrets, RawSubscription, Text, TextList};
+use super::sections::{field_names, parse_document, read_section, read_table, report_unknown_keys, Section};
+use super::{
+    BodyMode, Config, DeliverySettings, IngestSettings, LogFormat, LogSettings, RelaySettings, SignatureScheme,
+    Subscription,
+};
+use crate::router::{compile_pattern, RouteSpec, Router};
+use crate::secret::Secret;
+
+/// Headers the relay sets itself; a configured static header may not replace them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+    let file = absolute(path);
+    let text = std::fs::read_to_string(&file).map_err(|error| {
+        Diagnostics(vec![Diagnostic {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read config file: {error}"),
+        }])
+    })?;
+    let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let mut compiler = Compiler { reporter: Reporter::new(&file, &text), base_dir };
+    let config = compiler.compile(&text, &file);
+    compiler.reporter.finish()?;
+    Ok(config.expect("a config without diagnostics is complete"))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+struct Compiler<'a> {
+    reporter: Reporter<'a>,
+    base_dir: PathBuf,
+}
+
+/// The document's top-level sections, each read independently.
+#[derive(Default)]
+struct RawDocument {
+    relay: Option<Section<RawRelay>>,
+    ingest: Option<Section<RawIngest>>,
+    log: Option<Section<RawLog>>,
+    delivery: Option<Section<RawDelivery>>,
+    subscriptions: Vec<(Section<RawSubscription>, Section<RawDelivery>)>,
+}
+
+impl Compiler<'_> {
+    fn compile(&mut self, text: &str, file: &Path) -> Option<Config> {
+        let document = parse_document(&mut self.reporter, text)?;
+        let raw = self.read_sections(document.as_table());
+
+        let relay = self.relay(raw.relay.as_ref());
+        let ingest = self.ingest(raw.ingest.as_ref());
+        let log = self.log(raw.log.as_ref());
+        let defaults = match &raw.delivery {
+            Some(section) => self.delivery(&section.value, &DeliverySettings::default()),
+            None => DeliverySettings::default(),
+        };
+        let mut names = HashSet::new();
+        let mut subscriptions = Vec::new();
+        let mut routes = Vec::new();
+        for (own, overrides) in &raw.subscriptions {
+            let delivery = self.delivery(&overrides.value, &defaults);
+            if let Some((subscription, route)) = self.subscription(own, delivery, &mut names) {
+                subscriptions.push(Arc::new(subscription));
+                routes.push(route);
+            }
+        }
+        if self.reporter.has_errors() {
+            return None;
+        }
+        let router = Router::new(routes).expect("patterns were compiled one by one");
+        Some(Config { file: file.to_path_buf(), relay: relay?, ingest: ingest?, log: log?, subscriptions, router })
+    }
+
+    fn read_sections(&mut self, top: &toml_edit::Table) -> RawDocument {
+        let reporter = &mut self.reporter;
+        let mut raw = RawDocument::default();
+        for (key, item) in top.iter() {
+            match key {
+                "relay" => raw.relay = read_section(reporter, "[relay]", item),
+                "ingest" => raw.ingest = read_section(reporter, "[ingest]", item),
+                "log" => raw.log = read_section(reporter, "[log]", item),
+                "delivery" => raw.delivery = read_section(reporter, "[delivery]", item),
+                "subscription" => raw.subscriptions = read_subscriptions(reporter, item),
+                other => {
+                    let span = top.key(other).and_then(|k| k.span());
+                    reporter.error(
+                        span,
+                        format!("unknown key `{other}`; expected one of: delivery, ingest, log, relay, subscription"),
+                    );
+                }
+            }
+        }
+        raw
+    }
+
+    fn relay(&mut self, section: Option<&Section<RawRelay>>) -> Option<RelaySettings> {
+        let Some(section) = section else {
+            self.reporter.error(Some(0..0), "missing [relay] section (it needs at least `state_dir`)");
+            return None;
+        };
+        let raw = &section.value;
+        let state_dir = match &raw.state_dir {
+            Some(dir) if !dir.get_ref().is_empty() => Some(self.path(dir)),
+            Some(dir) => self.fail(dir.span(), "`state_dir` must not be empty"),
+            None => self.fail(section.span.clone(), "[relay] needs `state_dir`, the directory of the database"),
+        };
+        let retention = match &raw.retention {
+            Some(text) => self.duration(text),
+            None => Some(Duration::from_secs(7 * 24 * 3600)),
+        };
+        let max_pending = match &raw.max_pending {
+            Some(n) if *n.get_ref() == 0 => self.fail(n.span(), "`max_pending` must be at least 1"),
+            Some(n) => Some(*n.get_ref()),
+            None => Some(1_000_000),
+        };
+        let source = raw.source.as_ref().map(|s| s.get_ref().clone());
+        Some(RelaySettings { state_dir: state_dir?, source, retention: retention?, max_pending: max_pending? })
+    }
+
+    fn ingest(&mut self, section: Option<&Section<RawIngest>>) -> Option<IngestSettings> {
+        let Some(section) = section else {
+            self.reporter.error(Some(0..0), "missing [ingest] section: set `unix_socket`, `http` or both");
+            return None;
+        };
+        let raw = &section.value;
+        if raw.unix_socket.is_none() && raw.http.is_none() {
+            self.reporter.error(section.span.clone(), "[ingest] needs `unix_socket`, `http` or both");
+        }
+        let unix_socket = raw.unix_socket.as_ref().map(|p| self.path(p));
+        let socket_mode = match &raw.socket_mode {
+            Some(mode) => self.socket_mode(mode),
+            None => Some(0o660),
+        };
+        let http = match &raw.http {
+            Some(addr) => match addr.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => self.fail(
+                    addr.span(),
+                    format!("invalid `http` address `{}`: expected IP:PORT such as 127.0.0.1:8787", addr.get_ref()),
+                ),
+            },
+            None => None,
+        };
+        let token = raw.token.as_ref().and_then(|t| self.secret(t, t.span()));
+        let max_body_bytes = match &raw.max_body_bytes {
+            Some(n) if *n.get_ref() == 0 => self.fail(n.span(), "`max_body_bytes` must be at least 1"),
+            Some(n) => usize::try_from(*n.get_ref()).ok(),
+            None => Some(1024 * 1024),
+        };
+        if self.reporter.has_errors() {
+            return None;
+        }
+        Some(IngestSettings { unix_socket, socket_mode: socket_mode?, http, token, max_body_bytes: max_body_bytes? })
+    }
+
+    fn log(&mut self, section: Option<&Section<RawLog>>) -> Option<LogSettings> {
+        let default = RawLog::default();
+        let raw = section.map_or(&default, |s| &s.value);
+        let format = match raw.format.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
+            None | Some(("text", _)) => Some(LogFormat::Text),
+            Some(("json", _)) => Some(LogFormat::Json),
+            Some((other, span)) => self.fail(span, format!("unknown log `format` `{other}`; expected text or json")),
+        };
+        let level = match &raw.level {
+            Some(level) => match tracing_subscriber::EnvFilter::builder().parse(level.get_ref()) {
+                Ok(_) => Some(level.get_ref().clone()),
+                Err(error) => self.fail(level.span(), format!("invalid log `level`: {error}")),
+            },
+            None => Some("info".to_owned()),
+        };
+        Some(LogSettings { format: format?, level: level? })
+    }
+
+    /// `base` with the keys `raw` sets replaced; a key that is invalid keeps the base value after reporting.
+    fn delivery(&mut self, raw: &RawDelivery, base: &DeliverySettings) -> DeliverySettings {
+        let mut settings = base.clone();
+        if let Some(text) = &raw.timeout {
+            match self.duration(text) {
+                Some(d) if d.is_zero() => self.reporter.error(Some(text.span()), "`timeout` must be more than 0s"),
+                Some(d) => settings.timeout = d,
+                None => {}
+            }
+        }
+        if let Some(list) = &raw.retry {
+            let delays: Vec<_> = list.get_ref().iter().map(|d| self.duration(d)).collect();
+            if let Some(delays) = delays.into_iter().collect::<Option<Vec<_>>>() {
+                settings.retry = delays;
+            }
+        }
+        if let Some(jitter) = &raw.jitter {
+            let value = *jitter.get_ref();
+            if (0.0..=1.0).contains(&value) {
+                settings.jitter = value;
+            } else {
+                self.reporter.error(Some(jitter.span()), "`jitter` must be between 0 and 1 (0.1 means ±10 %)");
+            }
+        }
+        if let Some(n) = &raw.concurrency {
+            match usize::try_from(*n.get_ref()) {
+                Ok(n) if n >= 1 => settings.concurrency = n,
+                _ => self.reporter.error(Some(n.span()), "`concurrency` must be at least 1"),
+            }
+        }
+        if let Some(scheme) = &raw.signature {
+            match scheme.get_ref().as_str() {
+                "standard" => settings.signature = SignatureScheme::Standard,
+                "hmac-sha256" => settings.signature = SignatureScheme::HmacSha256,
+                "none" => settings.signature = SignatureScheme::None,
+                other => self.reporter.error(
+                    Some(scheme.span()),
+                    format!("unknown `signature` `{other}`; expected standard, hmac-sha256 or none"),
+                ),
+            }
+        }
+        if let Some(name) = &raw.signature_header {
+            if let Some(name) = self.header_name(name) {
+                settings.signature_header = name;
+            }
+        }
+        if let Some(body) = &raw.body {
+            match body.get_ref().as_str() {
+                "envelope" => settings.body = BodyMode::Envelope,
+                "data" => settings.body = BodyMode::Data,
+                other => self
+                    .reporter
+                    .error(Some(body.span()), format!("unknown `body` `{other}`; expected envelope or data")),
+            }
+        }
+        if let Some(file) = &raw.ca_file {
+            let path = self.path(file);
+            if let Some(roots) = self.ca_certificates(&path, file.span()) {
+                settings.ca_file = Some(path);
+                settings.extra_roots = Arc::new(roots);
+            }
+        }
+        settings
+    }
+
+    fn subscription(
+        &mut self,
+        section: &Section<RawSubscription>,
+        delivery: DeliverySettings,
+        names: &mut HashSet<String>,
+    ) -> Option<(Subscription, RouteSpec)> {
+        let raw = &section.value;
+        let here = section.span.clone();
+        let name = match &raw.name {
+            Some(name) => self.subscription_name(name, names),
+            None => self.fail(here.clone(), "[[subscription]] needs a `name`"),
+        };
+        let url = match &raw.url {
+            Some(url) => self.https_url(url),
+            None => self.fail(here.clone(), "[[subscription]] needs a `url`"),
+        };
+        let events = match &raw.events {
+            Some(list) if list.get_ref().is_empty() => {
+                self.fail(list.span(), "`events` is empty: add at least one pattern (\"*\" matches every event)")
+            }
+            Some(list) => self.patterns(list),
+            None => self.fail(here.clone(), "[[subscription]] needs `events`, a list of glob patterns"),
+        };
+        let exclude = match &raw.exclude {
+            Some(list) => self.patterns(list),
+            None => Some((Vec::new(), Vec::new())),
+        };
+        let secrets = match &raw.secret {
+            Some(secrets) => self.secrets(secrets),
+            None => Some(Vec::new()),
+        };
+        if matches!(&secrets, Some(s) if s.is_empty()) && delivery.signature != SignatureScheme::None {
+            self.reporter.error(
+                raw.secret.as_ref().map_or(here.clone(), |s| Some(s.span())),
+                "a `secret` is required unless `signature = \"none\"` (generate one with `hookrelay secret`)",
+            );
+        }
+        let headers = self.static_headers(raw, &delivery);
+        let (name, url, events, exclude, secrets, headers) = (name?, url?, events?, exclude?, secrets?, headers?);
+        let route = RouteSpec { name: name.clone(), events: events.1, exclude: exclude.1 };
+        let subscription = Subscription {
+            name,
+            url,
+            events: events.0,
+            exclude: exclude.0,
+            secrets,
+            headers,
+            enabled: raw.enabled.as_ref().is_none_or(|e| *e.get_ref()),
+            ordered: raw.ordered.as_ref().is_some_and(|o| *o.get_ref()),
+            delivery,
+        };
+        Some((subscription, route))
+    }
+
+    fn subscription_name(&mut self, name: &Text, seen: &mut HashSet<String>) -> Option<String> {
+        let value = name.get_ref();
+        let valid_chars = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if value.is_empty() || value.len() > 64 || !valid_chars {
+            return self.fail(name.span(), format!("invalid subscription name `{value}`: use 1-64 of a-z 0-9 _ -"));
+        }
+        if !seen.insert(value.clone()) {
+            return self.fail(name.span(), format!("duplicate subscription name `{value}`"));
+        }
+        Some(value.clone())
+    }
+
+    fn https_url(&mut self, url: &Text) -> Option<Uri> {
+        let parsed = match url.get_ref().parse::<Uri>() {
+            Ok(uri) => uri,
+            Err(error) => return self.fail(url.span(), format!("invalid `url`: {error}")),
+        };
+        match parsed.scheme_str() {
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => {}
+            Some(scheme) => {
+                return self
+                    .fail(url.span(), format!("`url` must use https:// (got {scheme}://): deliveries are HTTPS only"))
+            }
+            None => return self.fail(url.span(), "`url` must be absolute, starting with https://"),
+        }
+        if parsed.host().is_none_or(str::is_empty) {
+            return self.fail(url.span(), "`url` has no host");
+        }
+        Some(parsed)
+    }
+
+    /// The patterns as written, and compiled.
+    fn patterns(&mut self, list: &TextList) -> Option<(Vec<String>, Vec<globset::Glob>)> {
+        let mut written = Vec::new();
+        let mut compiled = Vec::new();
+        let mut ok = true;
+        for pattern in list.get_ref() {
+            match compile_pattern(pattern.get_ref()) {
+                Ok(glob) => {
+                    written.push(pattern.get_ref().clone());
+                    compiled.push(glob);
+                }
+                Err(error) => {
+                    ok = false;
+                    let reason = error.kind().to_string();
+                    self.reporter
+                        .error(Some(pattern.span()), format!("invalid pattern `{}`: {reason}", pattern.get_ref()));
+                }
+            }
+        }
+        ok.then_some((written, compiled))
+    }
+
+    fn secrets(&mut self, secrets: &Spanned<RawSecrets>) -> Option<Vec<Secret>> {
+        let resolved: Vec<_> = secrets.get_ref().0.iter().map(|s| self.secret(s, secrets.span())).collect();
+        resolved.into_iter().collect()
+    }
+
+    fn static_headers(
+        &mut self,
+        raw: &RawSubscription,
+        delivery: &DeliverySettings,
+    ) -> Option<Vec<(HeaderName, Secret)>> {
+        let Some(headers) = &raw.headers else {
+            return Some(Vec::new());
+        };
+        let mut compiled = Vec::new();
+        let mut ok = true;
+        for (name, value) in headers.get_ref() {
+            let header = self.header_name(name);
+            let reserved = header.as_ref().is_some_and(|h| {
+                RESERVED_HEADERS.contains(&h.as_str())
+                    || (delivery.signature == SignatureScheme::HmacSha256 && *h == delivery.signature_header)
+            });
+            if reserved {
+                self.reporter
+                    .error(Some(name.span()), format!("header `{}` is set by the relay itself", name.get_ref()));
+            }
+            let secret = self.secret(value, value.span());
+            if let Some(secret) = &secret {
+                if HeaderValue::from_str(secret.expose()).is_err() {
+                    // The value is a secret: say what is wrong without repeating it.
+                    self.reporter.error(
+                        Some(value.span()),
+                        format!("the value of header `{}` is not a valid header value", name.get_ref()),
+                    );
+                    ok = false;
+                }
+            }
+            match (header, secret) {
+                (Some(header), Some(secret)) if !reserved => compiled.push((header, secret)),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(compiled)
+    }
+
+    fn secret(&mut self, raw: &Spanned<RawSecret>, outer: Range<usize>) -> Option<Secret> {
+        let span = if raw.span().is_empty() { outer } else { raw.span() };
+        let value = match raw.get_ref() {
+            RawSecret::Literal(value) => value.clone(),
+            RawSecret::Env(name) => match std::env::var(name) {
+                Ok(value) => value,
+                Err(_) => return self.fail(span, format!("environment variable `{name}` is not set")),
+            },
+            RawSecret::File(file) => {
+                let path = self.base_dir.join(file);
+                match std::fs::read_to_string(&path) {
+                    Ok(value) => {
+                        value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value).to_owned()
+                    }
+                    Err(error) => {
+                        return self.fail(span, format!("cannot read secret file `{}`: {error}", path.display()))
+                    }
+                }
+            }
+        };
+        if value.is_empty() {
+            return self.fail(span, "secret is empty");
+        }
+        Some(Secret::new(value))
+    }
+
+    fn header_name(&mut self, name: &Text) -> Option<HeaderName> {
+        match HeaderName::from_bytes(name.get_ref().as_bytes()) {
+            Ok(header) => Some(header),
+            Err(_) => self.fail(name.span(), format!("`{}` is not a valid HTTP header name", name.get_ref())),
+        }
+    }
+
+    fn ca_certificates(&mut self, path: &Path, span: Range<usize>) -> Option<Vec<CertificateDer<'static>>> {
+        let certificates: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
+            Ok(iter) => iter.collect(),
+            Err(error) => Err(error),
+        };
+        match certificates {
+            Ok(certificates) if !certificates.is_empty() => Some(certificates),
+            Ok(_) => self.fail(span, format!("`ca_file` {} holds no PEM certificate", path.display())),
+            Err(error) => self.fail(span, format!("cannot read `ca_file` {}: {error}", path.display())),
+        }
+    }
+
+    fn socket_mode(&mut self, mode: &Text) -> Option<u32> {
+        let digits = mode.get_ref().trim_start_matches("0o");
+        match u32::from_str_radix(digits, 8) {
+            Ok(bits) if bits <= 0o777 && !digits.is_empty() => Some(bits),
+            _ => self.fail(
+                mode.span(),
+                format!("invalid `socket_mode` `{}`: expected octal such as \"0660\"", mode.get_ref()),
+            ),
+        }
+    }
+
+    fn duration(&mut self, text: &Text) -> Option<Duration> {
+        match humantime::parse_duration(text.get_ref()) {
+            Ok(duration) => Some(duration),
+            Err(error) => self.fail(
+                text.span(),
+                format!("invalid duration `{}`: {error} (write e.g. \"500ms\", \"30s\" or \"1h 30m\")", text.get_ref()),
+            ),
+        }
+    }
+
+    fn path(&self, text: &Text) -> PathBuf {
+        self.base_dir.join(text.get_ref())
+    }
+
+    /// Reports and yields `None`, so checks read as one expression.
+    fn fail<T>(&mut self, span: impl Into<Option<Range<usize>>>, message: impl Into<String>) -> Option<T> {
+        self.reporter.error(span.into(), message);
+        None
+    }
+}
+
+/// `[[subscription]]` entries: each read twice from the same table, once for its own keys and once for its
+/// delivery overrides, with unknown keys judged against both lists.
+fn read_subscriptions(
+    reporter: &mut Reporter<'_>,
+    item: &Item,
+) -> Vec<(Section<RawSubscription>, Section<RawDelivery>)> {
+    let tables: Vec<Item> = match item {
+        Item::ArrayOfTables(array) => array.iter().cloned().map(Item::Table).collect(),
+        Item::Value(toml_edit::Value::Array(array)) => array.iter().cloned().map(Item::Value).collect(),
+        _ => {
+            reporter.error(item.span(), "`subscription` must be an array of tables: write [[subscription]]");
+            return Vec::new();
+        }
+    };
+    let own_keys = field_names::<RawSubscription>();
+    let delivery_keys = field_names::<RawDelivery>();
+    let mut read = Vec::new();
+    for (index, table) in tables.iter().enumerate() {
+        let what = format!("[[subscription]] #{}", index + 1);
+        report_unknown_keys(reporter, &what, table, &[own_keys, delivery_keys]);
+        let own = read_table::<RawSubscription>(reporter, &what, table);
+        let overrides = read_table::<RawDelivery>(reporter, &what, table);
+        if let (Some(own), Some(overrides)) = (own, overrides) {
+            read.push((own, overrides));
+        }
+    }
+    read
+}

@@ -1,0 +1,155 @@
+//! The relay's configuration: what the TOML file says, validated and compiled once so that every stage
+//! reads ready-to-use values (durations parsed, globs compiled, secrets resolved, paths absolute).
+//!
+//! Loading reports every problem of a file at once, as `FILE:LINE:COL: message` (see [`Diagnostics`]).
+
+mod compile;
+mod diagnostic;
+mod raw;
+mod sections;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, Uri};
+use rustls_pki_types::CertificateDer;
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+
+use crate::router::Router;
+use crate::secret::Secret;
+
+/// Where the config file is when `-c` is not given and `$HOOKRELAY_CONFIG` is unset.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/hookrelay/relay.toml";
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was loaded from, absolute.
+    pub file: PathBuf,
+    pub relay: RelaySettings,
+    pub ingest: IngestSettings,
+    pub log: LogSettings,
+    pub subscriptions: Vec<Arc<Subscription>>,
+    pub router: Router,
+}
+
+impl Config {
+    /// Reads and validates the file; every problem found is returned, not only the first.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        compile::load(path)
+    }
+
+    pub fn subscription(&self, name: &str) -> Option<&Arc<Subscription>> {
+        self.subscriptions.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub state_dir: PathBuf,
+    /// Copied into every envelope as `source` when set.
+    pub source: Option<String>,
+    /// How long finished records and idempotency keys are kept.
+    pub retention: Duration,
+    /// Unfinished deliveries (pending, held, in flight) above which ingest answers 503.
+    pub max_pending: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    pub unix_socket: Option<PathBuf>,
+    /// Permission bits applied to the unix socket after binding.
+    pub socket_mode: u32,
+    pub http: Option<SocketAddr>,
+    /// Bearer token required for `POST /v1/events` on the TCP listener.
+    pub token: Option<Secret>,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, overridden by `RUST_LOG`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// Standard Webhooks: `webhook-signature: v1,<base64>` over `id.timestamp.body`.
+    Standard,
+    /// Lowercase hex HMAC-SHA256 of the raw body in `signature_header`.
+    HmacSha256,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// `{"id", "type", "timestamp", "source", "data"}`.
+    Envelope,
+    /// The event's `data` alone.
+    Data,
+}
+
+/// How deliveries are attempted: the `[delivery]` defaults with a subscription's overrides applied.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Bound on a whole attempt: connect, TLS, request and response.
+    pub timeout: Duration,
+    /// Delay before each retry; a delivery gets `1 + retry.len()` attempts.
+    pub retry: Vec<Duration>,
+    /// Fraction (0..=1) by which each delay is randomly shortened or lengthened.
+    pub jitter: f64,
+    /// Attempts in flight at once for one subscription.
+    pub concurrency: usize,
+    pub signature: SignatureScheme,
+    pub signature_header: HeaderName,
+    pub body: BodyMode,
+    /// Extra trusted roots, added to the system's.
+    pub ca_file: Option<PathBuf>,
+    pub extra_roots: Arc<Vec<CertificateDer<'static>>>,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        DeliverySettings {
+            timeout: Duration::from_secs(30),
+            retry: vec![minutes(1), minutes(5), minutes(30), minutes(120), minutes(720)],
+            jitter: 0.1,
+            concurrency: 8,
+            signature: SignatureScheme::Standard,
+            signature_header: HeaderName::from_static("x-hookrelay-signature"),
+            body: BodyMode::Envelope,
+            ca_file: None,
+            extra_roots: Arc::new(Vec::new()),
+        }
+    }
+}
+
+/// One `[[subscription]]`: where matching events go and how.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Stable identity: deliveries refer to their subscription by this name.
+    pub name: String,
+    pub url: Uri,
+    pub events: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Signing keys; with several (rotation) every one signs.
+    pub secrets: Vec<Secret>,
+    /// Static headers; the values are secrets (API keys).
+    pub headers: Vec<(HeaderName, Secret)>,
+    /// `false` holds the subscription's deliveries until it is enabled again.
+    pub enabled: bool,
+    /// `true`: one delivery at a time, in acceptance order.
+    pub ordered: bool,
+    pub delivery: DeliverySettings,
+}

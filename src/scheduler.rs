@@ -1,0 +1,161 @@
+//! Which deliveries are due, per subscription: an in-memory index over the store's pending deliveries.
+//!
+//! The store stays the source of truth; this index is rebuilt from it at start, and every entry here is a
+//! pending delivery on disk. A delivery taken by a worker leaves the index until its attempt ends, so no
+//! delivery is ever attempted twice at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::store::DeliveryId;
+
+/// What a subscription's worker should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Attempt this delivery now; call [`Scheduler::finished`] when done.
+    Start(DeliveryId),
+    /// Nothing is due before this time (Unix ms).
+    WaitUntil(u64),
+    /// Nothing to do until notified (empty queue, or the concurrency limit is reached).
+    Wait,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Due time → delivery, for unordered subscriptions.
+    by_due: BTreeSet<(u64, DeliveryId)>,
+    /// Delivery → due time; ids sort in acceptance order, for ordered subscriptions.
+    by_id: BTreeMap<DeliveryId, u64>,
+    in_flight: usize,
+    wake: Arc<Notify>,
+}
+
+impl Queue {
+    fn remove(&mut self, id: DeliveryId) -> bool {
+        match self.by_id.remove(&id) {
+            Some(due) => {
+                self.by_due.remove(&(due, id));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Per-subscription queues of pending deliveries.
+#[derive(Default)]
+pub struct Scheduler {
+    queues: Mutex<HashMap<String, Queue>>,
+}
+
+impl Scheduler {
+    /// Adds a pending delivery due at `due_ms` and wakes the subscription's worker.
+    pub fn enqueue(&self, subscription: &str, id: DeliveryId, due_ms: u64) {
+        let mut queues = self.queues.lock().unwrap();
+        let queue = queues.entry(subscription.to_owned()).or_default();
+        queue.by_due.insert((due_ms, id));
+        queue.by_id.insert(id, due_ms);
+        queue.wake.notify_one();
+    }
+
+    /// Takes the next delivery to attempt, if one is due and a slot is free. Unordered subscriptions take
+    /// the earliest due; ordered ones take the oldest accepted and run one at a time.
+    pub fn next(&self, subscription: &str, concurrency: usize, ordered: bool, now_ms: u64) -> Next {
+        let mut queues = self.queues.lock().unwrap();
+        let queue = queues.entry(subscription.to_owned()).or_default();
+        let limit = if ordered { 1 } else { concurrency };
+        if queue.in_flight >= limit {
+            return Next::Wait;
+        }
+        let head = if ordered {
+            queue.by_id.first_key_value().map(|(&id, &due)| (due, id))
+        } else {
+            queue.by_due.first().copied()
+        };
+        match head {
+            None => Next::Wait,
+            Some((due, _)) if due > now_ms => Next::WaitUntil(due),
+            Some((_, id)) => {
+                queue.remove(id);
+                queue.in_flight += 1;
+                Next::Start(id)
+            }
+        }
+    }
+
+    /// Ends an attempt started by [`Scheduler::next`]; `retry_at` puts the delivery back, due then.
+    pub fn finished(&self, subscription: &str, id: DeliveryId, retry_at: Option<u64>) {
+        let mut queues = self.queues.lock().unwrap();
+        let queue = queues.entry(subscription.to_owned()).or_default();
+        queue.in_flight = queue.in_flight.saturating_sub(1);
+        if let Some(due) = retry_at {
+            queue.by_due.insert((due, id));
+            queue.by_id.insert(id, due);
+        }
+        queue.wake.notify_one();
+    }
+
+    /// The signal a subscription's worker waits on.
+    pub fn wake_signal(&self, subscription: &str) -> Arc<Notify> {
+        let mut queues = self.queues.lock().unwrap();
+        queues.entry(subscription.to_owned()).or_default().wake.clone()
+    }
+
+    /// Deliveries waiting (not in flight) for a subscription.
+    pub fn queued(&self, subscription: &str) -> usize {
+        self.queues.lock().unwrap().get(subscription).map_or(0, |q| q.by_id.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<DeliveryId> {
+        let mut generator = ulid::Generator::new();
+        (0..n).map(|_| DeliveryId(generator.generate().unwrap())).collect()
+    }
+
+    #[test]
+    fn unordered_takes_earliest_due_within_concurrency() {
+        let scheduler = Scheduler::default();
+        let id = ids(3);
+        scheduler.enqueue("s", id[0], 300);
+        scheduler.enqueue("s", id[1], 100);
+        scheduler.enqueue("s", id[2], 200);
+        assert_eq!(scheduler.next("s", 2, false, 50), Next::WaitUntil(100));
+        assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[1]));
+        assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[2]));
+        assert_eq!(scheduler.next("s", 2, false, 1000), Next::Wait, "concurrency 2 reached");
+        scheduler.finished("s", id[1], None);
+        assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[0]));
+    }
+
+    #[test]
+    fn ordered_waits_for_the_oldest_even_when_later_ones_are_due() {
+        let scheduler = Scheduler::default();
+        let id = ids(2);
+        scheduler.enqueue("s", id[0], 100);
+        scheduler.enqueue("s", id[1], 100);
+        assert_eq!(scheduler.next("s", 8, true, 100), Next::Start(id[0]));
+        assert_eq!(scheduler.next("s", 8, true, 100), Next::Wait, "one at a time");
+        scheduler.finished("s", id[0], Some(500));
+        assert_eq!(scheduler.next("s", 8, true, 200), Next::WaitUntil(500), "the retry blocks the next one");
+        assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[0]));
+        scheduler.finished("s", id[0], None);
+        assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[1]));
+    }
+
+    #[test]
+    fn queues_are_per_subscription() {
+        let scheduler = Scheduler::default();
+        let id = ids(1);
+        scheduler.enqueue("a", id[0], 0);
+        assert_eq!(scheduler.next("b", 1, false, 10), Next::Wait);
+        assert_eq!(scheduler.queued("a"), 1);
+        assert_eq!(scheduler.next("a", 1, false, 10), Next::Start(id[0]));
+        assert_eq!(scheduler.queued("a"), 0);
+    }
+}

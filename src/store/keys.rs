@@ -1,0 +1,46 @@
+//! Key layout of the single sled tree. One tree, so that an event and its deliveries go in one atomic
+//! batch (sled batches are atomic within a tree).
+//!
+//! | key | value |
+//! |---|---|
+//! | `e` `<event id bytes>` | [`EventRecord`](super::EventRecord) |
+//! | `d` `<delivery ULID, 16 bytes big-endian>` | [`DeliveryRecord`](super::DeliveryRecord) |
+//! | `a` `<delivery ULID, 16 bytes>` `<attempt n, u32 big-endian>` | [`AttemptRecord`](super::AttemptRecord) |
+//!
+//! Big-endian ULIDs make a prefix scan of `d` walk deliveries in acceptance order, and `a` keys list a
+//! delivery's attempts in order.
+
+use super::DeliveryId;
+
+pub const EVENT: u8 = b'e';
+pub const DELIVERY: u8 = b'd';
+pub const ATTEMPT: u8 = b'a';
+
+pub fn event(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(EVENT);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+pub fn delivery(id: DeliveryId) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    key[0] = DELIVERY;
+    key[1..].copy_from_slice(&id.0 .0.to_be_bytes());
+    key
+}
+
+pub fn attempt(id: DeliveryId, n: u32) -> [u8; 21] {
+    let mut key = [0u8; 21];
+    key[0] = ATTEMPT;
+    key[1..17].copy_from_slice(&id.0 .0.to_be_bytes());
+    key[17..].copy_from_slice(&n.to_be_bytes());
+    key
+}
+
+/// The prefix under which all attempts of one delivery live.
+pub fn attempts_of(id: DeliveryId) -> [u8; 17] {
+    let mut key = delivery(id);
+    key[0] = ATTEMPT;
+    key
+}

@@ -1,0 +1,155 @@
+//! The store: the only source of truth about events and deliveries, in one embedded sled database.
+//!
+//! # Invariants
+//! - An event and one delivery per subscription it matched are written in one atomic batch
+//!   ([`Store::insert_accepted`]), and the producer is answered only after [`Store::commit`] returned: an
+//!   answered event is on disk with all its deliveries, an unanswered one may be absent as a whole, never
+//!   half-present.
+//! - A delivery is `pending` until an attempt finishes it (`delivered` or `failed`) or its subscription is
+//!   removed (`cancelled`). Nothing marks a delivery as "in flight" on disk: after a crash every pending
+//!   delivery is due again, so an attempt cut off by the crash is repeated (at-least-once).
+//! - Attempt results are written without waiting for a commit. Losing one in a power cut repeats an attempt,
+//!   which at-least-once allows; it never loses an event.
+//! - Everything is in one tree; the key layout is in [`keys`].
+
+mod group_commit;
+mod keys;
+mod records;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use group_commit::FlushObserver;
+pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord};
+
+use group_commit::GroupCommit;
+
+/// sled's page cache; its default (1 GB) is far more than a relay needs.
+const CACHE_CAPACITY_BYTES: u64 = 32 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sled::Error),
+    #[error("cannot make writes durable: {0}")]
+    Durability(Arc<io::Error>),
+    #[error("cannot open the database in {path}: {source}")]
+    Open { path: String, source: io::Error },
+    #[error("corrupt record under key {key:?}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// An event and its deliveries, written together.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub event: EventRecord,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    committer: GroupCommit,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`. sled locks the directory, so a second relay on the same
+    /// state directory fails here instead of corrupting it.
+    pub fn open(dir: &Path, flush_observer: Option<FlushObserver>) -> Result<Store, StoreError> {
+        let open_error = |source| StoreError::Open { path: dir.display().to_string(), source };
+        std::fs::create_dir_all(dir).map_err(open_error)?;
+        let db =
+            sled::Config::new().path(dir).cache_capacity(CACHE_CAPACITY_BYTES).flush_every_ms(Some(1000)).open()?;
+        let committer = GroupCommit::start(db.clone(), dir, flush_observer).map_err(open_error)?;
+        Ok(Store { db, committer })
+    }
+
+    /// Waits until every write made before the call is durable (flushed and fdatasync'ed).
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        self.committer.commit().await.map_err(StoreError::Durability)
+    }
+
+    pub fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.get(&keys::event(id))
+    }
+
+    pub fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.get(&keys::delivery(id))
+    }
+
+    /// Writes events with their deliveries in one atomic batch (not yet durable: see [`Store::commit`]).
+    pub fn insert_accepted(&self, accepted: &[Accepted]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for item in accepted {
+            batch.insert(keys::event(&item.event.id), encode(&item.event));
+            for delivery in &item.deliveries {
+                batch.insert(&keys::delivery(delivery.id)[..], encode(delivery));
+            }
+        }
+        Ok(self.db.apply_batch(batch)?)
+    }
+
+    /// Takes back an [`Store::insert_accepted`] whose commit failed, so that a refused event leaves nothing.
+    pub fn remove_accepted(&self, accepted: &[Accepted]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for item in accepted {
+            batch.remove(keys::event(&item.event.id));
+            for delivery in &item.deliveries {
+                batch.remove(&keys::delivery(delivery.id)[..]);
+            }
+        }
+        Ok(self.db.apply_batch(batch)?)
+    }
+
+    /// Saves a delivery's new state together with the attempt that led to it.
+    pub fn record_attempt(&self, delivery: &DeliveryRecord, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(&keys::delivery(delivery.id)[..], encode(delivery));
+        batch.insert(&keys::attempt(delivery.id, attempt.n)[..], encode(attempt));
+        Ok(self.db.apply_batch(batch)?)
+    }
+
+    pub fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError> {
+        self.db.insert(keys::delivery(delivery.id), encode(delivery))?;
+        Ok(())
+    }
+
+    /// Every delivery, in acceptance order.
+    pub fn deliveries(&self) -> impl Iterator<Item = Result<DeliveryRecord, StoreError>> + '_ {
+        self.db.scan_prefix([keys::DELIVERY]).map(|entry| {
+            let (key, value) = entry?;
+            decode(&key, &value)
+        })
+    }
+
+    /// A delivery's attempts, first to last.
+    pub fn attempts(&self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.db
+            .scan_prefix(keys::attempts_of(id))
+            .map(|entry| {
+                let (key, value) = entry?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.db.get(key)? {
+            Some(value) => decode(key, &value).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).expect("records always serialize")
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value)
+        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
+}

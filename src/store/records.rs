@@ -1,0 +1,120 @@
+//! The records kept in the store, serialized as JSON (readable with any sled tool, and tolerant of new
+//! optional fields in later versions).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use ulid::Ulid;
+
+/// An accepted event: what the producer sent and where it was routed at acceptance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// RFC 3339 UTC.
+    pub occurred_at: String,
+    /// Unix ms.
+    pub accepted_at: u64,
+    /// See [`crate::event::NewEvent::fingerprint`].
+    pub fingerprint: String,
+    /// Subscription names, in the order of `deliveries`.
+    pub subscriptions: Vec<String>,
+    pub deliveries: Vec<DeliveryId>,
+    /// Compact JSON, sent byte for byte.
+    pub data: Box<RawValue>,
+}
+
+/// Where a delivery stands. `held` is not stored: it is a pending delivery whose subscription is disabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    /// Pending deliveries still have work ahead of them; the others are finished.
+    pub fn is_finished(self) -> bool {
+        self != DeliveryStatus::Pending
+    }
+}
+
+/// One event on its way to one subscription.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub id: DeliveryId,
+    pub event_id: String,
+    pub event_type: String,
+    pub subscription: String,
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Unix ms; set while pending.
+    pub next_attempt_at: Option<u64>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// One HTTP attempt of a delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// 1-based, as sent in `x-hookrelay-attempt`.
+    pub n: u32,
+    pub started_at: u64,
+    pub duration_ms: u64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    /// The start of the receiver's answer (at most 4 KiB), for operators debugging a rejection.
+    pub response_body: Option<String>,
+}
+
+/// A delivery's identity: a ULID, so ids sort in acceptance order. Shown as `dlv_<ULID>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeliveryId(pub Ulid);
+
+impl DeliveryId {
+    const PREFIX: &'static str = "dlv_";
+
+    pub fn parse(text: &str) -> Option<DeliveryId> {
+        let ulid = text.strip_prefix(Self::PREFIX)?;
+        Ulid::from_string(ulid).ok().map(DeliveryId)
+    }
+}
+
+impl std::fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", Self::PREFIX, self.0)
+    }
+}
+
+impl Serialize for DeliveryId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeliveryId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DeliveryId::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("invalid delivery id `{text}`")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_ids_round_trip_and_sort_by_creation() {
+        let mut generator = ulid::Generator::new();
+        let first = DeliveryId(generator.generate().unwrap());
+        let second = DeliveryId(generator.generate().unwrap());
+        assert!(first < second);
+        assert_eq!(DeliveryId::parse(&first.to_string()), Some(first));
+        assert_eq!(DeliveryId::parse("evt_x"), None);
+    }
+}

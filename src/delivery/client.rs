@@ -1,0 +1,178 @@
+//! The HTTPS client deliveries go out through: hyper + rustls, certificates always verified against the
+//! system roots plus the configured `ca_file`, TLS 1.2 or newer, HTTP/1.1 keep-alive, no redirects
+//! (hyper never follows them), and one deadline over connect, TLS, request and response.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+
+use super::backoff::parse_retry_after;
+
+/// How much of a receiver's answer is kept for operators.
+pub const RESPONSE_BODY_LIMIT: usize = 4096;
+
+/// What one attempt came to.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub status: Option<StatusCode>,
+    /// From `Retry-After`, on 429 and 503 only.
+    pub retry_after: Option<Duration>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| s.is_success())
+    }
+}
+
+/// One pooled client.
+#[derive(Clone)]
+pub struct HttpsClient {
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl HttpsClient {
+    pub fn new(extra_roots: &[CertificateDer<'static>]) -> Result<HttpsClient, rustls::Error> {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(system_roots().iter().cloned());
+        for root in extra_roots {
+            roots.add(root.clone())?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
+        Ok(HttpsClient { inner })
+    }
+
+    /// POSTs `body` and reads the status and the start of the answer, all within `timeout`.
+    pub async fn post(&self, url: &Uri, headers: HeaderMap, body: Bytes, timeout: Duration) -> Outcome {
+        let started = Instant::now();
+        let mut request = Request::post(url.clone()).body(Full::new(body)).expect("a valid URI and method");
+        *request.headers_mut() = headers;
+        let exchange = async {
+            let response = self.inner.request(request).await.map_err(|e| describe(&e))?;
+            let status = response.status();
+            let retry_after = match status {
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => response
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now())),
+                _ => None,
+            };
+            let body = read_prefix(response.into_body(), RESPONSE_BODY_LIMIT).await;
+            Ok::<_, String>((status, retry_after, body))
+        };
+        let mut outcome = match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok((status, retry_after, body))) => {
+                Outcome { status: Some(status), retry_after, response_body: Some(body), ..Outcome::default() }
+            }
+            Ok(Err(error)) => Outcome { error: Some(error), ..Outcome::default() },
+            Err(_) => Outcome {
+                error: Some(format!("timed out after {}", humantime::format_duration(timeout))),
+                ..Outcome::default()
+            },
+        };
+        if let Some(status) = outcome.status.filter(|s| !s.is_success()) {
+            outcome.error = Some(format!("receiver answered {status}"));
+        }
+        outcome.duration = started.elapsed();
+        outcome
+    }
+}
+
+/// Reads at most `limit` bytes of a body; the rest is dropped unread (an enormous answer costs nothing).
+async fn read_prefix(mut body: hyper::body::Incoming, limit: usize) -> String {
+    let mut kept = Vec::new();
+    while kept.len() < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let room = limit - kept.len();
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Some(Err(_)) | None => break,
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// An error with its causes, e.g. "client error (Connect): invalid peer certificate: UnknownIssuer".
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The machine's trusted roots, read once.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            tracing::warn!(
+                errors = found.errors.len(),
+                "No system root certificates found; only ca_file roots are trusted."
+            );
+        }
+        found.certs
+    })
+}
+
+/// Clients shared by subscriptions with the same trusted roots, so connections are pooled across them.
+#[derive(Default)]
+pub struct ClientPool {
+    clients: Mutex<HashMap<[u8; 32], HttpsClient>>,
+}
+
+impl ClientPool {
+    pub fn client(&self, extra_roots: &[CertificateDer<'static>]) -> Result<HttpsClient, rustls::Error> {
+        let mut hash = Sha256::new();
+        for root in extra_roots {
+            hash.update((root.len() as u64).to_be_bytes());
+            hash.update(root);
+        }
+        let key: [u8; 32] = hash.finalize().into();
+        let mut clients = self.clients.lock().unwrap();
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = HttpsClient::new(extra_roots)?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+}

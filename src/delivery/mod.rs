@@ -1,0 +1,10 @@
+//! Getting deliveries to subscribers: per-subscription workers ([`worker`]), the request they send
+//! ([`request`], [`sign`]), the HTTPS client ([`client`]) and the retry decision ([`backoff`]).
+
+pub mod backoff;
+pub mod client;
+pub mod request;
+pub mod sign;
+pub mod worker;
+
+pub use worker::Dispatcher;

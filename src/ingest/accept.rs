@@ -1,0 +1,158 @@
+//! Accepting events: idempotency, routing, capacity, and the durable write that must finish before 202.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use tracing::{debug, error};
+
+use crate::backlog::Backlog;
+use crate::clock::{now_ms, rfc3339_utc};
+use crate::config::Config;
+use crate::event::{NewEvent, Submission};
+use crate::scheduler::Scheduler;
+use crate::store::{Accepted, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord, Store, StoreError};
+
+/// Why a submission was refused; nothing of it was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("event id `{0}` was already accepted with a different body")]
+    Conflict(String),
+    #[error("the relay has {0} unfinished deliveries, its `max_pending`; retry later")]
+    Backlogged(u64),
+    #[error("the store cannot accept events right now: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What the producer is told: 202 when something new was stored, 200 when every event was known.
+pub struct Answer {
+    pub created: bool,
+    pub body: Value,
+}
+
+pub struct Acceptor {
+    pub config: Arc<ArcSwap<Config>>,
+    pub store: Store,
+    pub scheduler: Arc<Scheduler>,
+    pub backlog: Arc<Backlog>,
+    /// Serializes "is this id known?" with "store it", and makes delivery ids strictly increasing.
+    ids: Mutex<ulid::Generator>,
+}
+
+impl Acceptor {
+    pub fn new(config: Arc<ArcSwap<Config>>, store: Store, scheduler: Arc<Scheduler>, backlog: Arc<Backlog>) -> Self {
+        Acceptor { config, store, scheduler, backlog, ids: Mutex::new(ulid::Generator::new()) }
+    }
+
+    pub async fn accept(&self, submission: Submission) -> Result<Answer, Refusal> {
+        let config = self.config.load_full();
+        let (answers, fresh) = self.write(&config, submission.events)?;
+        // Duplicates wait too: the original may have been written but not yet be durable.
+        if let Err(error) = self.store.commit().await {
+            self.take_back(&fresh);
+            return Err(error.into());
+        }
+        let now = now_ms();
+        for delivery in fresh.iter().flat_map(|a| &a.deliveries) {
+            self.scheduler.enqueue(&delivery.subscription, delivery.id, now);
+        }
+        debug!(events = fresh.len(), known = answers.len() - fresh.len(), "Events accepted.");
+        let body =
+            if submission.is_batch { Value::Array(answers) } else { answers.into_iter().next().unwrap_or(Value::Null) };
+        Ok(Answer { created: !fresh.is_empty(), body })
+    }
+
+    /// Decides each event's fate and writes the new ones, all under the id lock.
+    fn write(&self, config: &Config, events: Vec<NewEvent>) -> Result<(Vec<Value>, Vec<Accepted>), Refusal> {
+        let mut ids = self.ids.lock().unwrap();
+        let now = now_ms();
+        let mut answers: Vec<Value> = Vec::with_capacity(events.len());
+        let mut fresh: Vec<Accepted> = Vec::new();
+        let mut in_this_request: HashMap<String, (String, usize)> = HashMap::new();
+        for event in events {
+            if let Some(id) = &event.id {
+                if let Some((fingerprint, answer)) = in_this_request.get(id) {
+                    if *fingerprint != event.fingerprint {
+                        return Err(Refusal::Conflict(id.clone()));
+                    }
+                    answers.push(answers[*answer].clone());
+                    continue;
+                }
+                if let Some(known) = self.store.event(id)? {
+                    if known.fingerprint != event.fingerprint {
+                        return Err(Refusal::Conflict(id.clone()));
+                    }
+                    answers.push(answer(&known));
+                    continue;
+                }
+                in_this_request.insert(id.clone(), (event.fingerprint.clone(), answers.len()));
+            }
+            let accepted = build_records(config, event, &mut ids, now);
+            answers.push(answer(&accepted.event));
+            fresh.push(accepted);
+        }
+        let new_deliveries = fresh.iter().map(|a| a.deliveries.len() as u64).sum();
+        if !self.backlog.try_reserve(new_deliveries, config.relay.max_pending) {
+            return Err(Refusal::Backlogged(self.backlog.unfinished()));
+        }
+        if let Err(error) = self.store.insert_accepted(&fresh) {
+            self.backlog.release(new_deliveries);
+            return Err(error.into());
+        }
+        Ok((answers, fresh))
+    }
+
+    /// Undoes a write whose commit failed, so that the refused events leave nothing behind.
+    fn take_back(&self, fresh: &[Accepted]) {
+        let deliveries = fresh.iter().map(|a| a.deliveries.len() as u64).sum();
+        self.backlog.release(deliveries);
+        if let Err(error) = self.store.remove_accepted(fresh) {
+            error!(%error, "Cannot take back events whose commit failed; they may be delivered after a restart.");
+        }
+    }
+}
+
+fn build_records(config: &Config, event: NewEvent, ids: &mut ulid::Generator, now: u64) -> Accepted {
+    let mut next_ulid = || ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+    let id = event.id.unwrap_or_else(|| format!("evt_{}", next_ulid()));
+    let subscriptions: Vec<String> = config.router.route(&event.event_type).into_iter().map(str::to_owned).collect();
+    let deliveries: Vec<DeliveryRecord> = subscriptions
+        .iter()
+        .map(|subscription| DeliveryRecord {
+            id: DeliveryId(next_ulid()),
+            event_id: id.clone(),
+            event_type: event.event_type.clone(),
+            subscription: subscription.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            last_status_code: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    let occurred_at = match event.occurred_at {
+        Some(at) => rfc3339_utc(at),
+        None => crate::clock::ms_to_rfc3339(now),
+    };
+    let data = RawValue::from_string(event.data).expect("data was validated as JSON");
+    let record = EventRecord {
+        id,
+        event_type: event.event_type,
+        occurred_at,
+        accepted_at: now,
+        fingerprint: event.fingerprint,
+        subscriptions,
+        deliveries: deliveries.iter().map(|d| d.id).collect(),
+        data,
+    };
+    Accepted { event: record, deliveries }
+}
+
+/// `{"id": ..., "subscriptions": [...]}`, the same for the first answer and any repeat.
+fn answer(event: &EventRecord) -> Value {
+    json!({ "id": event.id, "subscriptions": event.subscriptions })
+}

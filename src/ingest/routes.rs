@@ -1,0 +1,112 @@
+//! Request routing for both listeners. The TCP listener may require a bearer token for ingest; health,
+//! readiness and metrics stay open on both.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use tracing::warn;
+
+use super::accept::{Acceptor, Refusal};
+use super::reply::{self, Reply};
+use crate::event::parse_submission;
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Unix,
+    Tcp,
+}
+
+pub struct Routes {
+    pub acceptor: Acceptor,
+    /// Set once the store is open, the config loaded and every listener bound.
+    pub ready: AtomicBool,
+}
+
+impl Routes {
+    pub async fn handle(self: Arc<Self>, listener: Listener, request: Request<Incoming>) -> Result<Reply, Infallible> {
+        let path = request.uri().path();
+        let reply = match (path, request.method()) {
+            ("/v1/events", &Method::POST) => self.ingest(listener, request).await,
+            ("/v1/events", _) => reply::method_not_allowed("POST"),
+            ("/healthz", &Method::GET | &Method::HEAD) => reply::json(StatusCode::OK, &json!({ "status": "ok" })),
+            ("/readyz", &Method::GET | &Method::HEAD) => self.readiness(),
+            ("/healthz" | "/readyz", _) => reply::method_not_allowed("GET, HEAD"),
+            _ => reply::not_found(),
+        };
+        Ok(reply)
+    }
+
+    fn readiness(&self) -> Reply {
+        if self.ready.load(Ordering::Acquire) {
+            reply::json(StatusCode::OK, &json!({ "status": "ready" }))
+        } else {
+            reply::error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the relay is starting")
+        }
+    }
+
+    async fn ingest(&self, listener: Listener, request: Request<Incoming>) -> Reply {
+        let config = self.acceptor.config.load_full();
+        if listener == Listener::Tcp {
+            if let Some(token) = &config.ingest.token {
+                let given = request.headers().get(AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+                if !given.is_some_and(|given| token.matches(given)) {
+                    return reply::error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
+                }
+            }
+        }
+        if !is_json(&request) {
+            return reply::error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the events with Content-Type: application/json",
+            );
+        }
+        let limit = config.ingest.max_body_bytes;
+        let too_large = || {
+            reply::error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is over {limit} bytes"))
+        };
+        let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return too_large();
+        }
+        let body = match Limited::new(request.into_body(), limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Err(_) => return reply::error(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read"),
+        };
+        let submission = match parse_submission(&body) {
+            Ok(submission) => submission,
+            Err(invalid) => return reply::error(StatusCode::BAD_REQUEST, "invalid_event", invalid.message),
+        };
+        match self.acceptor.accept(submission).await {
+            Ok(answer) => {
+                let status = if answer.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+                reply::json(status, &answer.body)
+            }
+            Err(refusal @ Refusal::Conflict(_)) => reply::error(StatusCode::CONFLICT, "conflict", refusal.to_string()),
+            Err(refusal @ Refusal::Backlogged(_)) => {
+                reply::error(StatusCode::SERVICE_UNAVAILABLE, "backlog_full", refusal.to_string())
+            }
+            Err(refusal @ Refusal::Store(_)) => {
+                warn!(error = %refusal, "Refused events: the store failed.");
+                reply::error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", refusal.to_string())
+            }
+        }
+    }
+}
+
+/// `application/json`, with or without parameters such as `charset=utf-8`.
+fn is_json(request: &Request<Incoming>) -> bool {
+    let Some(value) = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case("application/json")
+}

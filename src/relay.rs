@@ -1,0 +1,128 @@
+//! Wires the parts together: open the store, rebuild the queues from it, start the workers, bind the
+//! listeners, and run until shutdown. Tests and `main` both call [`run`].
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::backlog::Backlog;
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::delivery::Dispatcher;
+use crate::ingest::{self, Acceptor, Routes};
+use crate::scheduler::Scheduler;
+use crate::shutdown::{Shutdown, GRACE};
+use crate::store::{DeliveryStatus, Store};
+
+/// Runs the relay until `shutdown` is triggered and everything in flight has finished or been abandoned.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let store = Store::open(&config.relay.state_dir, None)
+        .with_context(|| format!("cannot open the store in {}", config.relay.state_dir.display()))?;
+    let scheduler = Arc::new(Scheduler::default());
+    let recovered = recover(&store, &scheduler, &config).context("cannot read the store")?;
+    info!(
+        state_dir = %config.relay.state_dir.display(),
+        pending = recovered.pending,
+        cancelled = recovered.cancelled,
+        "Store opened."
+    );
+    let backlog = Arc::new(Backlog::new(recovered.pending));
+    let config = Arc::new(ArcSwap::from_pointee(config));
+
+    let dispatcher = Arc::new(Dispatcher {
+        store: store.clone(),
+        scheduler: Arc::clone(&scheduler),
+        config: Arc::clone(&config),
+        backlog: Arc::clone(&backlog),
+        shutdown: shutdown.clone(),
+        clients: Default::default(),
+        tasks: TaskTracker::new(),
+    });
+    for subscription in &config.load().subscriptions {
+        dispatcher.spawn_worker(subscription.name.clone());
+    }
+
+    let routes = Arc::new(Routes {
+        acceptor: Acceptor::new(Arc::clone(&config), store.clone(), scheduler, backlog),
+        ready: Default::default(),
+    });
+    let (servers, socket_path) = bind_listeners(&config.load(), &routes, &shutdown).await?;
+    routes.ready.store(true, Ordering::Release);
+
+    shutdown.stop.cancelled().await;
+    servers.join_all().await;
+    dispatcher.tasks.close();
+    dispatcher.tasks.wait().await;
+    if let Err(error) = store.commit().await {
+        warn!(%error, "Final flush failed; the last attempt results may be repeated after restart.");
+    }
+    if let Some(path) = socket_path {
+        let _ = std::fs::remove_file(path);
+    }
+    info!("Relay stopped.");
+    Ok(())
+}
+
+/// Binds every configured listener and starts serving; logs one "Relay ready." line with the bound
+/// addresses (the TCP port may have been chosen by the system).
+async fn bind_listeners(
+    config: &Config,
+    routes: &Arc<Routes>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(JoinSet<()>, Option<PathBuf>)> {
+    let mut servers = JoinSet::new();
+    let mut http_address = None;
+    if let Some(path) = &config.ingest.unix_socket {
+        let listener = ingest::bind_unix(path, config.ingest.socket_mode)
+            .await
+            .with_context(|| format!("cannot listen on the unix socket {}", path.display()))?;
+        servers.spawn(ingest::serve_unix(listener, Arc::clone(routes), shutdown.stop.clone(), GRACE));
+    }
+    if let Some(address) = config.ingest.http {
+        let listener =
+            tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+        http_address = Some(listener.local_addr()?);
+        servers.spawn(ingest::serve_tcp(listener, Arc::clone(routes), shutdown.stop.clone(), GRACE));
+    }
+    let unix_socket = config.ingest.unix_socket.as_ref().map(|p| p.display().to_string());
+    let http = http_address.map(|a| a.to_string());
+    info!(unix_socket, http, subscriptions = config.subscriptions.len(), "Relay ready.");
+    Ok((servers, config.ingest.unix_socket.clone()))
+}
+
+struct Recovered {
+    /// Unfinished deliveries, queued again.
+    pending: u64,
+    /// Pending deliveries of subscriptions no longer in the config.
+    cancelled: u64,
+}
+
+/// Queues every pending delivery again at its due time. Those whose attempt was in flight at a crash
+/// are due at once (their `next_attempt_at` is in the past). Deliveries of a subscription that is no
+/// longer configured become `cancelled`, as a reload would have made them.
+fn recover(store: &Store, scheduler: &Scheduler, config: &Config) -> Result<Recovered, crate::store::StoreError> {
+    let mut recovered = Recovered { pending: 0, cancelled: 0 };
+    for delivery in store.deliveries() {
+        let mut delivery = delivery?;
+        if delivery.status != DeliveryStatus::Pending {
+            continue;
+        }
+        if config.subscription(&delivery.subscription).is_some() {
+            scheduler.enqueue(&delivery.subscription, delivery.id, delivery.next_attempt_at.unwrap_or(0));
+            recovered.pending += 1;
+        } else {
+            delivery.status = DeliveryStatus::Cancelled;
+            delivery.next_attempt_at = None;
+            delivery.updated_at = now_ms();
+            store.put_delivery(&delivery)?;
+            recovered.cancelled += 1;
+        }
+    }
+    Ok(recovered)
+}

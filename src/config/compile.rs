@@ -303,6 +303,13 @@ impl Compiler<'_> {
                 "a `secret` is required unless `signature = \"none\"` (generate one with `hookrelay secret`)",
             );
         }
+        if let (Some(list), Some(raw_secret)) = (&secrets, &raw.secret) {
+            let undecodable = list.iter().any(|s| crate::delivery::sign::standard_key(s.expose()).is_err());
+            if undecodable && delivery.signature == SignatureScheme::Standard {
+                // Said without the value: the part after `whsec_` must be base64 (as `hookrelay secret` prints).
+                self.reporter.error(Some(raw_secret.span()), "a `whsec_` secret is not valid base64 after the prefix");
+            }
+        }
         let headers = self.static_headers(raw, &delivery);
         let (name, url, events, exclude, secrets, headers) = (name?, url?, events?, exclude?, secrets?, headers?);
         let route = RouteSpec { name: name.clone(), events: events.1, exclude: exclude.1 };

@@ -1,0 +1,193 @@
+//! The real `hookrelay` binary as a child process, on a config written into a temp dir, with its JSON
+//! log lines collected so tests can wait for what the relay says (readiness, attempts) instead of sleeping.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+
+use hookrelay::store::{DeliveryRecord, Store};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use super::client::{self, Answer, Call, Target};
+use super::tls::TestCa;
+use super::within;
+
+/// Extra lines for each section of the test config; the defaults keep schedules short and logs JSON.
+#[derive(Default)]
+pub struct Setup {
+    pub relay: String,
+    pub ingest: String,
+    pub delivery: String,
+    /// `[[subscription]]` tables.
+    pub subscriptions: String,
+}
+
+/// A temp dir holding a config, the test CA, the state directory and the socket.
+pub struct TestEnv {
+    pub dir: TempDir,
+    pub ca: TestCa,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new();
+        ca.write_ca(&dir.path().join("ca.pem"));
+        TestEnv { dir, ca }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("relay.toml")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("relay.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn write_config(&self, setup: &Setup) {
+        let text = format!(
+            "[relay]\nstate_dir = \"state\"\n{}\n\
+             [ingest]\nunix_socket = \"relay.sock\"\nhttp = \"127.0.0.1:0\"\n{}\n\
+             [log]\nformat = \"json\"\nlevel = \"info\"\n\n\
+             [delivery]\nca_file = \"ca.pem\"\ntimeout = \"5s\"\nretry = [\"50ms\", \"50ms\"]\njitter = 0.0\n{}\n\
+             {}\n",
+            setup.relay, setup.ingest, setup.delivery, setup.subscriptions
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub async fn start(&self) -> RelayProcess {
+        RelayProcess::start(&self.config_path()).await
+    }
+
+    /// Opens the store to look at it; only while no relay runs on this state dir, and once per test
+    /// (the database stays locked until the store's commit thread has wound down).
+    pub fn store(&self) -> Store {
+        Store::open(&self.state_dir(), None).unwrap()
+    }
+}
+
+/// Every delivery in the store, in acceptance order.
+pub fn deliveries(store: &Store) -> Vec<DeliveryRecord> {
+    store.deliveries().collect::<Result<Vec<_>, _>>().unwrap()
+}
+
+/// Collected log lines: JSON objects, or plain strings for lines that are not JSON.
+#[derive(Clone)]
+struct Logs {
+    lines: Arc<Mutex<Vec<Value>>>,
+    /// The number of lines so far; the sender is dropped when stderr closes.
+    count: watch::Receiver<usize>,
+}
+
+pub struct RelayProcess {
+    child: Child,
+    pub unix: Target,
+    pub tcp: Option<Target>,
+    logs: Logs,
+}
+
+impl RelayProcess {
+    /// Starts `hookrelay run -c config` and waits for its "Relay ready." line.
+    pub async fn start(config: &std::path::Path) -> RelayProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the hookrelay binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (counter, count) = watch::channel(0);
+        let collected = Arc::clone(&lines);
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                let mut lines = collected.lock().unwrap();
+                lines.push(value);
+                counter.send_replace(lines.len());
+            }
+        });
+        let logs = Logs { lines, count };
+        let ready = logs.wait_for("the relay to be ready", 1, |line| line["message"] == "Relay ready.").await;
+        let unix = Target::Unix(PathBuf::from(ready["unix_socket"].as_str().expect("a unix socket")));
+        let tcp = ready["http"].as_str().map(|a| Target::Tcp(a.parse::<SocketAddr>().unwrap()));
+        RelayProcess { child, unix, tcp, logs }
+    }
+
+    pub async fn post_unix(&self, body: &str) -> Answer {
+        client::send(&self.unix, Call::events(body.to_owned())).await
+    }
+
+    pub fn tcp(&self) -> &Target {
+        self.tcp.as_ref().expect("an HTTP listener")
+    }
+
+    /// Waits for the `n`-th log line whose `message` is `message` (and which passes `filter`).
+    pub async fn wait_for_log(&self, message: &str, n: usize, filter: impl Fn(&Value) -> bool) -> Value {
+        self.logs.wait_for(message, n, |line| line["message"] == message && filter(line)).await
+    }
+
+    /// The log lines so far.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lines.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, as systemd stops a service.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the relay is running") as libc::pid_t;
+        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    }
+
+    /// SIGKILL: the process dies at once, without any chance to flush.
+    pub async fn kill9(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        within("the relay to exit", self.child.wait()).await.unwrap()
+    }
+}
+
+impl Logs {
+    async fn wait_for(&self, what: &str, n: usize, matches: impl Fn(&Value) -> bool) -> Value {
+        let mut count = self.count.clone();
+        within(what, async {
+            loop {
+                {
+                    let lines = self.lines.lock().unwrap();
+                    if let Some(line) = lines.iter().filter(|line| matches(line)).nth(n - 1) {
+                        return line.clone();
+                    }
+                }
+                if count.changed().await.is_err() {
+                    let lines = self.lines.lock().unwrap();
+                    if let Some(line) = lines.iter().filter(|line| matches(line)).nth(n - 1) {
+                        return line.clone();
+                    }
+                    panic!("the relay exited before logging `{what}`; its log:\n{}", render(&lines));
+                }
+            }
+        })
+        .await
+    }
+}
+
+fn render(lines: &[Value]) -> String {
+    lines.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")
+}

@@ -91,6 +91,10 @@ async fn an_event_posted_on_the_unix_socket_reaches_the_receiver_signed_in_an_en
 
     relay.wait_for_log("Delivery succeeded.", 1, |_| true).await;
     assert_eq!(receiver.count(), 1, "the `lab` subscription did not match and got nothing");
+    let logs = serde_json::to_string(&relay.logs()).unwrap();
+    for private in ["patient_01J", "k-123", WHSEC] {
+        assert!(!logs.contains(private), "`{private}` (payload or secret) appeared in the log:\n{logs}");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,105 @@
+//! Crashes, restarts and shutdown with the real binary: nothing accepted is lost to `kill -9`, SIGTERM
+//! lets in-flight attempts finish and exits 0, and attempts cut off at shutdown are made after restart.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use hookrelay::store::DeliveryStatus;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use support::client::{send, Call};
+use support::receiver::{always, Receiver};
+use support::relay::{deliveries, Setup, TestEnv};
+
+fn subscription(url: &str, extra: &str) -> String {
+    format!("[[subscription]]\nname = \"vet\"\nurl = \"{url}\"\nevents = [\"*\"]\nsecret = \"s3cret\"\n{extra}\n")
+}
+
+#[tokio::test]
+async fn every_event_accepted_before_kill_9_is_delivered_after_restart() {
+    let env = TestEnv::new();
+    // The receiver's port is bound but nothing answers yet: attempts time out as against a dead host.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+    let retry = format!("retry = [{}]", vec!["\"200ms\""; 50].join(", "));
+    env.write_config(&Setup {
+        subscriptions: subscription(&url, &format!("timeout = \"300ms\"\n{retry}")),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+
+    let mut accepted = BTreeSet::new();
+    for i in 0..10 {
+        let answer =
+            relay.post_unix(&json!({"type": "lab.completed", "id": format!("k-{i}"), "data": i}).to_string()).await;
+        assert_eq!(answer.status, 202);
+        accepted.insert(format!("k-{i}"));
+    }
+    let batch: Vec<_> = (10..30).map(|i| json!({"type": "soap.signed", "id": format!("k-{i}"), "data": i})).collect();
+    let answer = send(relay.tcp(), Call::events(serde_json::to_string(&batch).unwrap())).await;
+    assert_eq!(answer.status, 202);
+    accepted.extend((10..30).map(|i| format!("k-{i}")));
+    relay.wait_for_log("Delivery attempt failed; will retry.", 1, |_| true).await;
+    relay.kill9().await;
+
+    let receiver = Receiver::serve(listener, &env.ca, always(200), false);
+    let relay = env.start().await;
+    let mut delivered = BTreeSet::new();
+    while delivered.len() < accepted.len() {
+        let request = receiver.next().await;
+        delivered.insert(request.header("webhook-id").to_owned());
+    }
+    assert_eq!(delivered, accepted);
+    drop(relay);
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_attempt_in_flight_finish_then_exits_0() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start_holding(&env.ca, always(200)).await;
+    env.write_config(&Setup { subscriptions: subscription(&receiver.url("/hook"), ""), ..Setup::default() });
+    let mut relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"in-flight","data":1}"#).await.status, 202);
+
+    receiver.next().await;
+    relay.terminate();
+    relay.wait_for_log("Shutdown requested; finishing in-flight work.", 1, |_| true).await;
+    receiver.release(1);
+    let status = relay.wait_exit().await;
+    assert!(status.success(), "exit status {status}");
+    assert!(relay.logs().iter().any(|line| line["message"] == "Delivery succeeded."));
+    assert!(!env.socket().exists(), "the socket file is removed at shutdown");
+
+    let store = env.store();
+    let stored = deliveries(&store);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].status, DeliveryStatus::Delivered, "the finished attempt was recorded before exit");
+}
+
+/// Takes the 10 s shutdown grace period: the only test that waits for it.
+#[tokio::test]
+async fn an_attempt_abandoned_at_shutdown_is_made_again_after_restart() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start_holding(&env.ca, always(200)).await;
+    env.write_config(&Setup {
+        subscriptions: subscription(&receiver.url("/hook"), "timeout = \"60s\""),
+        ..Setup::default()
+    });
+    let mut relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"stuck","data":1}"#).await.status, 202);
+    let first = receiver.next().await;
+    assert_eq!(first.header("x-hookrelay-attempt"), "1");
+
+    relay.terminate();
+    let status = relay.wait_exit().await;
+    assert!(status.success(), "exit status {status}");
+    relay.wait_for_log("Attempt abandoned at shutdown; it is retried after restart.", 1, |_| true).await;
+
+    let _relay = env.start().await;
+    let again = receiver.next().await;
+    assert_eq!(again.header("webhook-id"), "stuck");
+    assert_eq!(again.body, first.body);
+    receiver.release(2);
+}

@@ -4,7 +4,7 @@
 //! ```text
 //! clinic app ──HTTP/unix──▶ ingest ──▶ router ──▶ store (sled, group commit + fdatasync) ──202──▶ clinic app
 //!                                                   │
-//!                                config (loaded once, shared read-only by every stage)
+//!            reload (notify + SIGHUP) ──▶ config (ArcSwap) ◀── every stage reads the current one
 //!                                                   ▼
 //!                      scheduler (in-memory due-time queues, rebuilt from the store at start)
 //!                                                   ▼
@@ -20,6 +20,7 @@
 //! - [`store`]: the sled database, its key layout and invariants, and the group-commit flusher.
 //! - [`scheduler`]: which deliveries are due, per subscription.
 //! - [`delivery`]: workers, the outgoing request, signing, the HTTPS client, retry decisions.
+//! - [`reload`]: watches the config file (and SIGHUP), validates, swaps, cancels removed subscriptions' work.
 //! - [`relay`]: wires the parts together and runs until shutdown.
 
 pub mod backlog;
@@ -31,6 +32,7 @@ pub mod ingest;
 pub mod json;
 pub mod logging;
 pub mod relay;
+pub mod reload;
 pub mod router;
 pub mod scheduler;
 pub mod secret;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio::task::JoinSet;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::backlog::Backlog;
@@ -16,12 +15,14 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::delivery::Dispatcher;
 use crate::ingest::{self, Acceptor, Routes};
+use crate::reload;
 use crate::scheduler::Scheduler;
 use crate::shutdown::{Shutdown, GRACE};
 use crate::store::{DeliveryStatus, Store};
 
 /// Runs the relay until `shutdown` is triggered and everything in flight has finished or been abandoned.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let hangups = reload::hangup_signal().context("cannot listen for SIGHUP")?;
     let store = Store::open(&config.relay.state_dir, None)
         .with_context(|| format!("cannot open the store in {}", config.relay.state_dir.display()))?;
     let scheduler = Arc::new(Scheduler::default());
@@ -35,25 +36,25 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let backlog = Arc::new(Backlog::new(recovered.pending));
     let config = Arc::new(ArcSwap::from_pointee(config));
 
-    let dispatcher = Arc::new(Dispatcher {
-        store: store.clone(),
-        scheduler: Arc::clone(&scheduler),
-        config: Arc::clone(&config),
-        backlog: Arc::clone(&backlog),
-        shutdown: shutdown.clone(),
-        clients: Default::default(),
-        tasks: TaskTracker::new(),
-    });
+    let dispatcher = Arc::new(Dispatcher::new(
+        store.clone(),
+        Arc::clone(&scheduler),
+        Arc::clone(&config),
+        Arc::clone(&backlog),
+        shutdown.clone(),
+    ));
     for subscription in &config.load().subscriptions {
-        dispatcher.spawn_worker(subscription.name.clone());
+        dispatcher.ensure_worker(&subscription.name);
     }
+
+    // Before "ready": a save right after the relay says it is ready must not be missed.
+    reload::spawn(Arc::clone(&dispatcher), hangups, shutdown.stop.clone());
 
     let routes = Arc::new(Routes {
         acceptor: Acceptor::new(Arc::clone(&config), store.clone(), scheduler, backlog),
         ready: Default::default(),
     });
     let (servers, socket_path) = bind_listeners(&config.load(), &routes, &shutdown).await?;
-    routes.ready.store(true, Ordering::Release);
 
     shutdown.stop.cancelled().await;
     servers.join_all().await;
@@ -69,8 +70,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds every configured listener and starts serving; logs one "Relay ready." line with the bound
-/// addresses (the TCP port may have been chosen by the system).
+/// Binds every configured listener, starts serving and turns `/readyz` to 200; then logs one
+/// "Relay ready." line with the bound addresses (the TCP port may have been chosen by the system).
 async fn bind_listeners(
     config: &Config,
     routes: &Arc<Routes>,
@@ -92,6 +93,7 @@ async fn bind_listeners(
     }
     let unix_socket = config.ingest.unix_socket.as_ref().map(|p| p.display().to_string());
     let http = http_address.map(|a| a.to_string());
+    routes.ready.store(true, Ordering::Release);
     info!(unix_socket, http, subscriptions = config.subscriptions.len(), "Relay ready.");
     Ok((servers, config.ingest.unix_socket.clone()))
 }

@@ -103,6 +103,22 @@ impl Scheduler {
         queues.entry(subscription.to_owned()).or_default().wake.clone()
     }
 
+    /// Takes every waiting delivery of a subscription out of its queue (a removed subscription's work is
+    /// cancelled); attempts in flight are left to end on their own.
+    pub fn drain(&self, subscription: &str) -> Vec<DeliveryId> {
+        let mut queues = self.queues.lock().unwrap();
+        let Some(queue) = queues.get_mut(subscription) else { return Vec::new() };
+        queue.by_due.clear();
+        std::mem::take(&mut queue.by_id).into_keys().collect()
+    }
+
+    /// Makes every worker look at its queue again, e.g. after a config change of concurrency or `enabled`.
+    pub fn wake_all(&self) {
+        for queue in self.queues.lock().unwrap().values() {
+            queue.wake.notify_one();
+        }
+    }
+
     /// Deliveries waiting (not in flight) for a subscription.
     pub fn queued(&self, subscription: &str) -> usize {
         self.queues.lock().unwrap().get(subscription).map_or(0, |q| q.by_id.len())
@@ -146,6 +162,20 @@ mod tests {
         assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[0]));
         scheduler.finished("s", id[0], None);
         assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[1]));
+    }
+
+    #[test]
+    fn drain_takes_the_waiting_deliveries_but_not_those_in_flight() {
+        let scheduler = Scheduler::default();
+        let id = ids(3);
+        for &delivery in &id {
+            scheduler.enqueue("s", delivery, 0);
+        }
+        assert_eq!(scheduler.next("s", 1, false, 10), Next::Start(id[0]));
+        assert_eq!(scheduler.drain("s"), vec![id[1], id[2]]);
+        assert_eq!(scheduler.queued("s"), 0);
+        assert_eq!(scheduler.next("s", 8, false, 10), Next::Wait);
+        assert!(scheduler.drain("unknown").is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Uri};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
 use toml::Spanned;
 use toml_edit::Item;
 
@@ -98,7 +99,9 @@ impl Compiler<'_> {
             return None;
         }
         let router = Router::new(routes).expect("patterns were compiled one by one");
-        Some(Config { file: file.to_path_buf(), relay: relay?, ingest: ingest?, log: log?, subscriptions, router })
+        let digest = Sha256::digest(text).into();
+        let (relay, ingest, log) = (relay?, ingest?, log?);
+        Some(Config { file: file.to_path_buf(), digest, relay, ingest, log, subscriptions, router })
     }
 
     fn read_sections(&mut self, top: &toml_edit::Table) -> RawDocument {

@@ -29,6 +29,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/hookrelay/relay.toml";
 pub struct Config {
     /// The file it was loaded from, absolute.
     pub file: PathBuf,
+    /// SHA-256 of the file's text: a reload triggered by an editor touching the file without changing it
+    /// is skipped.
+    pub digest: [u8; 32],
     pub relay: RelaySettings,
     pub ingest: IngestSettings,
     pub log: LogSettings,
@@ -100,7 +103,7 @@ pub enum BodyMode {
 }
 
 /// How deliveries are attempted: the `[delivery]` defaults with a subscription's overrides applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeliverySettings {
     /// Bound on a whole attempt: connect, TLS, request and response.
     pub timeout: Duration,
@@ -135,8 +138,9 @@ impl Default for DeliverySettings {
     }
 }
 
-/// One `[[subscription]]`: where matching events go and how.
-#[derive(Debug)]
+/// One `[[subscription]]`: where matching events go and how. Equality tells a reload which subscriptions
+/// changed.
+#[derive(Debug, PartialEq)]
 pub struct Subscription {
     /// Stable identity: deliveries refer to their subscription by this name.
     pub name: String,

@@ -1,7 +1,8 @@
 //! One worker per subscription starts attempts as the scheduler makes them due, within the
 //! subscription's concurrency (or one at a time when `ordered`), and records what each attempt came to.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -28,16 +29,57 @@ pub struct Dispatcher {
     pub config: Arc<ArcSwap<Config>>,
     pub backlog: Arc<Backlog>,
     pub shutdown: Shutdown,
-    pub clients: ClientPool,
+    clients: ClientPool,
     /// Workers and attempts, awaited at shutdown.
     pub tasks: TaskTracker,
+    /// Subscriptions that have a worker. A worker outlives its subscription's removal (it just waits), so a
+    /// subscription that comes back finds it again.
+    workers: Mutex<HashSet<String>>,
 }
 
 impl Dispatcher {
-    /// Starts the worker of subscription `name`; it runs until shutdown.
-    pub fn spawn_worker(self: &Arc<Self>, name: String) {
-        let dispatcher = Arc::clone(self);
+    pub fn new(
+        store: Store,
+        scheduler: Arc<Scheduler>,
+        config: Arc<ArcSwap<Config>>,
+        backlog: Arc<Backlog>,
+        shutdown: Shutdown,
+    ) -> Dispatcher {
+        Dispatcher {
+            store,
+            scheduler,
+            config,
+            backlog,
+            shutdown,
+            clients: ClientPool::default(),
+            tasks: TaskTracker::new(),
+            workers: Mutex::default(),
+        }
+    }
+
+    /// Starts the worker of subscription `name` unless it has one; it runs until shutdown.
+    pub fn ensure_worker(self: &Arc<Self>, name: &str) {
+        if !self.workers.lock().unwrap().insert(name.to_owned()) {
+            return;
+        }
+        let (dispatcher, name) = (Arc::clone(self), name.to_owned());
         self.tasks.spawn(async move { dispatcher.work(name).await });
+    }
+
+    /// Marks every queued delivery of a removed subscription `cancelled`. Attempts in flight finish, and
+    /// are cancelled then if they would be retried (see [`Dispatcher::attempt_and_record`]).
+    pub fn cancel_queued(&self, name: &str) -> Result<usize, StoreError> {
+        let mut cancelled = 0;
+        for id in self.scheduler.drain(name) {
+            let Some(mut delivery) = self.store.delivery(id)? else { continue };
+            if delivery.status == DeliveryStatus::Pending {
+                cancel(&mut delivery);
+                self.store.put_delivery(&delivery)?;
+                self.backlog.release(1);
+                cancelled += 1;
+            }
+        }
+        Ok(cancelled)
     }
 
     async fn work(self: Arc<Self>, name: String) {
@@ -115,7 +157,12 @@ impl Dispatcher {
             Ok(client) => client.post(&subscription.url, headers, body, subscription.delivery.timeout).await,
             Err(error) => Outcome { error: Some(format!("cannot set up TLS: {error}")), ..Outcome::default() },
         };
-        let retry_at = settle(&mut delivery, subscription, n, &outcome);
+        let mut retry_at = settle(&mut delivery, subscription, n, &outcome);
+        if retry_at.is_some() && self.config.load().subscription(&subscription.name).is_none() {
+            // Removed by a reload while this attempt was in flight: nothing is left to retry it for.
+            cancel(&mut delivery);
+            retry_at = None;
+        }
         let attempt = AttemptRecord {
             n,
             started_at,
@@ -131,6 +178,12 @@ impl Dispatcher {
         log_attempt(&delivery, &attempt, retry_at);
         Ok(retry_at)
     }
+}
+
+fn cancel(delivery: &mut DeliveryRecord) {
+    delivery.status = DeliveryStatus::Cancelled;
+    delivery.next_attempt_at = None;
+    delivery.updated_at = now_ms();
 }
 
 /// Applies an attempt's outcome to the delivery; returns when it is due again, if it is.
@@ -167,6 +220,10 @@ fn log_attempt(delivery: &DeliveryRecord, attempt: &AttemptRecord, retry_at: Opt
         (DeliveryStatus::Delivered, _) => info!(
             %event_id, %delivery_id, %subscription, attempt = attempt.n, status, duration_ms = attempt.duration_ms,
             "Delivery succeeded."
+        ),
+        (DeliveryStatus::Cancelled, _) => info!(
+            %event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, duration_ms = attempt.duration_ms,
+            "Delivery cancelled: its subscription was removed."
         ),
         (_, Some(at)) => warn!(
             %event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, duration_ms = attempt.duration_ms,

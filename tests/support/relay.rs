@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::client::{self, Answer, Call, Target};
 use super::tls::TestCa;
-use super::within;
+use super::{within, PATIENCE};
 
 /// Extra lines for each section of the test config; the defaults keep schedules short and logs JSON.
 #[derive(Default)]
@@ -53,16 +53,28 @@ impl TestEnv {
         self.dir.path().join("state")
     }
 
-    pub fn write_config(&self, setup: &Setup) {
-        let text = format!(
+    /// The config file's text for `setup`.
+    pub fn config_text(&self, setup: &Setup) -> String {
+        format!(
             "[relay]\nstate_dir = \"state\"\n{}\n\
              [ingest]\nunix_socket = \"relay.sock\"\nhttp = \"127.0.0.1:0\"\n{}\n\
              [log]\nformat = \"json\"\nlevel = \"info\"\n\n\
              [delivery]\nca_file = \"ca.pem\"\ntimeout = \"5s\"\nretry = [\"50ms\", \"50ms\"]\njitter = 0.0\n{}\n\
              {}\n",
             setup.relay, setup.ingest, setup.delivery, setup.subscriptions
-        );
-        std::fs::write(self.config_path(), text).unwrap();
+        )
+    }
+
+    /// Writes the config in place (truncate and rewrite).
+    pub fn write_config(&self, setup: &Setup) {
+        std::fs::write(self.config_path(), self.config_text(setup)).unwrap();
+    }
+
+    /// Saves the config the way vim, `sed -i` and Ansible do: a temp file renamed over the original.
+    pub fn save_by_rename(&self, setup: &Setup) {
+        let temp = self.dir.path().join(".relay.toml.swp");
+        std::fs::write(&temp, self.config_text(setup)).unwrap();
+        std::fs::rename(&temp, self.config_path()).unwrap();
     }
 
     pub async fn start(&self) -> RelayProcess {
@@ -149,9 +161,18 @@ impl RelayProcess {
 
     /// SIGTERM, as systemd stops a service.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// SIGHUP, as `systemctl reload` sends it.
+    pub fn hangup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         let pid = self.child.id().expect("the relay is running") as libc::pid_t;
         // SAFETY: kill(2) with a pid we own and a valid signal number has no memory-safety preconditions.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 
     /// SIGKILL: the process dies at once, without any chance to flush.
@@ -166,25 +187,22 @@ impl RelayProcess {
 
 impl Logs {
     async fn wait_for(&self, what: &str, n: usize, matches: impl Fn(&Value) -> bool) -> Value {
+        let find = || self.lines.lock().unwrap().iter().filter(|line| matches(line)).nth(n - 1).cloned();
         let mut count = self.count.clone();
-        within(what, async {
+        let waiting = async {
             loop {
-                {
-                    let lines = self.lines.lock().unwrap();
-                    if let Some(line) = lines.iter().filter(|line| matches(line)).nth(n - 1) {
-                        return line.clone();
-                    }
+                if let Some(line) = find() {
+                    return Ok(line);
                 }
                 if count.changed().await.is_err() {
-                    let lines = self.lines.lock().unwrap();
-                    if let Some(line) = lines.iter().filter(|line| matches(line)).nth(n - 1) {
-                        return line.clone();
-                    }
-                    panic!("the relay exited before logging `{what}`; its log:\n{}", render(&lines));
+                    return find().ok_or("the relay exited");
                 }
             }
+        };
+        let outcome = tokio::time::timeout(PATIENCE, waiting).await.unwrap_or(Err("timed out"));
+        outcome.unwrap_or_else(|why| {
+            panic!("{why} before logging `{what}` ({n}); its log:\n{}", render(&self.lines.lock().unwrap()))
         })
-        .await
     }
 }
 

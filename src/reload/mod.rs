@@ -1,0 +1,143 @@
+//! Reloading the config while running (SPEC §7): on a change of the file, or on SIGHUP, load and
+//! validate the file; if it is valid, swap it in at once; if not, keep the running config and log every
+//! problem. Bursts of file events (an editor's save is several) are debounced into one reload.
+
+mod diff;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::delivery::Dispatcher;
+
+pub use diff::{keep_start_only_settings, SubscriptionChanges};
+use watch::ConfigWatcher;
+
+/// Quiet time after the last file event before the file is read.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// The file (or its symlink) changed; an unchanged text is not reloaded.
+    FileChanged,
+    /// SIGHUP: reload even if the text is unchanged, since secrets read from env or files may have moved.
+    Hangup,
+}
+
+/// Takes over SIGHUP (whose default action would end the process) before anything else can deliver it.
+pub fn hangup_signal() -> std::io::Result<Signal> {
+    signal(SignalKind::hangup())
+}
+
+/// Starts watching the config file and acting on `hangups`, until `stop`.
+pub fn spawn(dispatcher: Arc<Dispatcher>, mut hangups: Signal, stop: CancellationToken) {
+    let path = dispatcher.config.load().file.clone();
+    let (sender, triggers) = mpsc::unbounded_channel();
+    let on_change = sender.clone();
+    let watcher = match ConfigWatcher::start(&path, move || {
+        let _ = on_change.send(Trigger::FileChanged);
+    }) {
+        Ok(watcher) => {
+            // A save between the first load and the start of the watch would otherwise go unnoticed.
+            let _ = sender.send(Trigger::FileChanged);
+            Some(watcher)
+        }
+        Err(error) => {
+            warn!(file = %path.display(), %error, "Cannot watch the config file; reload it with SIGHUP.");
+            None
+        }
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if sender.send(Trigger::Hangup).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(run(dispatcher, watcher, triggers, stop));
+}
+
+async fn run(
+    dispatcher: Arc<Dispatcher>,
+    mut watcher: Option<ConfigWatcher>,
+    mut triggers: mpsc::UnboundedReceiver<Trigger>,
+    stop: CancellationToken,
+) {
+    loop {
+        let mut forced = tokio::select! {
+            trigger = triggers.recv() => match trigger {
+                Some(trigger) => trigger == Trigger::Hangup,
+                None => return,
+            },
+            _ = stop.cancelled() => return,
+        };
+        loop {
+            tokio::select! {
+                trigger = triggers.recv() => forced |= trigger == Some(Trigger::Hangup),
+                _ = tokio::time::sleep(DEBOUNCE) => break,
+                _ = stop.cancelled() => return,
+            }
+        }
+        if let Some(watcher) = &mut watcher {
+            if let Err(error) = watcher.refresh() {
+                warn!(%error, "Cannot follow the config file's symlink target; reload it with SIGHUP.");
+            }
+        }
+        reload(&dispatcher, forced);
+    }
+}
+
+/// Loads the file and applies it if it is valid (and, unless `forced`, changed).
+pub fn reload(dispatcher: &Arc<Dispatcher>, forced: bool) {
+    let current = dispatcher.config.load_full();
+    match Config::load(&current.file) {
+        Err(diagnostics) => {
+            for problem in &diagnostics.0 {
+                error!(%problem, "Invalid config file.");
+            }
+            error!(
+                problems = diagnostics.0.len(),
+                "Config not reloaded; the relay keeps running on the previous config."
+            );
+        }
+        Ok(new) if !forced && new.digest == current.digest => {
+            debug!(file = %current.file.display(), "Config file touched but unchanged.");
+        }
+        Ok(new) => apply(dispatcher, &current, new),
+    }
+}
+
+/// Swaps in a valid config: new events are routed by it and queued deliveries use their subscription's
+/// new settings from their next attempt; a removed subscription's queued deliveries are cancelled.
+fn apply(dispatcher: &Arc<Dispatcher>, current: &Config, mut new: Config) {
+    let needs_restart = keep_start_only_settings(current, &mut new);
+    let changes = SubscriptionChanges::between(current, &new);
+    dispatcher.config.store(Arc::new(new));
+    for name in &changes.added {
+        dispatcher.ensure_worker(name);
+    }
+    for name in &changes.removed {
+        match dispatcher.cancel_queued(name) {
+            Ok(cancelled) => {
+                info!(subscription = %name, cancelled, "Removed subscription's queued deliveries cancelled.")
+            }
+            Err(error) => error!(subscription = %name, %error, "Cannot cancel a removed subscription's deliveries."),
+        }
+    }
+    dispatcher.scheduler.wake_all();
+    info!(
+        added = ?changes.added,
+        removed = ?changes.removed,
+        changed = ?changes.changed,
+        "Config reloaded."
+    );
+    for setting in needs_restart {
+        warn!(setting, "Changing this setting requires restart; the running value stays until then.");
+    }
+}

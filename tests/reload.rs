@@ -1,0 +1,260 @@
+//! Hot reload (SPEC §7) against a running relay and real HTTPS receivers: saves by rename and in place,
+//! a symlinked config, SIGHUP, invalid files, removed and disabled subscriptions.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use hookrelay::store::DeliveryStatus;
+use serde_json::{json, Value};
+
+use support::receiver::{always, Receiver};
+use support::relay::{deliveries, RelayProcess, Setup, TestEnv};
+
+const RELOADED: &str = "Config reloaded.";
+
+/// A subscription to every event; see [`subscription_to`].
+fn subscription(name: &str, url: &str, extra: &str) -> String {
+    subscription_to(name, url, "*", extra)
+}
+
+fn subscription_to(name: &str, url: &str, events: &str, extra: &str) -> String {
+    format!("[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"{events}\"]\nsignature = \"none\"\n{extra}\n")
+}
+
+fn setup(subscriptions: String) -> Setup {
+    Setup { subscriptions, ..Setup::default() }
+}
+
+/// A retry schedule long enough that nothing ends `failed` during a test.
+fn patient_retry() -> String {
+    format!("retry = [{}]", vec!["\"100ms\""; 100].join(", "))
+}
+
+async fn post(relay: &RelayProcess, id: &str) {
+    let answer = relay.post_unix(&json!({"type": "lab.completed", "id": id, "data": {"n": id}}).to_string()).await;
+    assert_eq!(answer.status, 202, "{id}: {:?}", answer.body);
+}
+
+/// Waits for the n-th reload and returns its log line.
+async fn reloaded(relay: &RelayProcess, n: usize) -> Value {
+    relay.wait_for_log(RELOADED, n, |_| true).await
+}
+
+#[tokio::test]
+async fn a_subscription_added_by_a_rename_replace_save_gets_the_next_event() {
+    let env = TestEnv::new();
+    let (first, second) = (Receiver::start(&env.ca, always(200)).await, Receiver::start(&env.ca, always(200)).await);
+    env.write_config(&setup(subscription("first", &first.url("/"), "")));
+    let relay = env.start().await;
+    post(&relay, "before").await;
+    assert_eq!(first.next().await.header("webhook-id"), "before");
+
+    env.save_by_rename(&setup(
+        subscription("first", &first.url("/"), "") + &subscription("second", &second.url("/"), ""),
+    ));
+    let line = reloaded(&relay, 1).await;
+    assert_eq!(line["added"], "[\"second\"]");
+    assert_eq!(line["removed"], "[]");
+    post(&relay, "after").await;
+    assert_eq!(second.next().await.header("webhook-id"), "after");
+    assert_eq!(first.next().await.header("webhook-id"), "after");
+}
+
+#[tokio::test]
+async fn queued_deliveries_go_to_the_new_url_once_it_is_saved() {
+    let env = TestEnv::new();
+    let (down, up) = (Receiver::start(&env.ca, always(503)).await, Receiver::start(&env.ca, always(200)).await);
+    env.write_config(&setup(subscription("vet", &down.url("/"), &patient_retry())));
+    let relay = env.start().await;
+    for id in ["q1", "q2", "q3"] {
+        post(&relay, id).await;
+    }
+    relay.wait_for_log("Delivery attempt failed; will retry.", 3, |_| true).await;
+
+    env.write_config(&setup(subscription("vet", &up.url("/"), &patient_retry())));
+    assert_eq!(reloaded(&relay, 1).await["changed"], "[\"vet\"]");
+    let mut arrived = BTreeSet::new();
+    while arrived.len() < 3 {
+        arrived.insert(up.next().await.header("webhook-id").to_owned());
+    }
+    assert_eq!(arrived, BTreeSet::from(["q1".to_owned(), "q2".to_owned(), "q3".to_owned()]));
+}
+
+#[tokio::test]
+async fn an_invalid_save_changes_nothing_and_the_fixed_file_applies() {
+    let env = TestEnv::new();
+    let (old, new) = (Receiver::start(&env.ca, always(200)).await, Receiver::start(&env.ca, always(200)).await);
+    env.write_config(&setup(subscription("vet", &old.url("/"), "")));
+    let relay = env.start().await;
+
+    let broken = setup(
+        subscription("vet", &new.url("/"), "")
+            + &subscription("plain", "http://insecure.example/", "")
+            + &subscription("typo", &new.url("/"), "evnts = [\"x\"]"),
+    );
+    env.save_by_rename(&broken);
+    relay.wait_for_log("Config not reloaded; the relay keeps running on the previous config.", 1, |_| true).await;
+    let problems: Vec<String> = relay
+        .logs()
+        .iter()
+        .filter(|line| line["message"] == "Invalid config file." && line["level"] == "ERROR")
+        .map(|line| line["problem"].as_str().unwrap().to_owned())
+        .collect();
+    let config = env.config_path().display().to_string();
+    assert!(problems.iter().any(|p| p.starts_with(&config) && p.contains("must use https://")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("unknown key `evnts`")), "{problems:?}");
+    assert!(problems.iter().all(|p| p.split(':').nth(1).is_some_and(|line| line.parse::<u32>().is_ok())));
+
+    post(&relay, "still-old").await;
+    assert_eq!(old.next().await.header("webhook-id"), "still-old", "routing is unchanged");
+
+    env.save_by_rename(&setup(subscription("vet", &new.url("/"), "")));
+    reloaded(&relay, 1).await;
+    post(&relay, "now-new").await;
+    assert_eq!(new.next().await.header("webhook-id"), "now-new");
+}
+
+#[tokio::test]
+async fn a_disabled_subscription_holds_its_deliveries_and_releases_them_in_order() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let with = |enabled: bool| {
+        setup(subscription("vet", &receiver.url("/"), &format!("enabled = {enabled}\nconcurrency = 1")))
+    };
+    env.write_config(&with(true));
+    let relay = env.start().await;
+
+    env.save_by_rename(&with(false));
+    assert_eq!(reloaded(&relay, 1).await["changed"], "[\"vet\"]");
+    for id in ["h1", "h2", "h3"] {
+        post(&relay, id).await;
+    }
+    let enabled_at = Instant::now();
+    env.save_by_rename(&with(true));
+    reloaded(&relay, 2).await;
+    for id in ["h1", "h2", "h3"] {
+        let request = receiver.next().await;
+        assert_eq!(request.header("webhook-id"), id, "released in acceptance order");
+        assert!(request.at > enabled_at, "{id} was delivered while its subscription was disabled");
+    }
+}
+
+#[tokio::test]
+async fn a_removed_subscription_s_queued_deliveries_become_cancelled() {
+    let env = TestEnv::new();
+    let (down, other) = (Receiver::start(&env.ca, always(503)).await, Receiver::start(&env.ca, always(200)).await);
+    let keep = subscription_to("other", &other.url("/"), "never.*", "");
+    env.write_config(&setup(subscription("gone", &down.url("/"), &patient_retry()) + &keep));
+    let mut relay = env.start().await;
+    for id in ["c1", "c2"] {
+        post(&relay, id).await;
+    }
+    relay.wait_for_log("Delivery attempt failed; will retry.", 2, |_| true).await;
+
+    env.save_by_rename(&setup(keep.clone()));
+    assert_eq!(reloaded(&relay, 1).await["removed"], "[\"gone\"]");
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+
+    let store = env.store();
+    let stored = deliveries(&store);
+    assert_eq!(stored.len(), 2);
+    for delivery in stored {
+        assert_eq!(delivery.subscription, "gone");
+        assert_eq!(delivery.status, DeliveryStatus::Cancelled, "{}", delivery.event_id);
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_secret_read_from_a_file() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    std::fs::write(env.dir.path().join("vet.secret"), "first-secret\n").unwrap();
+    env.write_config(&setup(format!(
+        "[[subscription]]\nname = \"vet\"\nurl = \"{}\"\nevents = [\"*\"]\nsignature = \"hmac-sha256\"\n\
+         secret = {{ file = \"vet.secret\" }}\n",
+        receiver.url("/")
+    )));
+    let relay = env.start().await;
+    let signature = |body: &[u8], key: &[u8]| {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(body);
+        hex::encode(mac.finalize().into_bytes())
+    };
+    post(&relay, "s1").await;
+    let request = receiver.next().await;
+    assert_eq!(request.header("x-hookrelay-signature"), signature(&request.body, b"first-secret"));
+
+    // The TOML file is untouched, so only the signal can bring the new secret in.
+    std::fs::write(env.dir.path().join("vet.secret"), "second-secret\n").unwrap();
+    relay.hangup();
+    assert_eq!(reloaded(&relay, 1).await["changed"], "[\"vet\"]");
+    post(&relay, "s2").await;
+    let request = receiver.next().await;
+    assert_eq!(request.header("x-hookrelay-signature"), signature(&request.body, b"second-secret"));
+}
+
+#[tokio::test]
+async fn a_symlinked_config_is_followed_when_repointed_and_when_its_target_is_edited() {
+    let env = TestEnv::new();
+    let receivers = [
+        Receiver::start(&env.ca, always(200)).await,
+        Receiver::start(&env.ca, always(200)).await,
+        Receiver::start(&env.ca, always(200)).await,
+    ];
+    let release = |version: &str, receiver: &Receiver| {
+        let dir = env.dir.path().join("releases").join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Relative paths resolve against the link's directory, where the state and socket live.
+        let text = env.config_text(&setup(subscription("vet", &receiver.url("/"), "")));
+        std::fs::write(dir.join("relay.toml"), text).unwrap();
+        dir.join("relay.toml")
+    };
+    let v1 = release("v1", &receivers[0]);
+    std::os::unix::fs::symlink(&v1, env.config_path()).unwrap();
+    let relay = env.start().await;
+    post(&relay, "v1").await;
+    assert_eq!(receivers[0].next().await.header("webhook-id"), "v1");
+
+    let v2 = release("v2", &receivers[1]);
+    let link = env.dir.path().join("relay.toml.new");
+    std::os::unix::fs::symlink(&v2, &link).unwrap();
+    std::fs::rename(&link, env.config_path()).unwrap();
+    reloaded(&relay, 1).await;
+    post(&relay, "v2").await;
+    assert_eq!(receivers[1].next().await.header("webhook-id"), "v2");
+
+    let edited = env.config_text(&setup(subscription("vet", &receivers[2].url("/"), "")));
+    std::fs::write(&v2, edited).unwrap();
+    reloaded(&relay, 2).await;
+    post(&relay, "v2-edited").await;
+    assert_eq!(receivers[2].next().await.header("webhook-id"), "v2-edited");
+}
+
+#[tokio::test]
+async fn a_listener_change_is_logged_as_needing_restart_and_the_rest_applies() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup::default());
+    let relay = env.start().await;
+
+    env.save_by_rename(&Setup {
+        ingest: "socket_mode = \"0600\"".into(),
+        subscriptions: subscription("vet", &receiver.url("/"), ""),
+        ..Setup::default()
+    });
+    let line = reloaded(&relay, 1).await;
+    assert_eq!(line["added"], "[\"vet\"]");
+    relay
+        .wait_for_log("Changing this setting requires restart; the running value stays until then.", 1, |line| {
+            line["setting"] == "ingest.socket_mode"
+        })
+        .await;
+    post(&relay, "applied").await;
+    assert_eq!(receiver.next().await.header("webhook-id"), "applied");
+    let logs = serde_json::to_string(&relay.logs()).unwrap();
+    assert!(!logs.contains("\"socket_mode\":\"0600\""), "values are not logged");
+}

@@ -66,9 +66,23 @@ pub fn spawn(dispatcher: Arc<Dispatcher>, mut hangups: Signal, stop: Cancellatio
 async fn run(
     dispatcher: Arc<Dispatcher>,
     mut watcher: Option<ConfigWatcher>,
-    mut triggers: mpsc::UnboundedReceiver<Trigger>,
+    triggers: mpsc::UnboundedReceiver<Trigger>,
     stop: CancellationToken,
 ) {
+    settle(triggers, stop, |forced| {
+        if let Some(watcher) = &mut watcher {
+            if let Err(error) = watcher.refresh() {
+                warn!(%error, "Cannot follow the config file's symlink target; reload it with SIGHUP.");
+            }
+        }
+        reload(&dispatcher, forced);
+    })
+    .await
+}
+
+/// Calls `act` once per burst of triggers, [`DEBOUNCE`] after the last one of the burst; `forced` when the
+/// burst held a SIGHUP.
+async fn settle(mut triggers: mpsc::UnboundedReceiver<Trigger>, stop: CancellationToken, mut act: impl FnMut(bool)) {
     loop {
         let mut forced = tokio::select! {
             trigger = triggers.recv() => match trigger {
@@ -84,12 +98,7 @@ async fn run(
                 _ = stop.cancelled() => return,
             }
         }
-        if let Some(watcher) = &mut watcher {
-            if let Err(error) = watcher.refresh() {
-                warn!(%error, "Cannot follow the config file's symlink target; reload it with SIGHUP.");
-            }
-        }
-        reload(&dispatcher, forced);
+        act(forced);
     }
 }
 
@@ -139,5 +148,45 @@ fn apply(dispatcher: &Arc<Dispatcher>, current: &Config, mut new: Config) {
     );
     for setting in needs_restart {
         warn!(setting, "Changing this setting requires restart; the running value stays until then.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `settle` on paused time, feeding it `(delay before, trigger)` pairs; returns each `act` call's
+    /// `forced` flag.
+    async fn acts_for(script: Vec<(Duration, Trigger)>) -> Vec<bool> {
+        let (sender, triggers) = mpsc::unbounded_channel();
+        let acts = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&acts);
+        let task = tokio::spawn(settle(triggers, CancellationToken::new(), move |forced| {
+            recorded.lock().unwrap().push(forced)
+        }));
+        for (delay, trigger) in script {
+            tokio::time::sleep(delay).await;
+            sender.send(trigger).unwrap();
+        }
+        tokio::time::sleep(DEBOUNCE * 2).await;
+        drop(sender);
+        task.await.unwrap();
+        let acts = acts.lock().unwrap().clone();
+        acts
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_file_events_is_one_reload() {
+        let quick = DEBOUNCE / 4;
+        let burst = vec![(quick, Trigger::FileChanged), (quick, Trigger::FileChanged), (quick, Trigger::FileChanged)];
+        assert_eq!(acts_for(burst).await, [false]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_apart_are_separate_reloads_and_a_hangup_forces() {
+        let apart = DEBOUNCE * 3;
+        let script =
+            vec![(apart, Trigger::FileChanged), (apart, Trigger::FileChanged), (DEBOUNCE / 4, Trigger::Hangup)];
+        assert_eq!(acts_for(script).await, [false, true]);
     }
 }

@@ -16,7 +16,10 @@ use toml::Spanned;
 use toml_edit::Item;
 
 use super::diagnostic::{Diagnostic, Diagnostics, Reporter};
-use super::raw::{RawDelivery, RawIngest, RawLog, RawRelay, RawSecret, RawSecrets, RawSubscription, Text, TextList};
+use super::raw::{
+    RawDelivery, RawEnvelope, RawHeaderNames, RawIngest, RawLog, RawRelay, RawSecret, RawSecrets, RawSubscription,
+    Text, TextList,
+};
 use super::sections::{field_names, parse_document, read_section, read_table, report_unknown_keys, Section};
 use super::{
     BodyMode, Config, DeliverySettings, IngestSettings, LogFormat, LogSettings, RelaySettings, SignatureScheme,
@@ -30,6 +33,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "content-type",
+    "user-agent",
     "transfer-encoding",
     "connection",
     "webhook-id",
@@ -58,8 +62,8 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-struct Compiler<'a> {
-    reporter: Reporter<'a>,
+pub(super) struct Compiler<'a> {
+    pub(super) reporter: Reporter<'a>,
     base_dir: PathBuf,
 }
 
@@ -112,7 +116,10 @@ impl Compiler<'_> {
                 "relay" => raw.relay = read_section(reporter, "[relay]", item),
                 "ingest" => raw.ingest = read_section(reporter, "[ingest]", item),
                 "log" => raw.log = read_section(reporter, "[log]", item),
-                "delivery" => raw.delivery = read_section(reporter, "[delivery]", item),
+                "delivery" => {
+                    report_unknown_dialect_keys(reporter, "[delivery", item);
+                    raw.delivery = read_section(reporter, "[delivery]", item)
+                }
                 "subscription" => raw.subscriptions = read_subscriptions(reporter, item),
                 other => {
                     let span = top.key(other).and_then(|k| k.span());
@@ -266,6 +273,7 @@ impl Compiler<'_> {
                 settings.extra_roots = Arc::new(roots);
             }
         }
+        self.dialect(raw, &mut settings);
         settings
     }
 
@@ -403,6 +411,7 @@ impl Compiler<'_> {
             let reserved = header.as_ref().is_some_and(|h| {
                 RESERVED_HEADERS.contains(&h.as_str())
                     || (delivery.signature == SignatureScheme::HmacSha256 && *h == delivery.signature_header)
+                    || delivery.header_names.active().any(|(_, own)| own == h)
             });
             if reserved {
                 self.reporter
@@ -453,7 +462,7 @@ impl Compiler<'_> {
         Some(Secret::new(value))
     }
 
-    fn header_name(&mut self, name: &Text) -> Option<HeaderName> {
+    pub(super) fn header_name(&mut self, name: &Text) -> Option<HeaderName> {
         match HeaderName::from_bytes(name.get_ref().as_bytes()) {
             Ok(header) => Some(header),
             Err(_) => self.fail(name.span(), format!("`{}` is not a valid HTTP header name", name.get_ref())),
@@ -498,7 +507,7 @@ impl Compiler<'_> {
     }
 
     /// Reports and yields `None`, so checks read as one expression.
-    fn fail<T>(&mut self, span: impl Into<Option<Range<usize>>>, message: impl Into<String>) -> Option<T> {
+    pub(super) fn fail<T>(&mut self, span: impl Into<Option<Range<usize>>>, message: impl Into<String>) -> Option<T> {
         self.reporter.error(span.into(), message);
         None
     }
@@ -524,6 +533,7 @@ fn read_subscriptions(
     for (index, table) in tables.iter().enumerate() {
         let what = format!("[[subscription]] #{}", index + 1);
         report_unknown_keys(reporter, &what, table, &[own_keys, delivery_keys]);
+        report_unknown_dialect_keys(reporter, "[subscription", table);
         let own = read_table::<RawSubscription>(reporter, &what, table);
         let overrides = read_table::<RawDelivery>(reporter, &what, table);
         if let (Some(own), Some(overrides)) = (own, overrides) {
@@ -531,4 +541,16 @@ fn read_subscriptions(
         }
     }
     read
+}
+
+/// Unknown keys inside the `envelope` and `header_names` tables of a delivery section (`prefix` is the
+/// section's name without its closing bracket, e.g. `[delivery`).
+fn report_unknown_dialect_keys(reporter: &mut Reporter<'_>, prefix: &str, section: &Item) {
+    let Some(table) = section.as_table_like() else { return };
+    if let Some(envelope) = table.get("envelope") {
+        report_unknown_keys(reporter, &format!("{prefix}.envelope]"), envelope, &[field_names::<RawEnvelope>()]);
+    }
+    if let Some(names) = table.get("header_names") {
+        report_unknown_keys(reporter, &format!("{prefix}.header_names]"), names, &[field_names::<RawHeaderNames>()]);
+    }
 }

@@ -5,6 +5,7 @@
 
 mod compile;
 mod diagnostic;
+mod dialect;
 mod raw;
 mod sections;
 
@@ -13,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, Uri};
+use http::{HeaderName, HeaderValue, Uri};
 use rustls_pki_types::CertificateDer;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
+pub use dialect::{Envelope, HeaderNames, TimestampFormat};
 
 use crate::router::Router;
 use crate::secret::Secret;
@@ -119,6 +121,12 @@ pub struct DeliverySettings {
     /// Extra trusted roots, added to the system's.
     pub ca_file: Option<PathBuf>,
     pub extra_roots: Arc<Vec<CertificateDer<'static>>>,
+    /// `user-agent` of every attempt; `hookrelay/<version>` unless configured.
+    pub user_agent: HeaderValue,
+    /// The body's field names with `body = "envelope"`.
+    pub envelope: Envelope,
+    /// The relay's own headers, renamed or dropped.
+    pub header_names: HeaderNames,
 }
 
 impl Default for DeliverySettings {
@@ -134,6 +142,9 @@ impl Default for DeliverySettings {
             body: BodyMode::Envelope,
             ca_file: None,
             extra_roots: Arc::new(Vec::new()),
+            user_agent: HeaderValue::from_static(crate::USER_AGENT),
+            envelope: Envelope::default(),
+            header_names: HeaderNames::default(),
         }
     }
 }

@@ -45,6 +45,32 @@ pub struct RawDelivery {
     pub signature_header: Option<Text>,
     pub body: Option<Text>,
     pub ca_file: Option<Text>,
+    pub user_agent: Option<Text>,
+    pub envelope: Option<Spanned<RawEnvelope>>,
+    pub header_names: Option<Spanned<RawHeaderNames>>,
+}
+
+/// `[delivery.envelope]` / `[subscription.envelope]`: the body's field names (SPEC §6a).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEnvelope {
+    pub id: Option<Text>,
+    #[serde(rename = "type")]
+    pub event_type: Option<Text>,
+    pub timestamp: Option<Text>,
+    pub timestamp_format: Option<Text>,
+    pub source: Option<Text>,
+    pub data: Option<Text>,
+    pub extra: Option<Spanned<BTreeMap<Text, serde_json::Value>>>,
+}
+
+/// `[delivery.header_names]` / `[subscription.header_names]`: the relay's own headers renamed or dropped.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHeaderNames {
+    pub id: Option<Text>,
+    pub event: Option<Text>,
+    pub delivery: Option<Text>,
+    pub attempt: Option<Text>,
+    pub timestamp: Option<Text>,
 }
 
 /// The keys of a `[[subscription]]` that are its own; its delivery overrides are read as a [`RawDelivery`].

@@ -83,25 +83,112 @@ fn position(text: &str, needle: &str, nth: usize) -> (usize, usize) {
     (line, column)
 }
 
-#[test]
-fn check_reports_every_problem_with_its_line_and_column() {
+/// Runs `check` on `text` and asserts it reports exactly the `expected` problems, each at its place.
+fn assert_problems(text: &str, expected: &[(&str, usize, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.toml");
-    std::fs::write(&path, BROKEN).unwrap();
+    std::fs::write(&path, text).unwrap();
     let output = hookrelay(&["check", "-c", path.to_str().unwrap()], None);
     assert_eq!(output.status.code(), Some(1));
     let printed = stdout(&output);
     let lines: Vec<&str> = printed.lines().collect();
-    for (needle, nth, message) in EXPECTED {
-        let (line, column) = position(BROKEN, needle, *nth);
+    for (needle, nth, message) in expected {
+        let (line, column) = position(text, needle, *nth);
         let prefix = format!("{}:{line}:{column}: ", path.display());
         assert!(
             lines.iter().any(|l| l.starts_with(&prefix) && l.contains(message)),
             "expected `{prefix}...{message}` in:\n{printed}"
         );
     }
-    assert_eq!(lines.len(), EXPECTED.len(), "one line per problem:\n{printed}");
+    assert_eq!(lines.len(), expected.len(), "one line per problem:\n{printed}");
+    printed
+}
+
+#[test]
+fn check_reports_every_problem_with_its_line_and_column() {
+    let printed = assert_problems(BROKEN, EXPECTED);
     assert!(!printed.contains("s3cr3t"), "a secret value was printed:\n{printed}");
+}
+
+/// Dialect settings (SPEC §6a) that contradict each other or the relay's own headers.
+const DIALECT_CONFLICTS: &str = r#"[relay]
+state_dir = "state"
+
+[ingest]
+http = "127.0.0.1:8787"
+
+[delivery.envelope]
+colour = "x"
+
+[[subscription]]
+name = "clash"
+url = "https://a.example/"
+events = ["*"]
+signature = "hmac-sha256"
+signature_header = "X-Sig"
+secret = "s"
+user_agent = "bad\u0001agent"
+headers = { "X-Event" = "k" }
+
+[subscription.envelope]
+id = "event"
+type = "event"
+timestamp_format = "iso"
+extra = { data = 1, success = true }
+
+[subscription.header_names]
+event = "X-Event"
+delivery = "bad header"
+timestamp = "x-sig"
+bogus = "x"
+
+[[subscription]]
+name = "standard"
+url = "https://b.example/"
+events = ["*"]
+secret = "s"
+
+[subscription.header_names]
+id = "X-Id"
+"#;
+
+#[test]
+fn check_reports_dialect_conflicts_with_their_line_and_column() {
+    assert_problems(
+        DIALECT_CONFLICTS,
+        &[
+            ("colour", 1, "unknown key `colour` in [delivery.envelope]"),
+            ("\"bad\\u0001agent\"", 1, "`user_agent` must be a non-empty printable header value"),
+            ("\"X-Event\" = \"k\"", 1, "header `X-Event` is set by the relay itself"),
+            ("\"event\"", 2, "`type` and `id` are the same envelope field `event`"),
+            ("\"iso\"", 1, "unknown `timestamp_format` `iso`"),
+            ("data = 1", 1, "`extra.data` and `data` are the same envelope field `data`"),
+            ("\"bad header\"", 1, "`bad header` is not a valid HTTP header name"),
+            ("\"x-sig\"", 1, "`header_names.timestamp` and the signature header are the same header `x-sig`"),
+            ("bogus", 1, "unknown key `bogus` in [subscription.header_names]"),
+            ("\"X-Id\"", 1, "the id header is always `webhook-id`"),
+        ],
+    );
+}
+
+#[test]
+fn check_accepts_every_vendor_example() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let secrets =
+        ["VETIGEN_WEBHOOK_SECRET", "ODONTOLOGY_WEBHOOK_SECRET", "NOVAMED_WEBHOOK_SECRET", "CLINIK_WEBHOOK_SECRET"];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+        command.arg("check").arg("-c").arg(&path);
+        for name in secrets {
+            command.env(name, "example-secret");
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}: {}", path.display(), stdout(&output));
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "one example per vendor in the seeds");
 }
 
 #[test]

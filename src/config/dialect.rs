@@ -102,10 +102,10 @@ impl Compiler<'_> {
             }
         }
         if let Some(envelope) = &raw.envelope {
-            self.envelope(envelope.get_ref(), &mut settings.envelope);
+            self.envelope(envelope, &mut settings.envelope);
         }
         if let Some(names) = &raw.header_names {
-            self.header_names(names.get_ref(), settings);
+            self.header_names(names, settings);
         }
     }
 
@@ -132,8 +132,7 @@ impl Compiler<'_> {
             }
         }
         if let Some(extra) = &raw.extra {
-            envelope.extra =
-                extra.get_ref().iter().map(|(key, value)| (key.get_ref().clone(), value.clone())).collect();
+            envelope.extra = extra.iter().map(|(key, value)| (key.get_ref().clone(), value.clone())).collect();
         }
 
         // Every name the body will hold, with the span that set it at this level (if this level did).
@@ -150,10 +149,7 @@ impl Compiler<'_> {
         .collect();
         if let Some(extra) = &raw.extra {
             names.extend(
-                extra
-                    .get_ref()
-                    .keys()
-                    .map(|key| (format!("`extra.{}`", key.get_ref()), key.get_ref().clone(), Some(key.span()))),
+                extra.keys().map(|key| (format!("`extra.{}`", key.get_ref()), key.get_ref().clone(), Some(key.span()))),
             );
         } else {
             names.extend(envelope.extra.iter().map(|(key, _)| (format!("`extra.{key}`"), key.clone(), None)));

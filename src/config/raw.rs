@@ -46,8 +46,9 @@ pub struct RawDelivery {
     pub body: Option<Text>,
     pub ca_file: Option<Text>,
     pub user_agent: Option<Text>,
-    pub envelope: Option<Spanned<RawEnvelope>>,
-    pub header_names: Option<Spanned<RawHeaderNames>>,
+    // Tables nested in a section carry no span of their own (their values do).
+    pub envelope: Option<RawEnvelope>,
+    pub header_names: Option<RawHeaderNames>,
 }
 
 /// `[delivery.envelope]` / `[subscription.envelope]`: the body's field names (SPEC §6a).
@@ -60,7 +61,7 @@ pub struct RawEnvelope {
     pub timestamp_format: Option<Text>,
     pub source: Option<Text>,
     pub data: Option<Text>,
-    pub extra: Option<Spanned<BTreeMap<Text, serde_json::Value>>>,
+    pub extra: Option<BTreeMap<Text, serde_json::Value>>,
 }
 
 /// `[delivery.header_names]` / `[subscription.header_names]`: the relay's own headers renamed or dropped.

@@ -78,7 +78,12 @@ impl TestEnv {
     }
 
     pub async fn start(&self) -> RelayProcess {
-        RelayProcess::start(&self.config_path()).await
+        RelayProcess::start(&self.config_path(), &[]).await
+    }
+
+    /// Starts the relay with extra environment variables (secrets read with `{ env = ... }`).
+    pub async fn start_with_env(&self, vars: &[(&str, &str)]) -> RelayProcess {
+        RelayProcess::start(&self.config_path(), vars).await
     }
 
     /// Opens the store to look at it; only while no relay runs on this state dir, and once per test
@@ -110,11 +115,12 @@ pub struct RelayProcess {
 
 impl RelayProcess {
     /// Starts `hookrelay run -c config` and waits for its "Relay ready." line.
-    pub async fn start(config: &std::path::Path) -> RelayProcess {
+    pub async fn start(config: &std::path::Path, vars: &[(&str, &str)]) -> RelayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
             .args(["run", "-c"])
             .arg(config)
             .env_remove("RUST_LOG")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -8,6 +8,7 @@ mod diagnostic;
 mod dialect;
 mod raw;
 mod sections;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -24,6 +24,11 @@ impl Backlog {
             .is_ok()
     }
 
+    /// Counts `n` more unfinished deliveries whatever the maximum (requeued by an operator).
+    pub fn add(&self, n: u64) {
+        self.unfinished.fetch_add(n, Ordering::AcqRel);
+    }
+
     /// `n` deliveries finished, or a reservation was not used.
     pub fn release(&self, n: u64) {
         let _ = self.unfinished.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_sub(n)));

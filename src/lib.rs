@@ -21,9 +21,14 @@
 //! - [`scheduler`]: which deliveries are due, per subscription.
 //! - [`delivery`]: workers, the outgoing request, signing, the HTTPS client, retry decisions.
 //! - [`reload`]: watches the config file (and SIGHUP), validates, swaps, cancels removed subscriptions' work.
+//! - [`admin`]: the unix-socket-only admin API (list, inspect, requeue).
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`retention`]: the background purge of finished records.
 //! - [`relay`]: wires the parts together and runs until shutdown.
 
+pub mod admin;
 pub mod backlog;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
@@ -31,13 +36,16 @@ pub mod event;
 pub mod ingest;
 pub mod json;
 pub mod logging;
+pub mod metrics;
 pub mod relay;
 pub mod reload;
+pub mod retention;
 pub mod router;
 pub mod scheduler;
 pub mod secret;
 pub mod shutdown;
 pub mod store;
+pub mod systemd;
 
 /// `hookrelay/<version>`, the default `user-agent` of deliveries.
 pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));

@@ -10,23 +10,31 @@ use arc_swap::ArcSwap;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::admin::Admin;
 use crate::backlog::Backlog;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::delivery::Dispatcher;
 use crate::ingest::{self, Acceptor, Routes};
-use crate::reload;
+use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 use crate::shutdown::{Shutdown, GRACE};
+use crate::store::FlushObserver;
 use crate::store::{DeliveryStatus, Store};
+use crate::{reload, retention, systemd};
 
 /// Runs the relay until `shutdown` is triggered and everything in flight has finished or been abandoned.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let hangups = reload::hangup_signal().context("cannot listen for SIGHUP")?;
-    let store = Store::open(&config.relay.state_dir, None)
+    let metrics = Arc::new(Metrics::default());
+    let observer: FlushObserver = {
+        let metrics = Arc::clone(&metrics);
+        Arc::new(move |duration| metrics.flush(duration))
+    };
+    let store = Store::open(&config.relay.state_dir, Some(observer))
         .with_context(|| format!("cannot open the store in {}", config.relay.state_dir.display()))?;
     let scheduler = Arc::new(Scheduler::default());
-    let recovered = recover(&store, &scheduler, &config).context("cannot read the store")?;
+    let recovered = recover(&store, &scheduler, &config, &metrics).context("cannot read the store")?;
     info!(
         state_dir = %config.relay.state_dir.display(),
         pending = recovered.pending,
@@ -42,6 +50,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         Arc::clone(&config),
         Arc::clone(&backlog),
         shutdown.clone(),
+        Arc::clone(&metrics),
     ));
     for subscription in &config.load().subscriptions {
         dispatcher.ensure_worker(&subscription.name);
@@ -49,14 +58,19 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
     // Before "ready": a save right after the relay says it is ready must not be missed.
     reload::spawn(Arc::clone(&dispatcher), hangups, shutdown.stop.clone());
+    retention::spawn(store.clone(), Arc::clone(&config), Arc::clone(&metrics), shutdown.stop.clone());
 
     let routes = Arc::new(Routes {
         acceptor: Acceptor::new(Arc::clone(&config), store.clone(), scheduler, backlog),
+        admin: Admin { dispatcher: Arc::clone(&dispatcher) },
+        metrics,
         ready: Default::default(),
     });
     let (servers, socket_path) = bind_listeners(&config.load(), &routes, &shutdown).await?;
+    systemd::ready(shutdown.stop.clone());
 
     shutdown.stop.cancelled().await;
+    systemd::stopping();
     servers.join_all().await;
     dispatcher.tasks.close();
     dispatcher.tasks.wait().await;
@@ -108,10 +122,18 @@ struct Recovered {
 /// Queues every pending delivery again at its due time. Those whose attempt was in flight at a crash
 /// are due at once (their `next_attempt_at` is in the past). Deliveries of a subscription that is no
 /// longer configured become `cancelled`, as a reload would have made them.
-fn recover(store: &Store, scheduler: &Scheduler, config: &Config) -> Result<Recovered, crate::store::StoreError> {
+fn recover(
+    store: &Store,
+    scheduler: &Scheduler,
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<Recovered, crate::store::StoreError> {
     let mut recovered = Recovered { pending: 0, cancelled: 0 };
     for delivery in store.deliveries() {
         let mut delivery = delivery?;
+        if delivery.status == DeliveryStatus::Failed {
+            metrics.failed(&delivery.subscription, 1);
+        }
         if delivery.status != DeliveryStatus::Pending {
             continue;
         }

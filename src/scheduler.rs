@@ -28,7 +28,7 @@ struct Queue {
     by_due: BTreeSet<(u64, DeliveryId)>,
     /// Delivery → due time; ids sort in acceptance order, for ordered subscriptions.
     by_id: BTreeMap<DeliveryId, u64>,
-    in_flight: usize,
+    in_flight: BTreeSet<DeliveryId>,
     wake: Arc<Notify>,
 }
 
@@ -66,7 +66,7 @@ impl Scheduler {
         let mut queues = self.queues.lock().unwrap();
         let queue = queues.entry(subscription.to_owned()).or_default();
         let limit = if ordered { 1 } else { concurrency };
-        if queue.in_flight >= limit {
+        if queue.in_flight.len() >= limit {
             return Next::Wait;
         }
         let head = if ordered {
@@ -79,7 +79,7 @@ impl Scheduler {
             Some((due, _)) if due > now_ms => Next::WaitUntil(due),
             Some((_, id)) => {
                 queue.remove(id);
-                queue.in_flight += 1;
+                queue.in_flight.insert(id);
                 Next::Start(id)
             }
         }
@@ -89,7 +89,7 @@ impl Scheduler {
     pub fn finished(&self, subscription: &str, id: DeliveryId, retry_at: Option<u64>) {
         let mut queues = self.queues.lock().unwrap();
         let queue = queues.entry(subscription.to_owned()).or_default();
-        queue.in_flight = queue.in_flight.saturating_sub(1);
+        queue.in_flight.remove(&id);
         if let Some(due) = retry_at {
             queue.by_due.insert((due, id));
             queue.by_id.insert(id, due);
@@ -117,6 +117,21 @@ impl Scheduler {
         for queue in self.queues.lock().unwrap().values() {
             queue.wake.notify_one();
         }
+    }
+
+    /// Per subscription: deliveries queued or in flight, and the oldest one's creation time (Unix ms, from
+    /// its ULID).
+    pub fn unfinished(&self) -> Vec<(String, usize, Option<u64>)> {
+        let queues = self.queues.lock().unwrap();
+        let mut all: Vec<_> = queues
+            .iter()
+            .map(|(name, queue)| {
+                let oldest = [queue.by_id.keys().next(), queue.in_flight.first()].into_iter().flatten().min();
+                (name.clone(), queue.by_id.len() + queue.in_flight.len(), oldest.map(|id| id.0.timestamp_ms()))
+            })
+            .collect();
+        all.sort();
+        all
     }
 
     /// Deliveries waiting (not in flight) for a subscription.

@@ -48,6 +48,21 @@ impl Config {
         compile::load(path)
     }
 
+    /// The unix socket path a config file names, read without validating the rest of the file: the admin
+    /// commands need only this, and their user may not have the daemon's secrets in the environment.
+    pub fn unix_socket_of(path: &Path) -> Result<PathBuf, String> {
+        let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let text = std::fs::read_to_string(&file)
+            .map_err(|error| format!("cannot read config file {}: {error}", file.display()))?;
+        let document: toml_edit::DocumentMut =
+            text.parse().map_err(|error| format!("{}: invalid TOML: {error}", file.display()))?;
+        let socket = document.get("ingest").and_then(|ingest| ingest.get("unix_socket")).and_then(|v| v.as_str());
+        let socket = socket.ok_or_else(|| {
+            format!("{} has no [ingest] unix_socket; the admin commands talk to the relay through it", file.display())
+        })?;
+        Ok(file.parent().unwrap_or(Path::new("/")).join(socket))
+    }
+
     pub fn subscription(&self, name: &str) -> Option<&Arc<Subscription>> {
         self.subscriptions.iter().find(|s| s.name == name)
     }

@@ -4,7 +4,9 @@
 pub mod backoff;
 pub mod client;
 pub mod request;
+pub mod requeue;
 pub mod sign;
 pub mod worker;
 
+pub use requeue::NotRequeued;
 pub use worker::Dispatcher;

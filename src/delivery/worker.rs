@@ -15,6 +15,7 @@ use super::request;
 use crate::backlog::Backlog;
 use crate::clock::now_ms;
 use crate::config::{Config, Subscription};
+use crate::metrics::Metrics;
 use crate::scheduler::{Next, Scheduler};
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, Store, StoreError};
@@ -29,6 +30,7 @@ pub struct Dispatcher {
     pub config: Arc<ArcSwap<Config>>,
     pub backlog: Arc<Backlog>,
     pub shutdown: Shutdown,
+    pub metrics: Arc<Metrics>,
     clients: ClientPool,
     /// Workers and attempts, awaited at shutdown.
     pub tasks: TaskTracker,
@@ -44,6 +46,7 @@ impl Dispatcher {
         config: Arc<ArcSwap<Config>>,
         backlog: Arc<Backlog>,
         shutdown: Shutdown,
+        metrics: Arc<Metrics>,
     ) -> Dispatcher {
         Dispatcher {
             store,
@@ -51,6 +54,7 @@ impl Dispatcher {
             config,
             backlog,
             shutdown,
+            metrics,
             clients: ClientPool::default(),
             tasks: TaskTracker::new(),
             workers: Mutex::default(),
@@ -172,8 +176,12 @@ impl Dispatcher {
             response_body: outcome.response_body.clone(),
         };
         self.store.record_attempt(&delivery, &attempt)?;
+        self.metrics.attempt(&subscription.name, attempt.status_code, outcome.duration);
         if delivery.status.is_finished() {
             self.backlog.release(1);
+        }
+        if delivery.status == DeliveryStatus::Failed {
+            self.metrics.failed(&subscription.name, 1);
         }
         log_attempt(&delivery, &attempt, retry_at);
         Ok(retry_at)
@@ -199,7 +207,8 @@ fn settle(delivery: &mut DeliveryRecord, subscription: &Subscription, n: u32, ou
         return None;
     }
     let settings = &subscription.delivery;
-    match next_delay(n, &settings.retry, settings.jitter, outcome.retry_after, &mut rand::thread_rng()) {
+    let nth_of_schedule = n.saturating_sub(delivery.schedule_start);
+    match next_delay(nth_of_schedule, &settings.retry, settings.jitter, outcome.retry_after, &mut rand::thread_rng()) {
         Some(delay) => {
             let at = now + delay.as_millis() as u64;
             delivery.next_attempt_at = Some(at);

@@ -28,7 +28,8 @@ pub enum Refusal {
 
 /// What the producer is told: 202 when something new was stored, 200 when every event was known.
 pub struct Answer {
-    pub created: bool,
+    /// Events stored by this request (the others were known already).
+    pub new_events: usize,
     pub body: Value,
 }
 
@@ -61,7 +62,7 @@ impl Acceptor {
         debug!(events = fresh.len(), known = answers.len() - fresh.len(), "Events accepted.");
         let body =
             if submission.is_batch { Value::Array(answers) } else { answers.into_iter().next().unwrap_or(Value::Null) };
-        Ok(Answer { created: !fresh.is_empty(), body })
+        Ok(Answer { new_events: fresh.len(), body })
     }
 
     /// Decides each event's fate and writes the new ones, all under the id lock.
@@ -127,6 +128,7 @@ fn build_records(config: &Config, event: NewEvent, ids: &mut ulid::Generator, no
             subscription: subscription.clone(),
             status: DeliveryStatus::Pending,
             attempts: 0,
+            schedule_start: 0,
             next_attempt_at: Some(now),
             last_status_code: None,
             last_error: None,

@@ -5,16 +5,23 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 use tracing::warn;
 
 use super::accept::{Acceptor, Refusal};
 use super::reply::{self, Reply};
+use crate::admin::{is_admin_path, Admin};
+use crate::clock::now_ms;
 use crate::event::parse_submission;
+use crate::metrics::{Backlog, Metrics};
+
+/// The content type of `prometheus_client`'s text encoding.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +32,8 @@ pub enum Listener {
 
 pub struct Routes {
     pub acceptor: Acceptor,
+    pub admin: Admin,
+    pub metrics: Arc<Metrics>,
     /// Set once the store is open, the config loaded and every listener bound.
     pub ready: AtomicBool,
 }
@@ -37,7 +46,10 @@ impl Routes {
             ("/v1/events", _) => reply::method_not_allowed("POST"),
             ("/healthz", &Method::GET | &Method::HEAD) => reply::json(StatusCode::OK, &json!({ "status": "ok" })),
             ("/readyz", &Method::GET | &Method::HEAD) => self.readiness(),
-            ("/healthz" | "/readyz", _) => reply::method_not_allowed("GET, HEAD"),
+            ("/metrics", &Method::GET | &Method::HEAD) => self.metrics_text(),
+            ("/healthz" | "/readyz" | "/metrics", _) => reply::method_not_allowed("GET, HEAD"),
+            // The admin API is for operators on the unix socket; the TCP listener does not know it.
+            (path, _) if is_admin_path(path) && listener == Listener::Unix => self.admin.handle(request).await,
             _ => reply::not_found(),
         };
         Ok(reply)
@@ -57,12 +69,12 @@ impl Routes {
             if let Some(token) = &config.ingest.token {
                 let given = request.headers().get(AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
                 if !given.is_some_and(|given| token.matches(given)) {
-                    return reply::error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
+                    return self.refuse(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
                 }
             }
         }
         if !is_json(&request) {
-            return reply::error(
+            return self.refuse(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the events with Content-Type: application/json",
@@ -70,7 +82,7 @@ impl Routes {
         }
         let limit = config.ingest.max_body_bytes;
         let too_large = || {
-            reply::error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is over {limit} bytes"))
+            self.refuse(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is over {limit} bytes"))
         };
         let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limit as u64) {
@@ -79,26 +91,55 @@ impl Routes {
         let body = match Limited::new(request.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
-            Err(_) => return reply::error(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read"),
+            Err(_) => return self.refuse(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read"),
         };
         let submission = match parse_submission(&body) {
             Ok(submission) => submission,
-            Err(invalid) => return reply::error(StatusCode::BAD_REQUEST, "invalid_event", invalid.message),
+            Err(invalid) => return self.refuse(StatusCode::BAD_REQUEST, "invalid_event", invalid.message),
         };
         match self.acceptor.accept(submission).await {
             Ok(answer) => {
-                let status = if answer.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+                self.metrics.accepted(answer.new_events);
+                let status = if answer.new_events > 0 { StatusCode::ACCEPTED } else { StatusCode::OK };
                 reply::json(status, &answer.body)
             }
-            Err(refusal @ Refusal::Conflict(_)) => reply::error(StatusCode::CONFLICT, "conflict", refusal.to_string()),
+            Err(refusal @ Refusal::Conflict(_)) => self.refuse(StatusCode::CONFLICT, "conflict", refusal.to_string()),
             Err(refusal @ Refusal::Backlogged(_)) => {
-                reply::error(StatusCode::SERVICE_UNAVAILABLE, "backlog_full", refusal.to_string())
+                self.refuse(StatusCode::SERVICE_UNAVAILABLE, "backlog_full", refusal.to_string())
             }
             Err(refusal @ Refusal::Store(_)) => {
                 warn!(error = %refusal, "Refused events: the store failed.");
-                reply::error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", refusal.to_string())
+                self.refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", refusal.to_string())
             }
         }
+    }
+
+    /// An error answer to an ingest request, counted by reason.
+    fn refuse(&self, status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
+        self.metrics.rejected(code);
+        reply::error(status, code, message)
+    }
+
+    fn metrics_text(&self) -> Reply {
+        let config = self.acceptor.config.load();
+        let unfinished = self.acceptor.scheduler.unfinished();
+        let backlogs: Vec<Backlog> = config
+            .subscriptions
+            .iter()
+            .map(|subscription| {
+                let queue = unfinished.iter().find(|(name, _, _)| *name == subscription.name);
+                Backlog {
+                    subscription: subscription.name.clone(),
+                    enabled: subscription.enabled,
+                    unfinished: queue.map_or(0, |q| q.1),
+                    oldest_ms: queue.and_then(|q| q.2),
+                }
+            })
+            .collect();
+        let text = self.metrics.render(&backlogs, now_ms());
+        let mut response = Response::new(Full::new(Bytes::from(text)));
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+        response
     }
 }
 

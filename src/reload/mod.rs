@@ -110,6 +110,7 @@ pub fn reload(dispatcher: &Arc<Dispatcher>, forced: bool) {
             for problem in &diagnostics.0 {
                 error!(%problem, "Invalid config file.");
             }
+            dispatcher.metrics.reload("rejected");
             error!(
                 problems = diagnostics.0.len(),
                 "Config not reloaded; the relay keeps running on the previous config."
@@ -118,7 +119,10 @@ pub fn reload(dispatcher: &Arc<Dispatcher>, forced: bool) {
         Ok(new) if !forced && new.digest == current.digest => {
             debug!(file = %current.file.display(), "Config file touched but unchanged.");
         }
-        Ok(new) => apply(dispatcher, &current, new),
+        Ok(new) => {
+            apply(dispatcher, &current, new);
+            dispatcher.metrics.reload("applied");
+        }
     }
 }
 

@@ -44,3 +44,6 @@ pub fn attempts_of(id: DeliveryId) -> [u8; 17] {
     key[0] = ATTEMPT;
     key
 }
+
+/// The first key after every delivery key: the end of a range over deliveries.
+pub const DELIVERIES_END: [u8; 1] = [DELIVERY + 1];

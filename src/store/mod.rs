@@ -10,6 +10,10 @@
 //!   delivery is due again, so an attempt cut off by the crash is repeated (at-least-once).
 //! - Attempt results are written without waiting for a commit. Losing one in a power cut repeats an attempt,
 //!   which at-least-once allows; it never loses an event.
+//! - Finished deliveries (`delivered`, `failed`, `cancelled`) and their event are removed together, once
+//!   the event and every one of its deliveries are older than `relay.retention`
+//!   ([`crate::retention`]); an event with a pending delivery is never removed. The event record is also
+//!   the idempotency key, so an id can be reused after the retention period.
 //! - Everything is in one tree; the key layout is in [`keys`].
 
 mod group_commit;
@@ -124,6 +128,43 @@ impl Store {
             let (key, value) = entry?;
             decode(&key, &value)
         })
+    }
+
+    /// Deliveries in acceptance order, starting after `after` (a paging cursor) or at the first.
+    pub fn deliveries_after(
+        &self,
+        after: Option<DeliveryId>,
+    ) -> impl Iterator<Item = Result<DeliveryRecord, StoreError>> + '_ {
+        use std::ops::Bound::{Excluded, Included};
+        let start = match after {
+            Some(id) => Excluded(keys::delivery(id).to_vec()),
+            None => Included(vec![keys::DELIVERY]),
+        };
+        self.db.range::<Vec<u8>, _>((start, Excluded(keys::DELIVERIES_END.to_vec()))).map(|entry| {
+            let (key, value) = entry?;
+            decode(&key, &value)
+        })
+    }
+
+    /// Every event, in key order (for the retention purge).
+    pub fn events(&self) -> impl Iterator<Item = Result<EventRecord, StoreError>> + '_ {
+        self.db.scan_prefix([keys::EVENT]).map(|entry| {
+            let (key, value) = entry?;
+            decode(&key, &value)
+        })
+    }
+
+    /// Removes an event with its deliveries and their attempts, in one atomic batch.
+    pub fn remove_event(&self, event: &EventRecord) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.remove(keys::event(&event.id));
+        for &delivery in &event.deliveries {
+            batch.remove(&keys::delivery(delivery)[..]);
+            for entry in self.db.scan_prefix(keys::attempts_of(delivery)).keys() {
+                batch.remove(entry?);
+            }
+        }
+        Ok(self.db.apply_batch(batch)?)
     }
 
     /// A delivery's attempts, first to last.

@@ -51,6 +51,9 @@ pub struct DeliveryRecord {
     pub status: DeliveryStatus,
     /// Attempts made so far.
     pub attempts: u32,
+    /// Attempts made before the last requeue (`hookrelay retry`): the retry schedule counts from here.
+    #[serde(default)]
+    pub schedule_start: u32,
     /// Unix ms; set while pending.
     pub next_attempt_at: Option<u64>,
     pub last_status_code: Option<u16>,

@@ -1,0 +1,77 @@
+//! The admin commands' side of the unix socket: one HTTP/1.1 request per call, errors worded for the
+//! person at the terminal (which socket, what went wrong, what to check).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::UnixStream;
+
+pub struct AdminClient {
+    socket: PathBuf,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl AdminClient {
+    pub fn new(socket: PathBuf) -> Result<AdminClient, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start: {e}"))?;
+        Ok(AdminClient { socket, runtime })
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, String> {
+        self.call(Method::GET, path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        self.call(Method::POST, path, Some(body))
+    }
+
+    /// Sends one request; a non-2xx answer becomes its error message.
+    fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
+        let (status, document) = self.runtime.block_on(self.exchange(method, path, body))?;
+        if status.is_success() {
+            return Ok(document);
+        }
+        let message = document["error"]["message"].as_str().map(str::to_owned);
+        Err(message.unwrap_or_else(|| format!("the relay answered {status}")))
+    }
+
+    async fn exchange(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value), String> {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|error| connect_error(&self.socket, &error))?;
+        let lost =
+            |error: hyper::Error| format!("the connection to the relay at {} failed: {error}", self.socket.display());
+        let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(lost)?;
+        tokio::spawn(connection);
+        let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(payload))
+            .expect("a valid request");
+        let response = sender.send_request(request).await.map_err(lost)?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.map_err(lost)?.to_bytes();
+        let document = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, document))
+    }
+}
+
+fn connect_error(socket: &Path, error: &io::Error) -> String {
+    let hint = match error.kind() {
+        io::ErrorKind::NotFound => " (is hookrelay running? is this the config it runs with?)",
+        io::ErrorKind::ConnectionRefused => " (is hookrelay running? the socket file may be left over from a crash)",
+        io::ErrorKind::PermissionDenied => " (run as a user in the socket's group, or as the hookrelay user)",
+        _ => "",
+    };
+    format!("cannot connect to the relay at {}: {error}{hint}", socket.display())
+}

@@ -1,0 +1,285 @@
+//! The command line (SPEC §2). `run` and `check` work on the config file; the admin commands (`send`,
+//! `deliveries`, `delivery`, `retry`) talk to the running daemon over its unix socket.
+
+mod client;
+mod table;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use base64::Engine;
+use clap::{Args, Parser, Subcommand};
+use rand::RngCore;
+use serde_json::{json, Value};
+
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use client::AdminClient;
+
+#[derive(Parser)]
+#[command(name = "hookrelay", version, about = "A durable webhook relay for clinic software.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground.
+    Run(ConfigArg),
+    /// Validate the config file; print every problem as FILE:LINE:COL: message.
+    Check(ConfigArg),
+    /// Submit one event to the running daemon; prints its id.
+    Send(SendArgs),
+    /// List deliveries.
+    Deliveries(ListArgs),
+    /// Show one delivery with every attempt.
+    Delivery(ShowArgs),
+    /// Requeue deliveries with a fresh retry schedule.
+    Retry(RetryArgs),
+    /// Print a new random signing secret (whsec_<base64 of 32 bytes>).
+    Secret,
+}
+
+#[derive(Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(short = 'c', long = "config", env = "HOOKRELAY_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The event type, e.g. appointment.created.
+    #[arg(value_name = "TYPE")]
+    event_type: String,
+    /// The event's data: JSON, @path to read it from a file, or - for stdin. Defaults to {}.
+    data: Option<String>,
+    /// An idempotency key; the relay assigns evt_<ULID> when absent.
+    #[arg(long)]
+    id: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// pending, held, delivered, failed, cancelled or all.
+    #[arg(long, default_value = "all")]
+    status: String,
+    #[arg(long)]
+    subscription: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print the admin API's JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// A delivery id (dlv_...).
+    id: String,
+    /// Print the admin API's JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["ids", "failed"])))]
+pub struct RetryArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Delivery ids (dlv_...).
+    ids: Vec<String>,
+    /// Every failed delivery (narrowed by --subscription and --since).
+    #[arg(long, conflicts_with = "ids")]
+    failed: bool,
+    #[arg(long, requires = "failed")]
+    subscription: Option<String>,
+    /// Only deliveries that failed within this long, e.g. 2h.
+    #[arg(long, requires = "failed")]
+    since: Option<String>,
+}
+
+/// Runs an admin or helper command (everything but `run`); prints its output and returns the exit code.
+pub fn execute(command: Command) -> ExitCode {
+    let outcome = match command {
+        Command::Run(_) => unreachable!("`run` is handled by main"),
+        Command::Check(args) => return check(&args.config),
+        Command::Secret => Ok(new_secret()),
+        Command::Send(args) => send(args),
+        Command::Deliveries(args) => list(args),
+        Command::Delivery(args) => show(args),
+        Command::Retry(args) => retry(args),
+    };
+    match outcome {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("hookrelay: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!("{}: ok ({} subscriptions)", config.file.display(), config.subscriptions.len());
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            println!("{diagnostics}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn client(config: &ConfigArg) -> Result<AdminClient, String> {
+    AdminClient::new(Config::unix_socket_of(&config.config)?)
+}
+
+fn send(args: SendArgs) -> Result<String, String> {
+    let data = match args.data.as_deref() {
+        None => "{}".to_owned(),
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| format!("cannot read DATA from stdin: {e}"))?;
+            text
+        }
+        Some(path) if path.starts_with('@') => {
+            std::fs::read_to_string(&path[1..]).map_err(|e| format!("cannot read DATA from {}: {e}", &path[1..]))?
+        }
+        Some(text) => text.to_owned(),
+    };
+    let data: Value = serde_json::from_str(&data).map_err(|e| format!("DATA is not valid JSON: {e}"))?;
+    let mut event = json!({ "type": args.event_type, "data": data });
+    if let Some(id) = args.id {
+        event["id"] = json!(id);
+    }
+    let answer = client(&args.config)?.post("/v1/events", &event)?;
+    Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+}
+
+fn list(args: ListArgs) -> Result<String, String> {
+    let mut path = format!("/v1/deliveries?status={}&limit={}", args.status, args.limit);
+    if let Some(subscription) = &args.subscription {
+        path.push_str(&format!("&subscription={subscription}"));
+    }
+    let document = client(&args.config)?.get(&path)?;
+    if args.json {
+        return Ok(document.to_string());
+    }
+    let rows: Vec<Vec<String>> = document["deliveries"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            vec![
+                text(&d["id"]),
+                text(&d["status"]),
+                text(&d["subscription"]),
+                text(&d["event_type"]),
+                d["attempts"].to_string(),
+                text(&d["next_attempt_at"]),
+                table::clip(&last_result(d), 48),
+            ]
+        })
+        .collect();
+    let header = ["ID", "STATUS", "SUBSCRIPTION", "EVENT TYPE", "ATTEMPTS", "NEXT ATTEMPT", "LAST RESULT"];
+    let mut output = table::render(&header, &rows);
+    if !document["next"].is_null() {
+        output.push_str(&format!("\n(more deliveries match; raise --limit, up to {})", crate::admin::MAX_LIMIT));
+    }
+    Ok(output)
+}
+
+fn show(args: ShowArgs) -> Result<String, String> {
+    let document = client(&args.config)?.get(&format!("/v1/deliveries/{}", args.id))?;
+    if args.json {
+        return Ok(document.to_string());
+    }
+    let fields = [
+        "id",
+        "event_id",
+        "event_type",
+        "subscription",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ];
+    let mut lines: Vec<String> = fields.iter().map(|f| format!("{f:<16}{}", text(&document[*f]))).collect();
+    let attempts = document["attempts"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows: Vec<Vec<String>> = attempts
+        .iter()
+        .map(|a| {
+            vec![
+                a["n"].to_string(),
+                text(&a["started_at"]),
+                format!("{} ms", a["duration_ms"]),
+                text(&a["status_code"]),
+                table::clip(&text(&a["error"]), 60),
+            ]
+        })
+        .collect();
+    lines.push(String::new());
+    lines.push(table::render(&["N", "STARTED", "DURATION", "STATUS", "ERROR"], &rows));
+    Ok(lines.join("\n"))
+}
+
+fn retry(args: RetryArgs) -> Result<String, String> {
+    let client = client(&args.config)?;
+    if args.failed {
+        let filter = json!({ "status": "failed", "subscription": args.subscription, "since": args.since });
+        let answer = client.post("/v1/deliveries/retry", &filter)?;
+        return Ok(format!("requeued {}", answer["requeued"]));
+    }
+    let mut lines = Vec::new();
+    let mut refused = Vec::new();
+    for id in &args.ids {
+        match client.post(&format!("/v1/deliveries/{id}/retry"), &json!({})) {
+            Ok(_) => lines.push(format!("requeued {id}")),
+            Err(message) => refused.push(message),
+        }
+    }
+    if refused.is_empty() {
+        Ok(lines.join("\n"))
+    } else {
+        println!("{}", lines.join("\n"));
+        Err(refused.join("\nhookrelay: "))
+    }
+}
+
+/// A JSON value for a table cell: strings bare, null as "-".
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn last_result(delivery: &Value) -> String {
+    match (&delivery["last_status_code"], &delivery["last_error"]) {
+        (Value::Null, Value::Null) => "-".to_owned(),
+        (_, Value::String(error)) => error.clone(),
+        (code, _) => code.to_string(),
+    }
+}
+
+/// 32 bytes from the OS's CSPRNG, in the Standard Webhooks secret format.
+fn new_secret() -> String {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key))
+}

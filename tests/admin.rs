@@ -1,0 +1,216 @@
+//! The admin API (SPEC §5) and the admin commands (SPEC §2) against a running relay: listing with filters
+//! and paging, one delivery with its attempts, one event, requeueing, `send`, and clear errors.
+
+mod support;
+
+use std::process::Output;
+
+use serde_json::{json, Value};
+
+use support::client::{send, Call};
+use support::receiver::{always, sequence, Receiver, Reply};
+use support::relay::{RelayProcess, Setup, TestEnv};
+
+const FAILED: &str = "Delivery failed after its last attempt; requeue it with `hookrelay retry`.";
+
+fn subscription(name: &str, url: &str, extra: &str) -> String {
+    format!("[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n{extra}\n")
+}
+
+/// Runs `hookrelay <args> -c <config>` and returns its output.
+async fn cli(env: &TestEnv, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(args)
+        .arg("-c")
+        .arg(env.config_path())
+        .output()
+        .await
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+async fn get(relay: &RelayProcess, path: &str) -> Value {
+    let answer = send(&relay.unix, Call::get(path)).await;
+    assert_eq!(answer.status, 200, "{path}: {}", String::from_utf8_lossy(&answer.body));
+    answer.json()
+}
+
+#[tokio::test]
+async fn a_failed_delivery_is_listed_inspected_and_requeued_with_the_cli() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, sequence(vec![Reply::status(500)], 200)).await;
+    env.write_config(&Setup {
+        subscriptions: subscription("vet", &receiver.url("/"), "retry = []"),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"adm-1","data":{}}"#).await.status, 202);
+    relay.wait_for_log(FAILED, 1, |_| true).await;
+    assert_eq!(receiver.next().await.header("x-hookrelay-attempt"), "1");
+
+    let table = stdout(&cli(&env, &["deliveries", "--status", "failed"]).await);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one row:\n{table}");
+    let header: Vec<&str> = lines[0].split("  ").filter(|c| !c.is_empty()).map(str::trim).collect();
+    assert_eq!(header, ["ID", "STATUS", "SUBSCRIPTION", "EVENT TYPE", "ATTEMPTS", "NEXT ATTEMPT", "LAST RESULT"]);
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&row[1..5], ["failed", "vet", "lab.completed", "1"]);
+    let status_column = lines[0].find("STATUS").unwrap();
+    assert_eq!(&lines[1][status_column..status_column + 6], "failed", "columns are aligned");
+
+    let listed: Value = serde_json::from_str(&stdout(&cli(&env, &["deliveries", "--json"]).await)).unwrap();
+    let delivery = &listed["deliveries"][0];
+    assert_eq!(listed["next"], Value::Null);
+    assert_eq!((delivery["status"].as_str(), delivery["last_status_code"].as_u64()), (Some("failed"), Some(500)));
+    let id = delivery["id"].as_str().unwrap().to_owned();
+
+    let shown: Value = serde_json::from_str(&stdout(&cli(&env, &["delivery", &id, "--json"]).await)).unwrap();
+    let attempts = shown["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["status_code"], 500);
+    assert_eq!(attempts[0]["response_body"], "{\"ok\":true}");
+    assert!(attempts[0]["duration_ms"].is_u64());
+    let human = stdout(&cli(&env, &["delivery", &id]).await);
+    assert!(human.contains("status          failed"), "{human}");
+
+    assert_eq!(stdout(&cli(&env, &["retry", &id]).await).trim(), format!("requeued {id}"));
+    let retried = receiver.next().await;
+    assert_eq!(retried.header("x-hookrelay-attempt"), "2", "attempts go on counting after a requeue");
+    relay.wait_for_log("Delivery succeeded.", 1, |_| true).await;
+    let delivered = get(&relay, "/v1/deliveries?status=delivered").await;
+    assert_eq!(delivered["deliveries"][0]["id"], id.as_str());
+
+    let again = cli(&env, &["retry", &id]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("was delivered already"));
+}
+
+#[tokio::test]
+async fn retry_failed_requeues_by_subscription_and_age() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(500)).await;
+    env.write_config(&Setup {
+        subscriptions: subscription("a", &receiver.url("/a"), "retry = []")
+            + &subscription("b", &receiver.url("/b"), "retry = []"),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    for id in ["r1", "r2"] {
+        assert_eq!(relay.post_unix(&json!({"type": "x", "id": id, "data": 1}).to_string()).await.status, 202);
+    }
+    relay.wait_for_log(FAILED, 4, |_| true).await;
+
+    let output = stdout(&cli(&env, &["retry", "--failed", "--subscription", "a", "--since", "1h"]).await);
+    assert_eq!(output.trim(), "requeued 2");
+    relay.wait_for_log(FAILED, 6, |_| true).await;
+    let failed_b = get(&relay, "/v1/deliveries?status=failed&subscription=b").await;
+    assert_eq!(failed_b["deliveries"].as_array().unwrap().len(), 2);
+    let attempts_a: Vec<u64> = get(&relay, "/v1/deliveries?subscription=a").await["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["attempts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts_a, [2, 2], "only subscription a was requeued");
+
+    let usage = cli(&env, &["retry"]).await;
+    assert_eq!(usage.status.code(), Some(2), "ids or --failed are required");
+}
+
+#[tokio::test]
+async fn listing_filters_and_pages_with_a_cursor() {
+    let env = TestEnv::new();
+    env.write_config(&Setup {
+        subscriptions: subscription("held", "https://127.0.0.1:9/", "enabled = false"),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    let batch: Vec<Value> = (0..5).map(|i| json!({"type": "x", "id": format!("p{i}"), "data": i})).collect();
+    assert_eq!(relay.post_unix(&serde_json::to_string(&batch).unwrap()).await.status, 202);
+
+    let mut seen = Vec::new();
+    let mut path = "/v1/deliveries?limit=2&status=held".to_owned();
+    loop {
+        let page = get(&relay, &path).await;
+        seen.extend(page["deliveries"].as_array().unwrap().iter().map(|d| d["event_id"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/deliveries?limit=2&status=held&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["p0", "p1", "p2", "p3", "p4"], "every delivery once, in acceptance order");
+    assert_eq!(get(&relay, "/v1/deliveries?status=pending").await["deliveries"], json!([]));
+    assert_eq!(get(&relay, "/v1/deliveries?subscription=other").await["deliveries"], json!([]));
+
+    let bad = send(&relay.unix, Call::get("/v1/deliveries?status=sent")).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.error_message().contains("`status`"));
+
+    let event = get(&relay, "/v1/events/p3").await;
+    assert_eq!(event["data"], 3);
+    assert_eq!(event["deliveries"][0]["status"], "held");
+    assert_eq!(send(&relay.unix, Call::get("/v1/events/nope")).await.status, 404);
+    assert_eq!(send(&relay.unix, Call::get("/v1/deliveries/dlv_nope")).await.status, 404);
+}
+
+#[tokio::test]
+async fn admin_routes_answer_404_on_the_tcp_listener() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"x","id":"t1","data":1}"#).await.status, 202);
+    for path in ["/v1/deliveries", "/v1/events/t1", "/v1/deliveries/retry"] {
+        assert_eq!(send(relay.tcp(), Call::get(path)).await.status, 404, "{path} on TCP");
+    }
+    assert_eq!(send(&relay.unix, Call::get("/v1/events/t1")).await.status, 200);
+}
+
+#[tokio::test]
+async fn send_submits_json_a_file_or_stdin_and_prints_the_id() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let relay = env.start().await;
+
+    let assigned = stdout(&cli(&env, &["send", "appointment.created", r#"{"patient":{"fp":"p1"}}"#]).await);
+    let assigned = assigned.trim();
+    assert!(assigned.starts_with("evt_"), "{assigned}");
+    assert_eq!(get(&relay, &format!("/v1/events/{assigned}")).await["data"], json!({"patient": {"fp": "p1"}}));
+
+    let file = env.dir.path().join("data.json");
+    std::fs::write(&file, "[1, 2]").unwrap();
+    let from_file =
+        stdout(&cli(&env, &["send", "lab.completed", &format!("@{}", file.display()), "--id", "f-1"]).await);
+    assert_eq!(from_file.trim(), "f-1");
+    assert_eq!(get(&relay, "/v1/events/f-1").await["data"], json!([1, 2]));
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["send", "soap.signed", "-", "--id", "s-1", "-c"])
+        .arg(env.config_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    child.stdin.take().unwrap().write_all(b"{\"from\": \"stdin\"}").await.unwrap();
+    assert_eq!(stdout(&child.wait_with_output().await.unwrap()).trim(), "s-1");
+    assert_eq!(get(&relay, "/v1/events/s-1").await["data"], json!({"from": "stdin"}));
+
+    let invalid = cli(&env, &["send", "bad type", "{}"]).await;
+    assert_eq!(invalid.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("`type`"), "the relay's message is shown");
+}
+
+#[tokio::test]
+async fn admin_commands_say_which_socket_they_could_not_reach() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let output = cli(&env, &["deliveries"]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&env.socket().display().to_string()), "{stderr}");
+    assert!(stderr.contains("is hookrelay running?"), "{stderr}");
+}

@@ -214,3 +214,35 @@ async fn admin_commands_say_which_socket_they_could_not_reach() {
     assert!(stderr.contains(&env.socket().display().to_string()), "{stderr}");
     assert!(stderr.contains("is hookrelay running?"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_removed_subscription_s_cancelled_deliveries_can_be_requeued_when_it_comes_back() {
+    let env = TestEnv::new();
+    let (down, up) = (Receiver::start(&env.ca, always(503)).await, Receiver::start(&env.ca, always(200)).await);
+    let patient = format!("retry = [{}]", vec!["\"100ms\""; 100].join(", "));
+    env.write_config(&Setup { subscriptions: subscription("vet", &down.url("/"), &patient), ..Setup::default() });
+    let relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"x","id":"back-1","data":1}"#).await.status, 202);
+    relay.wait_for_log("Delivery attempt failed; will retry.", 1, |_| true).await;
+
+    env.save_by_rename(&Setup::default());
+    // Cancelled from the queue at the reload, or when an attempt in flight then ends.
+    relay
+        .wait_for_line("the delivery cancelled", 1, |line| {
+            (line["message"] == "Removed subscription's queued deliveries cancelled." && line["cancelled"] == 1)
+                || line["message"] == "Delivery cancelled: its subscription was removed."
+        })
+        .await;
+    let cancelled = get(&relay, "/v1/deliveries?status=cancelled").await;
+    assert_eq!(cancelled["deliveries"][0]["event_id"], "back-1");
+
+    env.save_by_rename(&Setup { subscriptions: subscription("vet", &up.url("/"), ""), ..Setup::default() });
+    relay.wait_for_log("Config reloaded.", 2, |_| true).await;
+    let call = Call::post("/v1/deliveries/retry", r#"{"status": "cancelled", "subscription": "vet"}"#);
+    let answer = send(&relay.unix, call).await;
+    assert_eq!(answer.json(), json!({"requeued": 1}));
+    let request = up.next().await;
+    assert_eq!(request.header("webhook-id"), "back-1");
+    let made_before = cancelled["deliveries"][0]["attempts"].as_u64().unwrap();
+    assert_eq!(request.header("x-hookrelay-attempt"), (made_before + 1).to_string(), "numbering goes on");
+}

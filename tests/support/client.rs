@@ -61,6 +61,11 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// A JSON `POST` to `path`.
+    pub fn post(path: &'a str, body: impl Into<Bytes>) -> Call<'a> {
+        Call { path, ..Call::events(body) }
+    }
+
     pub fn get(path: &'a str) -> Call<'a> {
         Call { method: Method::GET, path, headers: Vec::new(), body: Bytes::new() }
     }

@@ -160,6 +160,11 @@ impl RelayProcess {
         self.logs.wait_for(message, n, |line| line["message"] == message && filter(line)).await
     }
 
+    /// Waits for the `n`-th log line that passes `matches`.
+    pub async fn wait_for_line(&self, what: &str, n: usize, matches: impl Fn(&Value) -> bool) -> Value {
+        self.logs.wait_for(what, n, matches).await
+    }
+
     /// The log lines so far.
     pub fn logs(&self) -> Vec<Value> {
         self.logs.lines.lock().unwrap().clone()

@@ -185,6 +185,14 @@ async fn a_receiver_that_always_fails_ends_failed_after_the_schedule() {
         .wait_for_log("Delivery failed after its last attempt; requeue it with `hookrelay retry`.", 1, |_| true)
         .await;
     assert_eq!(failed["attempt"], 3, "1 + two retries");
+    let retrying = relay.wait_for_log("Delivery attempt failed; will retry.", 1, |_| true).await;
+    for line in [&failed, &retrying] {
+        for field in ["event_id", "delivery_id", "subscription", "attempt", "status", "error", "duration_ms"] {
+            assert!(!line[field].is_null(), "the attempt's log line has `{field}`: {line}");
+        }
+    }
+    assert!(retrying["next_attempt_in_ms"].is_u64(), "{retrying}");
+    assert_eq!((retrying["level"].as_str(), failed["level"].as_str()), (Some("WARN"), Some("ERROR")));
     assert_eq!(receiver.count(), 3);
     relay.terminate();
     assert!(relay.wait_exit().await.success());

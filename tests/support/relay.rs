@@ -165,6 +165,10 @@ impl RelayProcess {
         self.logs.wait_for(what, n, matches).await
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the relay is running")
+    }
+
     /// The log lines so far.
     pub fn logs(&self) -> Vec<Value> {
         self.logs.lines.lock().unwrap().clone()

@@ -1,0 +1,299 @@
+//! End-to-end benchmark: the release `hookrelay` binary as a child process, an in-process HTTPS sink, and
+//! producers on the unix socket. Prints one table and one JSON line per scenario. See BENCHMARKS.md.
+//!
+//!   cargo bench --bench e2e                  # every scenario
+//!   cargo bench --bench e2e -- ingest e2e    # only the scenarios whose names contain these words
+//!
+//! Sizes can be lowered for a quick run: BENCH_EVENTS (end to end, default 100000), BENCH_PENDING (memory
+//! and restart, default 1000000), BENCH_LATENCY_SECS (default 30).
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod process;
+mod producer;
+mod sink;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use producer::{drive, Connection};
+use sink::Sink;
+use support::relay::{RelayProcess, TestEnv};
+
+/// Per-attempt INFO lines would make the harness parse 100k log lines on the same two cores; the
+/// readiness line stays visible.
+const RUST_LOG: &str = "warn,hookrelay::relay=info";
+const PRODUCERS: usize = 64;
+const PAD_BYTES: usize = 1000;
+
+struct Row {
+    scenario: &'static str,
+    value: f64,
+    unit: &'static str,
+    target: &'static str,
+    detail: String,
+}
+
+fn size(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn write_config(env: &TestEnv, subscriptions: &str) {
+    let text = format!(
+        "[relay]\nstate_dir = \"state\"\nmax_pending = 100000000\n\n\
+         [ingest]\nunix_socket = \"relay.sock\"\nhttp = \"127.0.0.1:0\"\nmax_body_bytes = 8388608\n\n\
+         [log]\nformat = \"json\"\n\n\
+         [delivery]\nca_file = \"ca.pem\"\nretry = [\"1s\", \"5s\", \"30s\"]\n\n{subscriptions}"
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+}
+
+fn subscription(name: &str, url: &str, extra: &str) -> String {
+    format!("[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n{extra}\n")
+}
+
+async fn start(env: &TestEnv) -> RelayProcess {
+    env.start_with_env(&[("RUST_LOG", RUST_LOG)]).await
+}
+
+fn socket(relay: &RelayProcess) -> std::path::PathBuf {
+    match &relay.unix {
+        support::client::Target::Unix(path) => path.clone(),
+        _ => unreachable!(),
+    }
+}
+
+async fn durable_ingest(batch: usize, total: usize) -> Row {
+    let env = TestEnv::new();
+    write_config(&env, &subscription("held", "https://127.0.0.1:9/", "enabled = false"));
+    let relay = start(&env).await;
+    let cpu_before = process::cpu_ms(relay.pid());
+    let elapsed = drive(&socket(&relay), PRODUCERS, total, batch, PAD_BYTES, "i").await;
+    let relay_cpu = (process::cpu_ms(relay.pid()) - cpu_before) / 1000.0;
+    let flushes = flush_stats(&relay).await;
+    Row {
+        scenario: if batch == 1 { "durable ingest, single events" } else { "durable ingest, batches of 100" },
+        value: total as f64 / elapsed.as_secs_f64(),
+        unit: "events/s",
+        target: if batch == 1 { ">= 25000" } else { ">= 100000" },
+        detail: format!(
+            "{total} events of 1 KiB data, {PRODUCERS} producers, {:.2} s; relay CPU {relay_cpu:.2} s; {flushes}",
+            elapsed.as_secs_f64()
+        ),
+    }
+}
+
+/// "N group commits, mean X ms" from the relay's own metrics.
+async fn flush_stats(relay: &RelayProcess) -> String {
+    let answer = support::client::send(relay.tcp(), support::client::Call::get("/metrics")).await;
+    let text = String::from_utf8_lossy(&answer.body).into_owned();
+    let sample = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (sum, count) =
+        (sample("hookrelay_store_flush_duration_seconds_sum"), sample("hookrelay_store_flush_duration_seconds_count"));
+    format!("{count} group commits, mean {:.2} ms", sum / count.max(1.0) * 1000.0)
+}
+
+/// Scenario 2 and 3: `subscriptions` receivers of every event; returns the rate and the relay's peak RSS.
+async fn end_to_end(subscriptions: usize, total: usize) -> (Row, f64) {
+    let env = TestEnv::new();
+    let sink = Sink::start(&env.ca, None).await;
+    let config: String = (0..subscriptions).map(|i| subscription(&format!("s{i}"), &sink.url, "")).collect();
+    write_config(&env, &config);
+    let relay = start(&env).await;
+    let started = Instant::now();
+    drive(&socket(&relay), PRODUCERS, total, 1, PAD_BYTES, "e").await;
+    sink.wait_for(total * subscriptions).await;
+    let elapsed = started.elapsed();
+    let (_, peak) = process::rss_mib(relay.pid());
+    let row = if subscriptions == 1 {
+        Row {
+            scenario: "end to end, 1 subscription",
+            value: total as f64 / elapsed.as_secs_f64(),
+            unit: "events/s",
+            target: ">= 15000",
+            detail: format!("{total} events, first accept to last delivery {:.2} s", elapsed.as_secs_f64()),
+        }
+    } else {
+        Row {
+            scenario: "fan-out, 10 subscriptions",
+            value: (total * subscriptions) as f64 / elapsed.as_secs_f64(),
+            unit: "deliveries/s",
+            target: ">= 25000",
+            detail: format!("{total} events x {subscriptions} subscriptions in {:.2} s", elapsed.as_secs_f64()),
+        }
+    };
+    (row, peak)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+async fn latency(seconds: usize) -> Vec<Row> {
+    let env = TestEnv::new();
+    let sink = Sink::start(&env.ca, None).await;
+    write_config(&env, &subscription("s", &sink.url, ""));
+    let relay = start(&env).await;
+    let (connections, rate) = (16usize, 1000usize);
+    let total = rate * seconds;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let socket = socket(&relay);
+        tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(&socket).await;
+            let mut ticks = tokio::time::interval(Duration::from_secs_f64(connections as f64 / rate as f64));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut accepted = Vec::new();
+            for i in (c..total).step_by(connections) {
+                ticks.tick().await;
+                let id = format!("l-{i}");
+                let took = connection.post(producer::event(&id, PAD_BYTES).into()).await;
+                accepted.push((id, took, Instant::now()));
+            }
+            accepted
+        }));
+    }
+    let mut accepted = Vec::new();
+    for task in tasks {
+        accepted.extend(task.await.unwrap());
+    }
+    sink.wait_for(total).await;
+    let arrivals = sink.arrivals.by_id.lock().unwrap();
+    let mut accept: Vec<Duration> = accepted.iter().map(|(_, took, _)| *took).collect();
+    let mut onward: Vec<Duration> =
+        accepted.iter().map(|(id, _, at)| arrivals[id].saturating_duration_since(*at)).collect();
+    accept.sort();
+    onward.sort();
+    let detail = |v: &[Duration]| {
+        format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", percentile(v, 0.5), percentile(v, 0.99), percentile(v, 1.0))
+    };
+    vec![
+        Row {
+            scenario: "latency: accept p99",
+            value: percentile(&accept, 0.99),
+            unit: "ms",
+            target: "<= 3",
+            detail: format!("{total} events at {rate}/s: {}", detail(&accept)),
+        },
+        Row {
+            scenario: "latency: accept to received p99",
+            value: percentile(&onward, 0.99),
+            unit: "ms",
+            target: "p50 <= 2, p99 <= 5",
+            detail: detail(&onward),
+        },
+    ]
+}
+
+/// Scenarios 5b and 6: fill the store with `pending` held deliveries, read RSS, `kill -9`, restart enabled.
+async fn pending_and_restart(pending: usize) -> Vec<Row> {
+    let env = TestEnv::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+    write_config(&env, &subscription("s", &url, "enabled = false"));
+    let relay = start(&env).await;
+    let filled = drive(&socket(&relay), PRODUCERS, pending, 100, 16, "p").await;
+    let (rss, _) = process::rss_mib(relay.pid());
+    relay.kill9().await;
+
+    let sink = Sink::start(&env.ca, Some(listener)).await;
+    write_config(&env, &subscription("s", &sink.url, ""));
+    let started = Instant::now();
+    let relay = start(&env).await;
+    let ready = started.elapsed();
+    sink.wait_for(1).await;
+    let first = sink.arrivals.first.lock().unwrap().unwrap().duration_since(started);
+    drop(relay);
+    vec![
+        Row {
+            scenario: "memory with 1M pending",
+            value: rss,
+            unit: "MiB RSS",
+            target: "<= 256",
+            detail: format!("{pending} deliveries held, filled in {:.1} s", filled.as_secs_f64()),
+        },
+        Row {
+            scenario: "restart: ready",
+            value: ready.as_secs_f64(),
+            unit: "s",
+            target: "<= 2",
+            detail: format!("kill -9 with {pending} pending, then start"),
+        },
+        Row {
+            scenario: "restart: first delivery",
+            value: first.as_secs_f64(),
+            unit: "s",
+            target: "<= 3",
+            detail: "from start".into(),
+        },
+    ]
+}
+
+async fn idle() -> Row {
+    let env = TestEnv::new();
+    let sink = Sink::start(&env.ca, None).await;
+    write_config(&env, &subscription("s", &sink.url, ""));
+    let relay = start(&env).await;
+    let before = process::cpu_ms(relay.pid());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let used = process::cpu_ms(relay.pid()) - before;
+    Row {
+        scenario: "idle CPU",
+        value: used,
+        unit: "ms per 10 s",
+        target: "<= 50",
+        detail: "one subscription, no events".into(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    let mut rows = Vec::new();
+    if wanted("ingest") {
+        rows.push(durable_ingest(1, 50_000).await);
+        rows.push(durable_ingest(100, 500_000).await);
+    }
+    if wanted("e2e") || wanted("memory") {
+        let (row, peak) = end_to_end(1, size("BENCH_EVENTS", 100_000)).await;
+        rows.push(row);
+        rows.push(Row {
+            scenario: "memory during end to end",
+            value: peak,
+            unit: "MiB peak RSS",
+            target: "<= 64",
+            detail: "VmHWM of the relay".into(),
+        });
+    }
+    if wanted("fanout") {
+        rows.push(end_to_end(10, size("BENCH_EVENTS", 100_000) / 5).await.0);
+    }
+    if wanted("latency") {
+        rows.extend(latency(size("BENCH_LATENCY_SECS", 30)).await);
+    }
+    if wanted("restart") || wanted("pending") {
+        rows.extend(pending_and_restart(size("BENCH_PENDING", 1_000_000)).await);
+    }
+    if wanted("idle") {
+        rows.push(idle().await);
+    }
+    println!("\n{:<34} {:>12}  {:<14} {:<20} detail", "scenario", "value", "unit", "target");
+    for row in &rows {
+        println!("{:<34} {:>12.2}  {:<14} {:<20} {}", row.scenario, row.value, row.unit, row.target, row.detail);
+    }
+    println!();
+    for row in &rows {
+        let line = json!({"scenario": row.scenario, "value": row.value, "unit": row.unit, "target": row.target, "detail": row.detail});
+        println!("{line}");
+    }
+}

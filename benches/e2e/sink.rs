@@ -1,0 +1,82 @@
+//! The benchmark's receiver: HTTPS on 127.0.0.1, answers 204 at once, records when each `webhook-id`
+//! arrived. Leaner than the tests' receiver, which clones every request into a channel.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+
+use crate::support::tls::TestCa;
+
+#[derive(Default)]
+pub struct Arrivals {
+    pub count: AtomicUsize,
+    pub first: Mutex<Option<Instant>>,
+    pub by_id: Mutex<HashMap<String, Instant>>,
+    pub changed: Notify,
+}
+
+pub struct Sink {
+    pub url: String,
+    pub arrivals: Arc<Arrivals>,
+}
+
+impl Sink {
+    pub async fn start(ca: &TestCa, listener: Option<TcpListener>) -> Sink {
+        let listener = match listener {
+            Some(listener) => listener,
+            None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let url = format!("https://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+        let arrivals = Arc::new(Arrivals::default());
+        let acceptor = TlsAcceptor::from(Arc::clone(&ca.server));
+        let recorded = Arc::clone(&arrivals);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (acceptor, arrivals) = (acceptor.clone(), Arc::clone(&recorded));
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let service = service_fn(move |request| record(Arc::clone(&arrivals), request));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        Sink { url, arrivals }
+    }
+
+    /// Waits until `n` requests have arrived.
+    pub async fn wait_for(&self, n: usize) {
+        loop {
+            let changed = self.arrivals.changed.notified();
+            if self.arrivals.count.load(Ordering::Acquire) >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+async fn record(arrivals: Arc<Arrivals>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let now = Instant::now();
+    let id = request.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    request.into_body().collect().await?;
+    arrivals.first.lock().unwrap().get_or_insert(now);
+    arrivals.by_id.lock().unwrap().entry(id).or_insert(now);
+    arrivals.count.fetch_add(1, Ordering::AcqRel);
+    arrivals.changed.notify_waiters();
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}

@@ -176,6 +176,9 @@ impl Dispatcher {
             response_body: outcome.response_body.clone(),
         };
         self.store.record_attempt(&delivery, &attempt)?;
+        // Durable before the slot is freed: after a crash only attempts that were in flight (started, or
+        // finished but not yet on disk) are made again, at most `concurrency` per subscription.
+        self.store.commit().await?;
         self.metrics.attempt(&subscription.name, attempt.status_code, outcome.duration);
         if delivery.status.is_finished() {
             self.backlog.release(1);

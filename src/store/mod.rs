@@ -8,8 +8,8 @@
 //! - A delivery is `pending` until an attempt finishes it (`delivered` or `failed`) or its subscription is
 //!   removed (`cancelled`). Nothing marks a delivery as "in flight" on disk: after a crash every pending
 //!   delivery is due again, so an attempt cut off by the crash is repeated (at-least-once).
-//! - Attempt results are written without waiting for a commit. Losing one in a power cut repeats an attempt,
-//!   which at-least-once allows; it never loses an event.
+//! - An attempt's result is committed before its worker takes the next delivery, so a crash repeats at
+//!   most the attempts in flight at that moment (at most `concurrency` per subscription).
 //! - Finished deliveries (`delivered`, `failed`, `cancelled`) and their event are removed together, once
 //!   the event and every one of its deliveries are older than `relay.retention`
 //!   ([`crate::retention`]); an event with a pending delivery is never removed. The event record is also

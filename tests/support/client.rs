@@ -1,7 +1,5 @@
 //! A plain HTTP/1.1 client for the relay's listeners, one connection per request.
 
-use std::path::Path;
-
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -83,28 +81,36 @@ impl<'a> Call<'a> {
 }
 
 pub async fn send(target: &Target, call: Call<'_>) -> Answer {
-    within("an answer from the relay", async {
-        match target {
-            Target::Unix(path) => exchange(unix(path).await, call).await,
-            Target::Tcp(address) => exchange(TcpStream::connect(address).await.unwrap(), call).await,
+    within("an answer from the relay", try_send(target, call)).await.unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Like [`send`], but a refused or broken connection (a relay that was just killed) is an error.
+pub async fn try_send(target: &Target, call: Call<'_>) -> Result<Answer, String> {
+    match target {
+        Target::Unix(path) => {
+            let stream =
+                UnixStream::connect(path).await.map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+            exchange(stream, call).await
         }
-    })
-    .await
+        Target::Tcp(address) => {
+            let stream = TcpStream::connect(address).await.map_err(|e| format!("cannot connect to {address}: {e}"))?;
+            exchange(stream, call).await
+        }
+    }
 }
 
-async fn unix(path: &Path) -> UnixStream {
-    UnixStream::connect(path).await.unwrap_or_else(|e| panic!("cannot connect to {}: {e}", path.display()))
-}
-
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, call: Call<'_>) -> Answer {
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    call: Call<'_>,
+) -> Result<Answer, String> {
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     let mut request = Request::builder().method(call.method).uri(call.path).header("host", "localhost");
     for (name, value) in call.headers {
         request = request.header(name, value);
     }
-    let response = sender.send_request(request.body(Full::new(call.body)).unwrap()).await.unwrap();
+    let response = sender.send_request(request.body(Full::new(call.body)).unwrap()).await.map_err(|e| e.to_string())?;
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    Answer { status: parts.status, headers: parts.headers, body }
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Answer { status: parts.status, headers: parts.headers, body })
 }

@@ -23,6 +23,8 @@ use super::within;
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// 0-based arrival number over the receiver's life (what the [`Script`] was called with).
+    pub n: usize,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -44,11 +46,18 @@ impl Received {
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
+    /// How long to wait before answering (a slow receiver).
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Reply {
     pub fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new() }
+        Reply { status, headers: Vec::new(), delay: None }
+    }
+
+    pub fn after(mut self, delay: std::time::Duration) -> Reply {
+        self.delay = Some(delay);
+        self
     }
 
     pub fn with_header(mut self, name: &'static str, value: &str) -> Reply {
@@ -157,12 +166,15 @@ async fn answer(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let n = shared.count.fetch_add(1, Ordering::SeqCst);
-    let received = Received { path: parts.uri.path().to_owned(), headers: parts.headers, body, at: Instant::now() };
+    let received = Received { n, path: parts.uri.path().to_owned(), headers: parts.headers, body, at: Instant::now() };
     let _ = shared.sender.send(received);
     if let Some(gate) = &shared.gate {
         gate.acquire().await.unwrap().forget();
     }
     let reply = (shared.script)(n);
+    if let Some(delay) = reply.delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut response = Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
     for (name, value) in reply.headers {

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod client;
+pub mod hostile;
 pub mod receiver;
 pub mod relay;
 pub mod tls;

@@ -108,6 +108,16 @@ impl Receiver {
 
     /// Serves on a listener the test bound earlier (its port was already in a config).
     pub fn serve(listener: TcpListener, ca: &TestCa, script: Script, hold: bool) -> Receiver {
+        Self::serve_tls(listener, Arc::clone(&ca.server), script, hold)
+    }
+
+    /// A receiver presenting the certificate of `tls` (see [`super::tls::Flaw`]).
+    pub async fn start_with_tls(tls: Arc<rustls::ServerConfig>, script: Script) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_tls(listener, tls, script, false)
+    }
+
+    fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, script: Script, hold: bool) -> Receiver {
         let port = listener.local_addr().unwrap().port();
         let (sender, requests) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -118,7 +128,7 @@ impl Receiver {
             max_in_flight: AtomicUsize::new(0),
             sender,
         });
-        let acceptor = TlsAcceptor::from(Arc::clone(&ca.server));
+        let acceptor = TlsAcceptor::from(tls);
         let accepting = Arc::clone(&shared);
         tokio::spawn(async move {
             loop {

@@ -1,14 +1,26 @@
-//! A throwaway certificate authority and a server certificate for 127.0.0.1 and localhost, signed by it.
+//! A throwaway certificate authority and server certificates signed by it (or not), for receivers that
+//! the relay must trust, and for ones it must refuse (expired, self-signed, wrong host).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub struct TestCa {
     pub ca_pem: String,
+    /// A server config for 127.0.0.1 and localhost, signed by this CA.
     pub server: Arc<rustls::ServerConfig>,
+    ca: Certificate,
+    ca_key: KeyPair,
+}
+
+/// What a server certificate should get wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flaw {
+    None,
+    Expired,
+    WrongHost,
 }
 
 impl TestCa {
@@ -19,27 +31,58 @@ impl TestCa {
         ca_params.distinguished_name.push(DnType::CommonName, "hookrelay test CA");
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = ca_params.self_signed(&ca_key).unwrap();
+        let pem = ca.pem();
+        let mut test_ca = TestCa { ca_pem: pem, server: Arc::new(placeholder()), ca, ca_key };
+        test_ca.server = test_ca.server_config(Flaw::None);
+        test_ca
+    }
 
-        let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-        leaf_params.distinguished_name.push(DnType::CommonName, "test receiver");
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
-
-        let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone()];
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut server = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        server.alpn_protocols = vec![b"http/1.1".to_vec()];
-        TestCa { ca_pem: ca.pem(), server: Arc::new(server) }
+    /// A server config with a certificate from this CA, with `flaw`.
+    pub fn server_config(&self, flaw: Flaw) -> Arc<rustls::ServerConfig> {
+        let names = match flaw {
+            Flaw::WrongHost => vec!["other.example".to_owned()],
+            _ => vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+        };
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "test receiver");
+        if flaw == Flaw::Expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let certificate = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        config(certificate.der().clone(), &key)
     }
 
     /// Writes the CA certificate where a config's `ca_file` can point.
     pub fn write_ca(&self, path: &Path) {
         std::fs::write(path, &self.ca_pem).unwrap();
     }
+}
+
+/// A server config whose certificate signs itself: no CA vouches for it.
+pub fn self_signed_server() -> Arc<rustls::ServerConfig> {
+    let key = KeyPair::generate().unwrap();
+    let certificate = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&key).unwrap();
+    config(certificate.der().clone(), &key)
+}
+
+fn config(certificate: CertificateDer<'static>, key: &KeyPair) -> Arc<rustls::ServerConfig> {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate], key)
+        .unwrap();
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(server)
+}
+
+/// Replaced in [`TestCa::new`] before anyone sees it.
+fn placeholder() -> rustls::ServerConfig {
+    let key = KeyPair::generate().unwrap();
+    let certificate = CertificateParams::new(vec!["placeholder".to_owned()]).unwrap().self_signed(&key).unwrap();
+    Arc::try_unwrap(config(certificate.der().clone(), &key)).unwrap()
 }

@@ -1,0 +1,144 @@
+//! Receivers on a bad day (issue #5): silent, trickling, flooding, resetting, redirecting, or presenting
+//! a certificate that must not be trusted. Each is a failed attempt with a clear `last_error`, bounded by
+//! `timeout` and memory, and none of them holds up another subscription.
+
+mod support;
+
+use serde_json::Value;
+
+use support::client::{send, Call};
+use support::hostile::{HostileReceiver, Misbehaviour};
+use support::receiver::{always, Receiver, Reply};
+use support::relay::{RelayProcess, Setup, TestEnv};
+use support::tls::{self_signed_server, Flaw};
+
+const FAILED: &str = "Delivery failed after its last attempt; requeue it with `hookrelay retry`.";
+
+/// A subscription to every event, unsigned, with one attempt and no retries unless `extra` says otherwise.
+fn subscription(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\nretry = []\n{extra}\n"
+    )
+}
+
+/// The only delivery of subscription `name`, with its attempts, from the admin API.
+async fn delivery_of(relay: &RelayProcess, name: &str) -> Value {
+    let listed = send(&relay.unix, Call::get(&format!("/v1/deliveries?subscription={name}"))).await.json();
+    let deliveries = listed["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{name}: {listed}");
+    let id = deliveries[0]["id"].as_str().unwrap();
+    send(&relay.unix, Call::get(&format!("/v1/deliveries/{id}"))).await.json()
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_does_not_hold_up_other_subscriptions() {
+    let env = TestEnv::new();
+    let silent = HostileReceiver::start(&env.ca, Misbehaviour::Silent).await;
+    let healthy = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup {
+        subscriptions: subscription("silent", &silent.url("/"), "timeout = \"10m\"\nconcurrency = 1")
+            + &subscription("healthy", &healthy.url("/"), ""),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"held-1","data":{}}"#).await.status, 202);
+    silent.wait_open(1).await;
+    for n in 2..=5 {
+        let body = format!(r#"{{"type":"lab.completed","id":"held-{n}","data":{{}}}}"#);
+        assert_eq!(relay.post_unix(&body).await.status, 202);
+    }
+    let mut delivered: Vec<String> = Vec::new();
+    for _ in 1..=5 {
+        delivered.push(healthy.next().await.header("webhook-id").to_owned());
+    }
+    delivered.sort();
+    assert_eq!(delivered, ["held-1", "held-2", "held-3", "held-4", "held-5"]);
+    assert_eq!(silent.open(), 1, "the silent receiver still holds the first attempt");
+    assert_eq!(silent.requests(), 1, "its other deliveries wait for its one slot, not the healthy subscription");
+}
+
+#[tokio::test]
+async fn hostile_receivers_each_end_in_a_failed_attempt_with_a_clear_error() {
+    let env = TestEnv::new();
+    let silent = HostileReceiver::start(&env.ca, Misbehaviour::Silent).await;
+    let trickle = HostileReceiver::start(&env.ca, Misbehaviour::Trickle).await;
+    let enormous = HostileReceiver::start(&env.ca, Misbehaviour::Enormous).await;
+    let reset = HostileReceiver::start(&env.ca, Misbehaviour::Reset).await;
+    let target = Receiver::start(&env.ca, always(200)).await;
+    let redirect = Reply::status(307).with_header("location", &target.url("/moved"));
+    let redirecting = Receiver::start(&env.ca, std::sync::Arc::new(move |_| redirect.clone())).await;
+    let expired = Receiver::start_with_tls(env.ca.server_config(Flaw::Expired), always(200)).await;
+    let wrong_host = Receiver::start_with_tls(env.ca.server_config(Flaw::WrongHost), always(200)).await;
+    let self_signed = Receiver::start_with_tls(self_signed_server(), always(200)).await;
+    env.write_config(&Setup {
+        subscriptions: [
+            subscription("silent", &silent.url("/"), "timeout = \"1s\""),
+            subscription("trickle", &trickle.url("/"), "timeout = \"1s\""),
+            subscription("enormous", &enormous.url("/"), ""),
+            subscription("reset", &reset.url("/"), ""),
+            subscription("redirect", &redirecting.url("/"), ""),
+            subscription("expired", &expired.url("/"), ""),
+            subscription("wrong_host", &wrong_host.url("/"), ""),
+            subscription("self_signed", &self_signed.url("/"), ""),
+        ]
+        .concat(),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"bad-day","data":{}}"#).await.status, 202);
+    relay.wait_for_log(FAILED, 8, |_| true).await;
+
+    let mut errors = Vec::new();
+    for name in ["silent", "trickle", "enormous", "reset", "redirect", "expired", "wrong_host", "self_signed"] {
+        let delivery = delivery_of(&relay, name).await;
+        assert_eq!(delivery["status"], "failed", "{name}: {delivery}");
+        let attempts = delivery["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "{name}: one attempt, no retries configured");
+        let error = delivery["last_error"].as_str().unwrap_or_else(|| panic!("{name} has no last_error")).to_owned();
+        assert_eq!(attempts[0]["error"], error.as_str());
+        errors.push((name, error, attempts[0].clone()));
+    }
+    for (name, error, _) in &errors {
+        println!("{name}: {error}");
+    }
+    let error_of = |name: &str| errors.iter().find(|(n, _, _)| *n == name).unwrap().1.clone();
+
+    for name in ["silent", "trickle"] {
+        assert_eq!(error_of(name), "timed out after 1s", "{name}");
+        let attempt = &errors.iter().find(|(n, _, _)| *n == name).unwrap().2;
+        let took = attempt["duration_ms"].as_u64().unwrap();
+        assert!((1000..10_000).contains(&took), "{name}: the attempt is cut at its timeout, took {took} ms");
+    }
+    assert_eq!((silent.requests(), trickle.requests()), (1, 1));
+
+    assert_eq!(error_of("enormous"), "receiver answered 500 Internal Server Error");
+    let kept =
+        errors.iter().find(|(n, _, _)| *n == "enormous").unwrap().2["response_body"].as_str().unwrap().to_owned();
+    assert_eq!(kept, "x".repeat(4096), "the first 4 KiB of the answer are kept, no more");
+    assert!(enormous.bytes_sent() < 64 << 20, "the relay hung up instead of reading {} bytes", enormous.bytes_sent());
+    let rss = rss_kib(relay.pid());
+    assert!(rss < 100 * 1024, "the relay's memory stayed small: {rss} KiB");
+
+    let reset_error = error_of("reset");
+    assert!(!reset_error.is_empty() && reset_error.starts_with("client error"), "reset: {reset_error}");
+    assert_eq!(errors.iter().find(|(n, _, _)| *n == "reset").unwrap().2["status_code"], Value::Null);
+
+    assert_eq!(error_of("redirect"), "receiver answered 307 Temporary Redirect");
+    assert_eq!(target.count(), 0, "the redirect was not followed");
+
+    for (name, expected) in
+        [("expired", "certificate expired"), ("wrong_host", "not valid for name"), ("self_signed", "UnknownIssuer")]
+    {
+        let error = error_of(name);
+        assert!(error.contains("invalid peer certificate") && error.contains(expected), "{name}: {error}");
+    }
+    assert_eq!((expired.count(), wrong_host.count(), self_signed.count()), (0, 0, 0), "no request went to them");
+}

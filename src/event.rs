@@ -14,6 +14,9 @@ use crate::json;
 /// Events in one request, at most.
 pub const MAX_BATCH: usize = 1000;
 const MAX_TYPE_LEN: usize = 128;
+/// Deeper `data` is refused: receivers' parsers stop at some depth (serde_json at 128, counting the
+/// envelope around `data`), and an event none of them can read is better refused to the producer.
+pub const MAX_DATA_DEPTH: usize = 100;
 const MAX_ID_LEN: usize = 128;
 
 /// A validated event, not yet stored.
@@ -142,6 +145,9 @@ fn parse_event(raw: &RawValue, prefix: &str) -> Result<NewEvent, InvalidEvent> {
     };
 
     let data = fields.data.ok_or_else(|| InvalidEvent::new(format!("{} is required", field("data"))))?;
+    if json::depth(data.get()) > MAX_DATA_DEPTH {
+        return Err(InvalidEvent::new(format!("{} nests deeper than {MAX_DATA_DEPTH} levels", field("data"))));
+    }
     let data = json::compact(data.get());
     let fingerprint = fingerprint(&event_type, occurred_at_text.as_deref(), &data);
     Ok(NewEvent { id, event_type, occurred_at, data, fingerprint })

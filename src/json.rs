@@ -1,4 +1,5 @@
-//! Compact JSON: the producer's bytes minus insignificant whitespace.
+//! JSON text handled as text: compacted to the producer's bytes minus insignificant whitespace, and
+//! measured for nesting.
 //!
 //! Receivers verify signatures over the body, and some re-serialize the parsed body first
 //! (`JSON.stringify(req.body)`); a compact body with the producer's key order, numbers and escapes kept
@@ -34,6 +35,35 @@ pub fn quote(text: &str) -> String {
     serde_json::to_string(text).expect("a str always serializes")
 }
 
+/// How deeply arrays and objects nest in text that is already known to be valid JSON (`1` for `[]`).
+pub fn depth(valid_json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in valid_json.bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +79,14 @@ mod tests {
         // JSON.stringify(JSON.parse(s)) for a body without floats like 1.0 gives the same bytes.
         let input = "{\"patient\": {\"fp\": \"patient_01J\", \"name\": \"Luna\"}, \"n\": [1, 2]}";
         assert_eq!(compact(input), r#"{"patient":{"fp":"patient_01J","name":"Luna"},"n":[1,2]}"#);
+    }
+
+    #[test]
+    fn depth_counts_nesting_but_not_brackets_inside_strings() {
+        assert_eq!(depth("1"), 0);
+        assert_eq!(depth("[]"), 1);
+        assert_eq!(depth(r#"{"a": [1, {"b": []}], "c": {}}"#), 4);
+        assert_eq!(depth(r#"["[[[[", "\\\"{{{"]"#), 1);
+        assert_eq!(depth(&format!("{}{}", "[".repeat(5000), "]".repeat(5000))), 5000);
     }
 }

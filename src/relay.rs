@@ -26,6 +26,7 @@ use crate::{reload, retention, systemd};
 /// Runs the relay until `shutdown` is triggered and everything in flight has finished or been abandoned.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let hangups = reload::hangup_signal().context("cannot listen for SIGHUP")?;
+    let client_timeout = ingest::client_timeout()?;
     let metrics = Arc::new(Metrics::default());
     let observer: FlushObserver = {
         let metrics = Arc::clone(&metrics);
@@ -65,6 +66,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         admin: Admin { dispatcher: Arc::clone(&dispatcher) },
         metrics,
         ready: Default::default(),
+        client_timeout,
     });
     let (servers, socket_path) = bind_listeners(&config.load(), &routes, &shutdown).await?;
     systemd::ready(shutdown.stop.clone());

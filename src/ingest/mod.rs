@@ -1,6 +1,7 @@
 //! The ingest server: HTTP/1.1 on the unix socket and on the loopback TCP port, same routes on both.
 
 mod accept;
+mod patience;
 pub mod reply;
 mod routes;
 
@@ -20,10 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 pub use accept::{Acceptor, Answer, Refusal};
+pub use patience::client_timeout;
 pub use routes::{Listener, Routes};
-
-/// A client that has not sent its request headers by then is disconnected (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Binds the unix socket, replacing a stale socket file left by a crash, and applies `mode`.
 pub async fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
@@ -76,11 +75,12 @@ where
             },
             _ = stop.cancelled() => break,
         };
+        let client_timeout = routes.client_timeout;
         let routes = Arc::clone(&routes);
         let service = service_fn(move |request| Arc::clone(&routes).handle(kind, request));
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(client_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -36,6 +37,8 @@ pub struct Routes {
     pub metrics: Arc<Metrics>,
     /// Set once the store is open, the config loaded and every listener bound.
     pub ready: AtomicBool,
+    /// How long a producer may take to send its headers, and then its body (see [`super::client_timeout`]).
+    pub client_timeout: Duration,
 }
 
 impl Routes {
@@ -88,10 +91,18 @@ impl Routes {
         if declared.is_some_and(|length| length > limit as u64) {
             return too_large();
         }
-        let body = match Limited::new(request.into_body(), limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
-            Err(_) => return self.refuse(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read"),
+        let reading = tokio::time::timeout(self.client_timeout, Limited::new(request.into_body(), limit).collect());
+        let body = match reading.await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
+            Ok(Err(_)) => return self.refuse(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read"),
+            Err(_) => {
+                let message =
+                    format!("the body did not arrive within {}", humantime::format_duration(self.client_timeout));
+                let mut reply = self.refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout", message);
+                reply.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                return reply;
+            }
         };
         let submission = match parse_submission(&body) {
             Ok(submission) => submission,

@@ -1,0 +1,172 @@
+//! Producers on a bad day (issue #5): malformed, deeply nested, enormous or non-UTF-8 bodies, slow and
+//! idle connections. Each gets a clear 4xx or a closed connection, nothing is stored, and the relay keeps
+//! serving everyone else.
+
+mod support;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+use support::client::{send, Call, Target};
+use support::receiver::{always, Receiver};
+use support::relay::{deliveries, RelayProcess, Setup, TestEnv};
+use support::within;
+
+fn catch_all(url: &str) -> String {
+    format!("[[subscription]]\nname = \"all\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n")
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A body of `depth` nested arrays inside an event's `data`.
+fn nested(depth: usize) -> Vec<u8> {
+    format!(r#"{{"type":"a","data":{}{}}}"#, "[".repeat(depth), "]".repeat(depth)).into_bytes()
+}
+
+async fn assert_served(relay: &RelayProcess, id: &str) {
+    let body = format!(r#"{{"type":"lab.completed","id":"{id}","data":{{}}}}"#);
+    for target in [&relay.unix, relay.tcp()] {
+        let answer = send(target, Call::events(body.clone())).await;
+        assert!(answer.status == 202 || answer.status == 200, "{id}: {}", answer.status);
+    }
+}
+
+#[tokio::test]
+async fn hostile_bodies_get_a_clear_400_store_nothing_and_the_relay_keeps_serving() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/")), ..Setup::default() });
+    let mut relay = env.start().await;
+
+    let huge = "a".repeat(900_000);
+    let batch = format!("[{}]", vec![r#"{"type":"a","data":1}"#; 1001].join(","));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", br#"{"type":"a","data":{"x":[1,2"#.to_vec(), "body is not valid JSON"),
+        ("nested data", nested(200_000), "`data` nests deeper than 100 levels"),
+        ("nested just too deep", nested(101), "`data` nests deeper than 100 levels"),
+        ("nested top", "[".repeat(500_000).into_bytes(), "body is not valid JSON"),
+        ("invalid UTF-8", b"{\"type\":\"a\",\"data\":\"\xff\xfe\xfd\"}".to_vec(), "not valid UTF-8"),
+        ("huge type", format!(r#"{{"type":"{huge}","data":1}}"#).into_bytes(), "`type`"),
+        ("huge id", format!(r#"{{"type":"a","id":"{huge}","data":1}}"#).into_bytes(), "`id`"),
+        ("control in id", br#"{"type":"a","id":"x\u0007y","data":1}"#.to_vec(), "`id`"),
+        ("NUL in type", br#"{"type":"a\u0000","data":1}"#.to_vec(), "`type`"),
+        ("duplicate field", br#"{"type":"a","type":"b","data":1}"#.to_vec(), "`type`"),
+        ("lone surrogate", br#"{"type":"\ud800","data":1}"#.to_vec(), "`type`"),
+        ("big batch", batch.into_bytes(), "at most 1000"),
+        ("null", b"null".to_vec(), "event object"),
+        ("a number", b"12".to_vec(), "event object"),
+        ("batch of numbers", b"[1]".to_vec(), "`[0]` must be an event object"),
+        ("empty", Vec::new(), "body is not valid JSON"),
+    ];
+    for (case, body, named) in cases {
+        let answer = send(&relay.unix, Call::events(body)).await;
+        assert_eq!(answer.status, 400, "{case}: {}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(answer.error_code(), "invalid_event", "{case}");
+        let message = answer.error_message();
+        assert!(message.contains(named), "{case}: {message:?} should say {named:?}");
+        assert!(message.len() < 1000, "{case}: the message does not echo the body ({} bytes)", message.len());
+    }
+    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("json")] {
+        let mut call = Call::events(r#"{"type":"a","id":"wrong-type","data":1}"#);
+        call.headers.retain(|(name, _)| *name != "content-type");
+        if let Some(value) = content_type {
+            call = call.header("content-type", value);
+        }
+        let answer = send(&relay.unix, call).await;
+        assert_eq!(answer.status, 415, "{content_type:?}");
+        assert_eq!(answer.error_code(), "unsupported_media_type");
+    }
+
+    let deepest_allowed = send(&relay.unix, Call::events(nested(100))).await;
+    assert_eq!(deepest_allowed.status, 202, "100 levels of data are accepted");
+    assert_served(&relay, "after-hostile-bodies").await;
+    let rss = rss_kib(relay.pid());
+    assert!(rss < 100 * 1024, "memory stayed bounded: {rss} KiB");
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    let stored = deliveries(&env.store());
+    let mut stored: Vec<&str> = stored.iter().map(|d| d.event_id.as_str()).collect();
+    stored.retain(|id| *id != "after-hostile-bodies");
+    assert_eq!(stored.len(), 1, "only the two accepted events were stored: {stored:?}");
+    assert!(stored[0].starts_with("evt_"), "the 100-level event: {stored:?}");
+}
+
+/// Reads until the relay closes the connection; returns what it said first.
+async fn until_closed<S: AsyncRead + Unpin>(what: &str, stream: &mut S) -> String {
+    let mut said = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match within(what, stream.read(&mut chunk)).await {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&said).into_owned(),
+            Ok(n) => said.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
+    stream.write_all(bytes).await.unwrap();
+    stream.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn slow_and_idle_producers_are_disconnected_while_others_are_served() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/")), ..Setup::default() });
+    let relay = env.start_with_env(&[("HOOKRELAY_INGEST_CLIENT_TIMEOUT", "1s")]).await;
+    let Target::Tcp(address) = relay.tcp().clone() else { unreachable!() };
+    let Target::Unix(socket) = relay.unix.clone() else { unreachable!() };
+
+    let mut idle_tcp = Vec::new();
+    for _ in 0..200 {
+        idle_tcp.push(TcpStream::connect(address).await.unwrap());
+    }
+    let mut idle_unix = Vec::new();
+    for _ in 0..50 {
+        idle_unix.push(UnixStream::connect(&socket).await.unwrap());
+    }
+    let mut slow_headers = TcpStream::connect(address).await.unwrap();
+    write(&mut slow_headers, b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: app").await;
+    let mut slow_body = TcpStream::connect(address).await.unwrap();
+    let head = "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n";
+    write(&mut slow_body, head.as_bytes()).await;
+    write(&mut slow_body, br#"{"type":"slow","id":"slow-body","#).await;
+
+    assert_served(&relay, "while-held").await;
+
+    let said = until_closed("the slow body to be refused", &mut slow_body).await;
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(said.contains("\"request_timeout\"") && said.contains("within 1s"), "{said}");
+    until_closed("the slow headers to be cut off", &mut slow_headers).await;
+    for stream in &mut idle_tcp {
+        until_closed("an idle TCP connection to be closed", stream).await;
+    }
+    for stream in &mut idle_unix {
+        until_closed("an idle unix connection to be closed", stream).await;
+    }
+
+    assert_served(&relay, "after-slow-clients").await;
+    let admin = send(&relay.unix, Call::get("/v1/events/slow-body")).await;
+    assert_eq!(admin.status, 404, "the slow body was not stored");
+}
+
+#[tokio::test]
+async fn an_invalid_client_timeout_stops_the_relay_at_start_with_a_clear_error() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["run", "-c"])
+        .arg(env.config_path())
+        .env("HOOKRELAY_INGEST_CLIENT_TIMEOUT", "soon")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("HOOKRELAY_INGEST_CLIENT_TIMEOUT") && stderr.contains("is not a duration"), "{stderr}");
+}

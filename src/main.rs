@@ -27,6 +27,7 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     hookrelay::logging::init(&config.log);
+    ignore_file_size_signal();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -45,5 +46,15 @@ fn run(path: &Path) -> ExitCode {
             tracing::error!(error = format!("{error:#}"), "The relay stopped on an error.");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Past a file-size limit (`LimitFSIZE=`, `ulimit -f`) the kernel sends SIGXFSZ, which would kill the relay
+/// mid-write with a core dump. Ignored, the write fails with EFBIG instead: the store reports the error,
+/// ingest answers 503, and the event is not acknowledged, as on a full disk.
+fn ignore_file_size_signal() {
+    // SAFETY: called before the runtime starts any thread; SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::admin::Admin;
 use crate::backlog::Backlog;
@@ -71,7 +71,19 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let (servers, socket_path) = bind_listeners(&config.load(), &routes, &shutdown).await?;
     systemd::ready(shutdown.stop.clone());
 
-    shutdown.stop.cancelled().await;
+    let broken = store.broken();
+    let store_failed = tokio::select! {
+        _ = shutdown.stop.cancelled() => false,
+        _ = broken.cancelled() => {
+            error!(
+                "The store cannot write (see the errors above: a full disk, a file-size limit, an I/O error). \
+                 Stopping, so that the service manager restarts the relay on a freshly opened store; accepted \
+                 events are safe on disk and new ones are answered 503 until then."
+            );
+            shutdown.abort();
+            true
+        }
+    };
     systemd::stopping();
     servers.join_all().await;
     dispatcher.tasks.close();
@@ -81,6 +93,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);
+    }
+    if store_failed {
+        anyhow::bail!("the store failed to write");
     }
     info!("Relay stopped.");
     Ok(())

@@ -32,6 +32,12 @@ impl Shutdown {
         });
     }
 
+    /// Stops and abandons at once, for when nothing in flight could be recorded anyway.
+    pub fn abort(&self) {
+        self.stop.cancel();
+        self.abandon.cancel();
+    }
+
     /// Begins a shutdown on the first SIGTERM or SIGINT; exits the process on the second.
     pub fn on_signals(&self) -> std::io::Result<()> {
         let mut terminate = signal(SignalKind::terminate())?;

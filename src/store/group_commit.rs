@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 type Waiter = oneshot::Sender<Result<(), Arc<io::Error>>>;
 
@@ -29,7 +30,13 @@ pub struct GroupCommit {
 pub type FlushObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 impl GroupCommit {
-    pub fn start(db: sled::Db, dir: &Path, observer: Option<FlushObserver>) -> io::Result<GroupCommit> {
+    /// `broken` is cancelled when a round fails (see [`super::Store::broken`]).
+    pub fn start(
+        db: sled::Db,
+        dir: &Path,
+        observer: Option<FlushObserver>,
+        broken: CancellationToken,
+    ) -> io::Result<GroupCommit> {
         let db_file = File::open(dir.join("db"))?;
         // The directory entries of the database files must survive power loss too.
         File::open(dir)?.sync_all()?;
@@ -41,6 +48,9 @@ impl GroupCommit {
                 round.extend(waiters.try_iter());
                 let started = Instant::now();
                 let result = syncer.make_durable().map_err(Arc::new);
+                if result.is_err() {
+                    broken.cancel();
+                }
                 if let Some(observe) = &observer {
                     observe(started.elapsed());
                 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 pub use group_commit::FlushObserver;
 pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord};
@@ -58,6 +59,7 @@ pub struct Accepted {
 pub struct Store {
     db: sled::Db,
     committer: GroupCommit,
+    broken: CancellationToken,
 }
 
 impl Store {
@@ -68,8 +70,29 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(open_error)?;
         let db =
             sled::Config::new().path(dir).cache_capacity(CACHE_CAPACITY_BYTES).flush_every_ms(Some(1000)).open()?;
-        let committer = GroupCommit::start(db.clone(), dir, flush_observer).map_err(open_error)?;
-        Ok(Store { db, committer })
+        let broken = CancellationToken::new();
+        let committer = GroupCommit::start(db.clone(), dir, flush_observer, broken.clone()).map_err(open_error)?;
+        Ok(Store { db, committer, broken })
+    }
+
+    /// Cancelled once a commit has failed (a full disk, a file-size limit, an I/O error). There is no way
+    /// back without reopening the database: sled refuses every write after its first I/O error, and after
+    /// a failed fdatasync nobody knows what of the page cache reached the disk (PostgreSQL's "fsyncgate").
+    pub fn broken(&self) -> CancellationToken {
+        self.broken.clone()
+    }
+
+    /// Passes a write's result on; a failed write means the database is broken (see [`Store::broken`]).
+    /// sled also writes from its own background flusher, so the first failure may show up here rather
+    /// than in [`Store::commit`].
+    fn written<T>(&self, result: sled::Result<T>) -> Result<(), StoreError> {
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                self.broken.cancel();
+                Err(error.into())
+            }
+        }
     }
 
     /// Waits until every write made before the call is durable (flushed and fdatasync'ed).
@@ -94,7 +117,7 @@ impl Store {
                 batch.insert(&keys::delivery(delivery.id)[..], encode(delivery));
             }
         }
-        Ok(self.db.apply_batch(batch)?)
+        self.written(self.db.apply_batch(batch))
     }
 
     /// Takes back an [`Store::insert_accepted`] whose commit failed, so that a refused event leaves nothing.
@@ -106,7 +129,7 @@ impl Store {
                 batch.remove(&keys::delivery(delivery.id)[..]);
             }
         }
-        Ok(self.db.apply_batch(batch)?)
+        self.written(self.db.apply_batch(batch))
     }
 
     /// Saves a delivery's new state together with the attempt that led to it.
@@ -114,12 +137,11 @@ impl Store {
         let mut batch = sled::Batch::default();
         batch.insert(&keys::delivery(delivery.id)[..], encode(delivery));
         batch.insert(&keys::attempt(delivery.id, attempt.n)[..], encode(attempt));
-        Ok(self.db.apply_batch(batch)?)
+        self.written(self.db.apply_batch(batch))
     }
 
     pub fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError> {
-        self.db.insert(keys::delivery(delivery.id), encode(delivery))?;
-        Ok(())
+        self.written(self.db.insert(keys::delivery(delivery.id), encode(delivery)))
     }
 
     /// Every delivery, in acceptance order.
@@ -164,7 +186,7 @@ impl Store {
                 batch.remove(entry?);
             }
         }
-        Ok(self.db.apply_batch(batch)?)
+        self.written(self.db.apply_batch(batch))
     }
 
     /// A delivery's attempts, first to last.

@@ -1,0 +1,94 @@
+//! A store that cannot write (issue #5). The disk filling up is played by a file-size limit set on the
+//! running relay (`prlimit`): the kernel then fails its writes with EFBIG exactly where a full disk
+//! fails them with ENOSPC, without a tmpfs or root. The relay must answer 503 for what it could not make
+//! durable, stop so that systemd restarts it on a freshly opened store, and come back on its own.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::client::{send, try_send, Call};
+use support::receiver::{always, Receiver};
+use support::relay::{Setup, TestEnv};
+
+/// Sets the relay's file-size limit (the soft one; the hard one stays unlimited so it can be raised).
+fn limit_file_size(pid: u32, bytes: u64) {
+    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: prlimit(2) reads `limit` and writes nothing (null old-limit pointer).
+    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+fn event(id: &str) -> String {
+    format!(r#"{{"type":"lab.completed","id":"{id}","data":{{"report":"{}"}}}}"#, "r".repeat(10_000))
+}
+
+#[tokio::test]
+async fn when_the_store_cannot_write_ingest_answers_503_and_the_relay_restarts_clean() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let subscription = format!(
+        "[[subscription]]\nname = \"all\"\nurl = \"{}\"\nevents = [\"*\"]\nsignature = \"none\"\n",
+        receiver.url("/")
+    );
+    env.write_config(&Setup { subscriptions: subscription, ..Setup::default() });
+    let mut relay = env.start().await;
+
+    let mut accepted = BTreeSet::new();
+    for n in 0..5 {
+        let id = format!("before-{n}");
+        assert_eq!(relay.post_unix(&event(&id)).await.status, 202);
+        accepted.insert(id);
+    }
+    let db_size = std::fs::metadata(env.state_dir().join("db")).unwrap().len();
+    limit_file_size(relay.pid(), db_size + 300_000);
+
+    let mut refused = Vec::new();
+    for n in 0..2000 {
+        let id = format!("full-{n}");
+        let Ok(answer) = try_send(&relay.unix, Call::events(event(&id))).await else {
+            break; // the relay has stopped
+        };
+        match answer.status.as_u16() {
+            202 => assert!(refused.is_empty(), "{id} accepted after a refusal"),
+            503 => {
+                assert_eq!(answer.error_code(), "store_unavailable");
+                let message = answer.error_message();
+                assert!(message.contains("File too large"), "the cause is named: {message}");
+                assert!(!message.contains("rrrr"), "no payload in the message");
+            }
+            other => panic!("{id}: {other}"),
+        }
+        if answer.status == 202 {
+            accepted.insert(id);
+        } else {
+            refused.push(id);
+            break;
+        }
+    }
+    assert!(!refused.is_empty(), "the limit was hit within 2000 events");
+    assert!(!relay.wait_exit().await.success(), "the relay stops with a failure, for systemd to restart it");
+    let logs = relay.logs();
+    assert!(
+        logs.iter().any(|l| l["level"] == "ERROR" && l["message"].as_str().unwrap_or("").starts_with("The store cannot write")),
+        "the reason is logged"
+    );
+    assert!(logs.iter().all(|l| !l.to_string().contains("rrrrrrrr")), "no payload in the logs");
+
+    // systemd's Restart=on-failure, once the disk has room again.
+    let relay = env.start().await;
+    for id in &refused {
+        let shown = send(&relay.unix, Call::get(&format!("/v1/events/{id}"))).await;
+        match shown.status.as_u16() {
+            404 => {}
+            // The write may have reached the disk before the commit failed; then it is whole.
+            200 => assert_eq!(shown.json()["deliveries"].as_array().unwrap().len(), 1, "{id} is whole"),
+            other => panic!("{id}: {other}"),
+        }
+    }
+    let mut delivered = BTreeSet::new();
+    while !accepted.is_subset(&delivered) {
+        delivered.insert(receiver.next().await.header("webhook-id").to_owned());
+    }
+    assert_eq!(relay.post_unix(&event("after-restart")).await.status, 202, "ingest works again");
+}

@@ -146,11 +146,16 @@ async fn an_event_posted_over_tcp_reaches_every_matching_subscription_with_its_s
 }
 
 #[tokio::test]
-async fn a_receiver_that_fails_twice_gets_the_same_body_on_attempt_three() {
+async fn a_receiver_that_fails_twice_gets_the_same_body_and_id_with_fresh_timestamps_on_attempt_three() {
     let env = TestEnv::new();
     let receiver = Receiver::start(&env.ca, sequence(vec![Reply::status(500), Reply::status(503)], 200)).await;
     env.write_config(&Setup {
-        subscriptions: subscription("vet", &receiver.url("/hook"), &format!("events = [\"*\"]\nsecret = \"{WHSEC}\"")),
+        // The first retry waits over a second, so a timestamp made afresh for it must differ.
+        subscriptions: subscription(
+            "vet",
+            &receiver.url("/hook"),
+            &format!("events = [\"*\"]\nsecret = \"{WHSEC}\"\nretry = [\"1100ms\", \"50ms\"]"),
+        ),
         ..Setup::default()
     });
     let relay = env.start().await;
@@ -165,7 +170,12 @@ async fn a_receiver_that_fails_twice_gets_the_same_body_on_attempt_three() {
         assert_eq!(attempt.header("x-hookrelay-delivery"), attempts[0].header("x-hookrelay-delivery"));
         let timestamp = attempt.header("webhook-timestamp");
         assert_eq!(attempt.header("webhook-signature"), standard_entry(WHSEC, "soap-9", timestamp, &attempt.body));
+        let age = unix_now() - timestamp.parse::<i64>().unwrap();
+        assert!((0..=2).contains(&age), "attempt {} carries a fresh timestamp ({age} s old)", n + 1);
     }
+    let first: i64 = attempts[0].header("webhook-timestamp").parse().unwrap();
+    let second: i64 = attempts[1].header("webhook-timestamp").parse().unwrap();
+    assert!(second > first, "the retry a second later was signed with a new timestamp ({first} then {second})");
     let success = relay.wait_for_log("Delivery succeeded.", 1, |_| true).await;
     assert_eq!(success["attempt"], 3);
 }

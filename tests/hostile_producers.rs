@@ -16,13 +16,6 @@ fn catch_all(url: &str) -> String {
     format!("[[subscription]]\nname = \"all\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n")
 }
 
-/// Resident memory of a process, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// A body of `depth` nested arrays inside an event's `data`.
 fn nested(depth: usize) -> Vec<u8> {
     format!(r#"{{"type":"a","data":{}{}}}"#, "[".repeat(depth), "]".repeat(depth)).into_bytes()
@@ -85,7 +78,7 @@ async fn hostile_bodies_get_a_clear_400_store_nothing_and_the_relay_keeps_servin
     let deepest_allowed = send(&relay.unix, Call::events(nested(100))).await;
     assert_eq!(deepest_allowed.status, 202, "100 levels of data are accepted");
     assert_served(&relay, "after-hostile-bodies").await;
-    let rss = rss_kib(relay.pid());
+    let rss = relay.rss_kib();
     assert!(rss < 100 * 1024, "memory stayed bounded: {rss} KiB");
     relay.terminate();
     assert!(relay.wait_exit().await.success());

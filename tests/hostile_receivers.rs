@@ -30,13 +30,6 @@ async fn delivery_of(relay: &RelayProcess, name: &str) -> Value {
     send(&relay.unix, Call::get(&format!("/v1/deliveries/{id}"))).await.json()
 }
 
-/// Resident memory of a process, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn a_receiver_that_never_answers_does_not_hold_up_other_subscriptions() {
     let env = TestEnv::new();
@@ -124,7 +117,7 @@ async fn hostile_receivers_each_end_in_a_failed_attempt_with_a_clear_error() {
         errors.iter().find(|(n, _, _)| *n == "enormous").unwrap().2["response_body"].as_str().unwrap().to_owned();
     assert_eq!(kept, "x".repeat(4096), "the first 4 KiB of the answer are kept, no more");
     assert!(enormous.bytes_sent() < 64 << 20, "the relay hung up instead of reading {} bytes", enormous.bytes_sent());
-    let rss = rss_kib(relay.pid());
+    let rss = relay.rss_kib();
     assert!(rss < 100 * 1024, "the relay's memory stayed small: {rss} KiB");
 
     let reset_error = error_of("reset");

@@ -169,6 +169,13 @@ impl RelayProcess {
         self.child.id().expect("the relay is running")
     }
 
+    /// Resident memory, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     /// The log lines so far.
     pub fn logs(&self) -> Vec<Value> {
         self.logs.lines.lock().unwrap().clone()

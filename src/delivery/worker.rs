@@ -136,6 +136,14 @@ impl Dispatcher {
             Some(now_ms() + STORE_TROUBLE_RETRY.as_millis() as u64)
         });
         self.scheduler.finished(&subscription.name, id, retry_at);
+        if retry_at.is_some() && self.config.load().subscription(&subscription.name).is_none() {
+            // A reload removed the subscription after this attempt looked and after the reload cancelled
+            // the queue: the delivery just went back into a queue no one will drain. The reload swaps the
+            // config before it drains, so seeing the removal here means this cancels what it missed.
+            if let Err(error) = self.cancel_queued(&subscription.name) {
+                error!(subscription = %subscription.name, %error, "Cannot cancel a removed subscription's delivery.");
+            }
+        }
     }
 
     /// Returns when the delivery is due again, `None` once it is finished.

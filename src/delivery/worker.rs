@@ -86,6 +86,16 @@ impl Dispatcher {
         Ok(cancelled)
     }
 
+    /// [`Dispatcher::cancel_queued`] for a subscription a reload removed, saying what it did.
+    pub fn cancel_removed(&self, name: &str) {
+        match self.cancel_queued(name) {
+            Ok(cancelled) => {
+                info!(subscription = %name, cancelled, "Removed subscription's queued deliveries cancelled.")
+            }
+            Err(error) => error!(subscription = %name, %error, "Cannot cancel a removed subscription's deliveries."),
+        }
+    }
+
     async fn work(self: Arc<Self>, name: String) {
         let wake = self.scheduler.wake_signal(&name);
         let stop = self.shutdown.stop.clone();
@@ -140,9 +150,7 @@ impl Dispatcher {
             // A reload removed the subscription after this attempt looked and after the reload cancelled
             // the queue: the delivery just went back into a queue no one will drain. The reload swaps the
             // config before it drains, so seeing the removal here means this cancels what it missed.
-            if let Err(error) = self.cancel_queued(&subscription.name) {
-                error!(subscription = %subscription.name, %error, "Cannot cancel a removed subscription's delivery.");
-            }
+            self.cancel_removed(&subscription.name);
         }
     }
 

@@ -136,12 +136,7 @@ fn apply(dispatcher: &Arc<Dispatcher>, current: &Config, mut new: Config) {
         dispatcher.ensure_worker(name);
     }
     for name in &changes.removed {
-        match dispatcher.cancel_queued(name) {
-            Ok(cancelled) => {
-                info!(subscription = %name, cancelled, "Removed subscription's queued deliveries cancelled.")
-            }
-            Err(error) => error!(subscription = %name, %error, "Cannot cancel a removed subscription's deliveries."),
-        }
+        dispatcher.cancel_removed(name);
     }
     dispatcher.scheduler.wake_all();
     info!(

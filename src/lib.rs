@@ -45,6 +45,7 @@ pub mod scheduler;
 pub mod secret;
 pub mod shutdown;
 pub mod store;
+pub mod str_map;
 pub mod systemd;
 
 /// `hookrelay/<version>`, the default `user-agent` of deliveries.

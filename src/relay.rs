@@ -1,9 +1,11 @@
 //! Wires the parts together: open the store, rebuild the queues from it, start the workers, bind the
 //! listeners, and run until shutdown. Tests and `main` both call [`run`].
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -20,7 +22,8 @@ use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 use crate::shutdown::{Shutdown, GRACE};
 use crate::store::FlushObserver;
-use crate::store::{DeliveryStatus, Store};
+use crate::store::{DeliveryId, DeliveryStatus, Store};
+use crate::str_map::entry;
 use crate::{reload, retention, systemd};
 
 /// Runs the relay until `shutdown` is triggered and everything in flight has finished or been abandoned.
@@ -32,14 +35,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         let metrics = Arc::clone(&metrics);
         Arc::new(move |duration| metrics.flush(duration))
     };
+    let opening = Instant::now();
     let store = Store::open(&config.relay.state_dir, Some(observer))
         .with_context(|| format!("cannot open the store in {}", config.relay.state_dir.display()))?;
+    let opened = opening.elapsed();
     let scheduler = Arc::new(Scheduler::default());
     let recovered = recover(&store, &scheduler, &config, &metrics).context("cannot read the store")?;
     info!(
         state_dir = %config.relay.state_dir.display(),
         pending = recovered.pending,
         cancelled = recovered.cancelled,
+        open_ms = opened.as_millis() as u64,
+        recover_ms = (opening.elapsed() - opened).as_millis() as u64,
         "Store opened."
     );
     let backlog = Arc::new(Backlog::new(recovered.pending));
@@ -145,19 +152,37 @@ fn recover(
     config: &Config,
     metrics: &Metrics,
 ) -> Result<Recovered, crate::store::StoreError> {
+    /// One scan thread's findings, merged once all are done (no shared locks while scanning).
+    #[derive(Default)]
+    struct Found {
+        pending: HashMap<String, Vec<(DeliveryId, u64)>>,
+        failed: HashMap<String, i64>,
+        orphans: Vec<DeliveryId>,
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let found = store.scan_delivery_states(threads, Found::default, |found, id, state| {
+        let subscription = state.subscription.as_ref();
+        match state.status {
+            DeliveryStatus::Failed => *entry(&mut found.failed, subscription) += 1,
+            DeliveryStatus::Pending if config.subscription(subscription).is_some() => {
+                entry(&mut found.pending, subscription).push((id, state.next_attempt_at.unwrap_or(0)));
+            }
+            DeliveryStatus::Pending => found.orphans.push(id),
+            DeliveryStatus::Delivered | DeliveryStatus::Cancelled => {}
+        }
+    })?;
+
     let mut recovered = Recovered { pending: 0, cancelled: 0 };
-    for delivery in store.deliveries() {
-        let mut delivery = delivery?;
-        if delivery.status == DeliveryStatus::Failed {
-            metrics.failed(&delivery.subscription, 1);
+    for found in found {
+        for (subscription, deliveries) in found.pending {
+            recovered.pending += deliveries.len() as u64;
+            scheduler.enqueue_all(&subscription, deliveries);
         }
-        if delivery.status != DeliveryStatus::Pending {
-            continue;
+        for (subscription, count) in found.failed {
+            metrics.failed(&subscription, count);
         }
-        if config.subscription(&delivery.subscription).is_some() {
-            scheduler.enqueue(&delivery.subscription, delivery.id, delivery.next_attempt_at.unwrap_or(0));
-            recovered.pending += 1;
-        } else {
+        for id in found.orphans {
+            let Some(mut delivery) = store.delivery(id)? else { continue };
             delivery.status = DeliveryStatus::Cancelled;
             delivery.next_attempt_at = None;
             delivery.updated_at = now_ms();

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::store::DeliveryId;
+use crate::str_map::entry;
 
 /// What a subscription's worker should do next.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,9 +55,20 @@ impl Scheduler {
     /// Adds a pending delivery due at `due_ms` and wakes the subscription's worker.
     pub fn enqueue(&self, subscription: &str, id: DeliveryId, due_ms: u64) {
         let mut queues = self.queues.lock().unwrap();
-        let queue = queues.entry(subscription.to_owned()).or_default();
+        let queue = entry(&mut queues, subscription);
         queue.by_due.insert((due_ms, id));
         queue.by_id.insert(id, due_ms);
+        queue.wake.notify_one();
+    }
+
+    /// [`Scheduler::enqueue`] for many deliveries of one subscription at once (recovery at start).
+    pub fn enqueue_all(&self, subscription: &str, deliveries: Vec<(DeliveryId, u64)>) {
+        let mut queues = self.queues.lock().unwrap();
+        let queue = entry(&mut queues, subscription);
+        for (id, due_ms) in deliveries {
+            queue.by_due.insert((due_ms, id));
+            queue.by_id.insert(id, due_ms);
+        }
         queue.wake.notify_one();
     }
 
@@ -64,7 +76,7 @@ impl Scheduler {
     /// the earliest due; ordered ones take the oldest accepted and run one at a time.
     pub fn next(&self, subscription: &str, concurrency: usize, ordered: bool, now_ms: u64) -> Next {
         let mut queues = self.queues.lock().unwrap();
-        let queue = queues.entry(subscription.to_owned()).or_default();
+        let queue = entry(&mut queues, subscription);
         let limit = if ordered { 1 } else { concurrency };
         if queue.in_flight.len() >= limit {
             return Next::Wait;
@@ -88,7 +100,7 @@ impl Scheduler {
     /// Ends an attempt started by [`Scheduler::next`]; `retry_at` puts the delivery back, due then.
     pub fn finished(&self, subscription: &str, id: DeliveryId, retry_at: Option<u64>) {
         let mut queues = self.queues.lock().unwrap();
-        let queue = queues.entry(subscription.to_owned()).or_default();
+        let queue = entry(&mut queues, subscription);
         queue.in_flight.remove(&id);
         if let Some(due) = retry_at {
             queue.by_due.insert((due, id));
@@ -100,7 +112,7 @@ impl Scheduler {
     /// The signal a subscription's worker waits on.
     pub fn wake_signal(&self, subscription: &str) -> Arc<Notify> {
         let mut queues = self.queues.lock().unwrap();
-        queues.entry(subscription.to_owned()).or_default().wake.clone()
+        entry(&mut queues, subscription).wake.clone()
     }
 
     /// Takes every waiting delivery of a subscription out of its queue (a removed subscription's work is

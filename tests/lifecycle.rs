@@ -103,3 +103,58 @@ async fn an_attempt_abandoned_at_shutdown_is_made_again_after_restart() {
     assert_eq!(again.body, first.body);
     receiver.release(2);
 }
+
+#[tokio::test]
+async fn a_restart_requeues_pending_cancels_removed_and_remembers_failed_deliveries() {
+    let env = TestEnv::new();
+    let (doomed, held) = (Receiver::start(&env.ca, always(503)).await, Receiver::start(&env.ca, always(200)).await);
+    let named = |name: &str, url: &str, extra: &str| {
+        format!(
+            "[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n{extra}\n"
+        )
+    };
+    let doomed_subscription = named("doomed", &doomed.url("/"), "retry = []");
+    env.write_config(&Setup {
+        subscriptions: named("held", &held.url("/"), "enabled = false")
+            + &named("gone", &held.url("/"), "enabled = false")
+            + &doomed_subscription,
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    // Enough deliveries that the start-up scan splits them over threads and ranges.
+    let mut accepted = BTreeSet::new();
+    for batch in 0..3 {
+        let events: Vec<_> =
+            (0..100).map(|i| json!({"type": "lab.completed", "id": format!("r-{batch}-{i}"), "data": i})).collect();
+        assert_eq!(relay.post_unix(&serde_json::to_string(&events).unwrap()).await.status, 202);
+        accepted.extend((0..100).map(|i| format!("r-{batch}-{i}")));
+    }
+    relay
+        .wait_for_log("Delivery failed after its last attempt; requeue it with `hookrelay retry`.", 300, |_| true)
+        .await;
+    relay.kill9().await;
+
+    env.write_config(&Setup {
+        subscriptions: named("held", &held.url("/"), "") + &doomed_subscription,
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    let opened = relay.wait_for_log("Store opened.", 1, |_| true).await;
+    assert_eq!((opened["pending"].as_u64(), opened["cancelled"].as_u64()), (Some(300), Some(300)), "{opened}");
+    let mut delivered = BTreeSet::new();
+    while delivered.len() < accepted.len() {
+        delivered.insert(held.next().await.header("webhook-id").to_owned());
+    }
+    assert_eq!(delivered, accepted);
+
+    let cancelled = send(&relay.unix, Call::get("/v1/deliveries?status=cancelled&limit=1000")).await.json();
+    let cancelled = cancelled["deliveries"].as_array().unwrap();
+    assert_eq!(cancelled.len(), 300);
+    assert!(cancelled.iter().all(|d| d["subscription"] == "gone"));
+    let metrics = String::from_utf8(send(&relay.unix, Call::get("/metrics")).await.body.to_vec()).unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "hookrelay_deliveries{subscription=\"doomed\",status=\"failed\"} 300"),
+        "the failed gauge is rebuilt from the store:\n{metrics}"
+    );
+    assert_eq!(doomed.count(), 300, "failed deliveries are not attempted again");
+}

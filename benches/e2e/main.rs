@@ -210,6 +210,7 @@ async fn pending_and_restart(pending: usize) -> Vec<Row> {
     let started = Instant::now();
     let relay = start(&env).await;
     let ready = started.elapsed();
+    let opened = relay.logs().into_iter().find(|line| line["message"] == "Store opened.").unwrap_or_default();
     sink.wait_for(1).await;
     let first = sink.arrivals.first.lock().unwrap().unwrap().duration_since(started);
     drop(relay);
@@ -226,7 +227,10 @@ async fn pending_and_restart(pending: usize) -> Vec<Row> {
             value: ready.as_secs_f64(),
             unit: "s",
             target: "<= 2",
-            detail: format!("kill -9 with {pending} pending, then start"),
+            detail: format!(
+                "kill -9 with {pending} pending, then start; sled open {} ms, recovery scan {} ms",
+                opened["open_ms"], opened["recover_ms"]
+            ),
         },
         Row {
             scenario: "restart: first delivery",

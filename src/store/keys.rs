@@ -23,6 +23,12 @@ pub fn event(id: &str) -> Vec<u8> {
     key
 }
 
+/// The delivery id in a `d` key.
+pub fn delivery_id(key: &[u8]) -> Option<DeliveryId> {
+    let bytes: [u8; 16] = key.strip_prefix(&[DELIVERY])?.try_into().ok()?;
+    Some(DeliveryId(ulid::Ulid(u128::from_be_bytes(bytes))))
+}
+
 pub fn delivery(id: DeliveryId) -> [u8; 17] {
     let mut key = [0u8; 17];
     key[0] = DELIVERY;

@@ -1,6 +1,8 @@
 //! The records kept in the store, serialized as JSON (readable with any sled tool, and tolerant of new
 //! optional fields in later versions).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use ulid::Ulid;
@@ -60,6 +62,16 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+/// What recovery needs of a delivery record, read without copying its strings: every delivery is read at
+/// each start, before the relay is ready, and there may be a million of them.
+#[derive(Debug, Deserialize)]
+pub struct DeliveryState<'a> {
+    #[serde(borrow)]
+    pub subscription: Cow<'a, str>,
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<u64>,
 }
 
 /// One HTTP attempt of a delivery.

@@ -16,6 +16,7 @@
 //!   the idempotency key, so an id can be reused after the retention period.
 //! - Everything is in one tree; the key layout is in [`keys`].
 
+mod encoding;
 mod group_commit;
 mod keys;
 mod records;
@@ -25,13 +26,12 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use group_commit::FlushObserver;
 pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
 
+use encoding::Record;
 use group_commit::GroupCommit;
 
 /// sled's page cache; its default (1 GB) is far more than a relay needs.
@@ -213,7 +213,7 @@ impl Store {
             .collect()
     }
 
-    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+    fn get<T: Record>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.db.get(key)? {
             Some(value) => decode(key, &value).map(Some),
             None => Ok(None),
@@ -221,11 +221,10 @@ impl Store {
     }
 }
 
-fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    serde_json::to_vec(record).expect("records always serialize")
+fn encode<T: Record>(record: &T) -> Vec<u8> {
+    record.encode()
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(value)
-        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
+fn decode<T: Record>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    T::decode(value).map_err(|reason| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason })
 }

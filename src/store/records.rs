@@ -1,5 +1,4 @@
-//! The records kept in the store, serialized as JSON (readable with any sled tool, and tolerant of new
-//! optional fields in later versions).
+//! The records kept in the store; how each is written to disk is in [`super::encoding`].
 
 use std::borrow::Cow;
 
@@ -43,21 +42,22 @@ impl DeliveryStatus {
     }
 }
 
-/// One event on its way to one subscription.
+/// One event on its way to one subscription. Stored as postcard ([`super::encoding`]), where fields are
+/// positional: the first three are read alone at start ([`DeliveryState`]), so they stay first and in
+/// this order; changing the fields means a new format number.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRecord {
+    pub status: DeliveryStatus,
+    /// Unix ms; set while pending.
+    pub next_attempt_at: Option<u64>,
+    pub subscription: String,
     pub id: DeliveryId,
     pub event_id: String,
     pub event_type: String,
-    pub subscription: String,
-    pub status: DeliveryStatus,
     /// Attempts made so far.
     pub attempts: u32,
     /// Attempts made before the last requeue (`hookrelay retry`): the retry schedule counts from here.
-    #[serde(default)]
     pub schedule_start: u32,
-    /// Unix ms; set while pending.
-    pub next_attempt_at: Option<u64>,
     pub last_status_code: Option<u16>,
     pub last_error: Option<String>,
     pub created_at: u64,
@@ -68,10 +68,10 @@ pub struct DeliveryRecord {
 /// each start, before the relay is ready, and there may be a million of them.
 #[derive(Debug, Deserialize)]
 pub struct DeliveryState<'a> {
-    #[serde(borrow)]
-    pub subscription: Cow<'a, str>,
     pub status: DeliveryStatus,
     pub next_attempt_at: Option<u64>,
+    #[serde(borrow)]
+    pub subscription: Cow<'a, str>,
 }
 
 /// One HTTP attempt of a delivery.
@@ -106,14 +106,22 @@ impl std::fmt::Display for DeliveryId {
     }
 }
 
+/// `dlv_<ULID>` in JSON (events list their deliveries so); the 128-bit number in binary records.
 impl Serialize for DeliveryId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_u128(self.0 .0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for DeliveryId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            return u128::deserialize(deserializer).map(|n| DeliveryId(Ulid(n)));
+        }
         let text = String::deserialize(deserializer)?;
         DeliveryId::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("invalid delivery id `{text}`")))
     }

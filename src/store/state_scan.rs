@@ -1,15 +1,15 @@
 //! Reading every delivery's state at start, on every core. The relay is not ready until its queues are
-//! rebuilt, and with a million deliveries on disk the scan is most of the restart time; it is almost all
-//! JSON decoding, which splits cleanly. Delivery keys are ULIDs, so the key space between the first and
+//! rebuilt, and with a million deliveries on disk the scan is most of the restart time; it is mostly
+//! decoding, which splits cleanly. Delivery keys are ULIDs, so the key space between the first and
 //! the last delivery is cut into equal ranges (roughly equal spans of acceptance time), and threads take
 //! ranges until none are left.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::keys;
 use super::records::{DeliveryId, DeliveryState};
 use super::StoreError;
+use super::{encoding, keys};
 
 /// Ranges per thread: more than one, so a thread that got a dense span does not finish last alone.
 const RANGES_PER_THREAD: usize = 8;
@@ -93,7 +93,7 @@ fn scan_range<T>(
         let (key, value) = entry?;
         let corrupt = |reason: String| StoreError::Corrupt { key: String::from_utf8_lossy(&key).into_owned(), reason };
         let id = keys::delivery_id(&key).ok_or_else(|| corrupt("not a delivery key".into()))?;
-        let state = serde_json::from_slice(&value).map_err(|e| corrupt(e.to_string()))?;
+        let state = encoding::delivery_state(&value).map_err(corrupt)?;
         visit(found, id, state);
     }
     Ok(())

@@ -105,7 +105,8 @@ async fn flush_stats(relay: &RelayProcess) -> String {
 async fn end_to_end(subscriptions: usize, total: usize) -> (Row, f64) {
     let env = TestEnv::new();
     let sink = Sink::start(&env.ca, None).await;
-    let config: String = (0..subscriptions).map(|i| subscription(&format!("s{i}"), &sink.url, "")).collect();
+    let extra = std::env::var("BENCH_SUBSCRIPTION_EXTRA").unwrap_or_default();
+    let config: String = (0..subscriptions).map(|i| subscription(&format!("s{i}"), &sink.url, &extra)).collect();
     write_config(&env, &config);
     let relay = start(&env).await;
     let started = Instant::now();

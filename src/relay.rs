@@ -84,8 +84,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         _ = broken.cancelled() => {
             error!(
                 "The store cannot write (see the errors above: a full disk, a file-size limit, an I/O error). \
-                 Stopping, so that the service manager restarts the relay on a freshly opened store; accepted \
-                 events are safe on disk and new ones are answered 503 until then."
+                 Stopping, so that the service manager restarts the relay on a freshly opened store; events \
+                 answered 202 are safe on disk."
             );
             shutdown.abort();
             true

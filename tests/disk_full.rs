@@ -27,11 +27,12 @@ fn event(id: &str) -> String {
 async fn when_the_store_cannot_write_ingest_answers_503_and_the_relay_restarts_clean() {
     let env = TestEnv::new();
     let receiver = Receiver::start(&env.ca, always(200)).await;
-    let subscription = format!(
-        "[[subscription]]\nname = \"all\"\nurl = \"{}\"\nevents = [\"*\"]\nsignature = \"none\"\n",
-        receiver.url("/")
-    );
-    env.write_config(&Setup { subscriptions: subscription, ..Setup::default() });
+    let subscription = |extra: &str| {
+        let url = receiver.url("/");
+        format!("[[subscription]]\nname = \"all\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n{extra}\n")
+    };
+    // Held while the disk fills, so that ingest is the only writer and meets the failure first.
+    env.write_config(&Setup { subscriptions: subscription("enabled = false"), ..Setup::default() });
     let mut relay = env.start().await;
 
     let mut accepted = BTreeSet::new();
@@ -76,6 +77,7 @@ async fn when_the_store_cannot_write_ingest_answers_503_and_the_relay_restarts_c
     assert!(logs.iter().all(|l| !l.to_string().contains("rrrrrrrr")), "no payload in the logs");
 
     // systemd's Restart=on-failure, once the disk has room again.
+    env.write_config(&Setup { subscriptions: subscription(""), ..Setup::default() });
     let relay = env.start().await;
     for id in &refused {
         let shown = send(&relay.unix, Call::get(&format!("/v1/events/{id}"))).await;

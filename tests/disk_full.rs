@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use support::client::{send, try_send, Call};
 use support::receiver::{always, Receiver};
 use support::relay::{Setup, TestEnv};
+use support::within;
 
 /// Sets the relay's file-size limit (the soft one; the hard one stays unlimited so it can be raised).
 fn limit_file_size(pid: u32, bytes: u64) {
@@ -17,6 +18,23 @@ fn limit_file_size(pid: u32, bytes: u64) {
     // SAFETY: prlimit(2) reads `limit` and writes nothing (null old-limit pointer).
     let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// Runs the relay with its file-size limit set from the start, until it exits on its own.
+async fn start_with_file_size_limit(env: &TestEnv, bytes: u64) -> std::process::Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"));
+    command.args(["run", "-c"]).arg(env.config_path()).env_remove("RUST_LOG").kill_on_drop(true);
+    // SAFETY: setrlimit(2) is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    within("the relay on a full disk to stop", command.output()).await.unwrap()
 }
 
 fn event(id: &str) -> String {
@@ -76,8 +94,15 @@ async fn when_the_store_cannot_write_ingest_answers_503_and_the_relay_restarts_c
     );
     assert!(logs.iter().all(|l| !l.to_string().contains("rrrrrrrr")), "no payload in the logs");
 
-    // systemd's Restart=on-failure, once the disk has room again.
+    // systemd's Restart=on-failure while the disk is still full: the relay must stop again by itself
+    // (at open, or at its first write), and leave the store as it was.
     env.write_config(&Setup { subscriptions: subscription(""), ..Setup::default() });
+    let still_full = start_with_file_size_limit(&env, 4096).await;
+    assert!(!still_full.status.success(), "a relay that cannot write stops");
+    let said = String::from_utf8_lossy(&still_full.stderr);
+    assert!(said.contains("File too large"), "it says why:\n{said}");
+
+    // Once the disk has room again.
     let relay = env.start().await;
     for id in &refused {
         let shown = send(&relay.unix, Call::get(&format!("/v1/events/{id}"))).await;

@@ -133,6 +133,53 @@ async fn a_repeated_id_gets_the_original_answer_and_no_new_delivery() {
 }
 
 #[tokio::test]
+async fn concurrent_repeats_of_one_id_store_one_event_and_agree_on_the_winner() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/hook")), ..Setup::default() });
+    let mut relay = env.start().await;
+
+    const ROUNDS: usize = 6;
+    let mut winners = Vec::new();
+    for round in 0..ROUNDS {
+        // Sent at once, so that repeats are decided while the first is queued for the store.
+        let id = format!("race-{round}");
+        let bodies = ["A", "B"].map(|data| json!({"type": "a", "id": id, "data": data}).to_string());
+        let mut posts = tokio::task::JoinSet::new();
+        for n in 0..48 {
+            let (unix, body) = (relay.unix.clone(), bodies[n % 2].clone());
+            posts.spawn(async move { (body.clone(), send(&unix, Call::events(body)).await) });
+        }
+        let answers = posts.join_all().await;
+        let won: Vec<&String> = answers.iter().filter(|(_, a)| a.status == 202).map(|(body, _)| body).collect();
+        assert_eq!(won.len(), 1, "{id}: exactly one request stored the event");
+        for (body, answer) in &answers {
+            match answer.status.as_u16() {
+                202 => {}
+                200 => {
+                    assert_eq!(body, won[0], "{id}: only the winner's body is a repeat");
+                    assert_eq!(answer.json(), json!({"id": id, "subscriptions": ["all"]}));
+                }
+                409 => assert_ne!(body, won[0], "{id}: only the other body conflicts"),
+                other => panic!("{id}: {other}: {}", String::from_utf8_lossy(&answer.body)),
+            }
+        }
+        winners.push(serde_json::from_str::<serde_json::Value>(won[0]).unwrap());
+    }
+
+    for _ in 0..ROUNDS {
+        let delivered = receiver.next().await.body_json();
+        let winner = winners.iter().find(|w| w["id"] == delivered["id"]).expect("a winner");
+        assert_eq!(delivered["data"], winner["data"], "the stored event is the winner's");
+    }
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    let stored = deliveries(&env.store());
+    assert_eq!(stored.len(), ROUNDS, "one delivery per id: {stored:?}");
+    assert_eq!(receiver.count(), ROUNDS);
+}
+
+#[tokio::test]
 async fn an_event_matching_nothing_is_accepted_with_no_delivery() {
     let env = TestEnv::new();
     env.write_config(&Setup {

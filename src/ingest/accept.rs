@@ -13,7 +13,7 @@ use crate::clock::{now_ms, rfc3339_utc};
 use crate::config::Config;
 use crate::event::{NewEvent, Submission};
 use crate::scheduler::Scheduler;
-use crate::store::{Accepted, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord, Store, StoreError};
+use crate::store::{Accepted, DeliveryId, DeliveryRecord, DeliveryStatus, Durable, EventRecord, Store, StoreError};
 
 /// Why a submission was refused; nothing of it was stored.
 #[derive(Debug, thiserror::Error)]
@@ -38,23 +38,36 @@ pub struct Acceptor {
     pub store: Store,
     pub scheduler: Arc<Scheduler>,
     pub backlog: Arc<Backlog>,
-    /// Serializes "is this id known?" with "store it", and makes delivery ids strictly increasing.
-    ids: Mutex<ulid::Generator>,
+    /// Serializes "is this id known?" with "queue it for the store", and makes delivery ids strictly
+    /// increasing.
+    ids: Mutex<Ids>,
+}
+
+struct Ids {
+    generator: ulid::Generator,
+    /// Producer ids queued for the store and not yet durable, with their fingerprint and answer: the store
+    /// does not know them yet, and a repeat arriving now must still get the original answer (or a 409).
+    in_flight: HashMap<String, (String, Value)>,
 }
 
 impl Acceptor {
     pub fn new(config: Arc<ArcSwap<Config>>, store: Store, scheduler: Arc<Scheduler>, backlog: Arc<Backlog>) -> Self {
-        Acceptor { config, store, scheduler, backlog, ids: Mutex::new(ulid::Generator::new()) }
+        let ids = Ids { generator: ulid::Generator::new(), in_flight: HashMap::new() };
+        Acceptor { config, store, scheduler, backlog, ids: Mutex::new(ids) }
     }
 
     pub async fn accept(&self, submission: Submission) -> Result<Answer, Refusal> {
         let config = self.config.load_full();
-        let (answers, fresh) = self.write(&config, submission.events)?;
-        // Duplicates wait too: the original may have been written but not yet be durable.
-        if let Err(error) = self.store.commit().await {
+        // Repeats of known events wait too: their original may be queued but not yet durable, and is
+        // durable once a later round is.
+        let (answers, fresh, durable) = self.write(&config, submission.events)?;
+        let outcome = durable.wait().await;
+        if let Err(error) = outcome {
             self.take_back(&fresh);
+            self.settle(&fresh);
             return Err(error.into());
         }
+        self.settle(&fresh);
         let now = now_ms();
         for delivery in fresh.iter().flat_map(|a| &a.deliveries) {
             self.scheduler.enqueue(&delivery.subscription, delivery.id, now);
@@ -65,8 +78,9 @@ impl Acceptor {
         Ok(Answer { new_events: fresh.len(), body })
     }
 
-    /// Decides each event's fate and writes the new ones, all under the id lock.
-    fn write(&self, config: &Config, events: Vec<NewEvent>) -> Result<(Vec<Value>, Vec<Accepted>), Refusal> {
+    /// Decides each event's fate and queues the new ones for the store, all under the id lock, so that a
+    /// repeat decided later is answered in the same round or a later one.
+    fn write(&self, config: &Config, events: Vec<NewEvent>) -> Result<(Vec<Value>, Vec<Accepted>, Durable), Refusal> {
         let mut ids = self.ids.lock().unwrap();
         let now = now_ms();
         let mut answers: Vec<Value> = Vec::with_capacity(events.len());
@@ -81,6 +95,13 @@ impl Acceptor {
                     answers.push(answers[*answer].clone());
                     continue;
                 }
+                if let Some((fingerprint, queued)) = ids.in_flight.get(id) {
+                    if *fingerprint != event.fingerprint {
+                        return Err(Refusal::Conflict(id.clone()));
+                    }
+                    answers.push(queued.clone());
+                    continue;
+                }
                 if let Some(known) = self.store.event(id)? {
                     if known.fingerprint != event.fingerprint {
                         return Err(Refusal::Conflict(id.clone()));
@@ -90,7 +111,7 @@ impl Acceptor {
                 }
                 in_this_request.insert(id.clone(), (event.fingerprint.clone(), answers.len()));
             }
-            let accepted = build_records(config, event, &mut ids, now);
+            let accepted = build_records(config, event, &mut ids.generator, now);
             answers.push(answer(&accepted.event));
             fresh.push(accepted);
         }
@@ -98,11 +119,29 @@ impl Acceptor {
         if !self.backlog.try_reserve(new_deliveries, config.relay.max_pending) {
             return Err(Refusal::Backlogged(self.backlog.unfinished()));
         }
-        if let Err(error) = self.store.insert_accepted(&fresh) {
-            self.backlog.release(new_deliveries);
-            return Err(error.into());
+        let durable = match self.store.submit_accepted(&fresh) {
+            Ok(durable) => durable,
+            Err(error) => {
+                self.backlog.release(new_deliveries);
+                return Err(error.into());
+            }
+        };
+        for accepted in &fresh {
+            let event = &accepted.event;
+            if in_this_request.contains_key(&event.id) {
+                ids.in_flight.insert(event.id.clone(), (event.fingerprint.clone(), answer(event)));
+            }
         }
-        Ok((answers, fresh))
+        Ok((answers, fresh, durable))
+    }
+
+    /// Forgets the in-flight ids of a request whose round has ended: durable, so the store answers for
+    /// them now, or failed and taken back, so they are unknown again.
+    fn settle(&self, fresh: &[Accepted]) {
+        let mut ids = self.ids.lock().unwrap();
+        for accepted in fresh {
+            ids.in_flight.remove(&accepted.event.id);
+        }
     }
 
     /// Undoes a write whose commit failed, so that the refused events leave nothing behind.

@@ -2,7 +2,7 @@
 //!
 //! # Invariants
 //! - An event and one delivery per subscription it matched are written in one atomic batch
-//!   ([`Store::insert_accepted`]), and the producer is answered only after [`Store::commit`] returned: an
+//!   ([`Store::submit_accepted`]), and the producer is answered only after that batch is durable: an
 //!   answered event is on disk with all its deliveries, an unanswered one may be absent as a whole, never
 //!   half-present.
 //! - A delivery is `pending` until an attempt finishes it (`delivered` or `failed`) or its subscription is
@@ -54,6 +54,15 @@ pub enum StoreError {
 pub struct Accepted {
     pub event: EventRecord,
     pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// Resolves when events given to [`Store::submit_accepted`] are on disk.
+pub struct Durable(group_commit::Ticket);
+
+impl Durable {
+    pub async fn wait(self) -> Result<(), StoreError> {
+        self.0.wait().await.map_err(StoreError::Durability)
+    }
 }
 
 #[derive(Clone)]
@@ -109,19 +118,21 @@ impl Store {
         self.get(&keys::delivery(id))
     }
 
-    /// Writes events with their deliveries in one atomic batch (not yet durable: see [`Store::commit`]).
-    pub fn insert_accepted(&self, accepted: &[Accepted]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+    /// Queues events with their deliveries for the next group commit, which writes them in one atomic
+    /// sled batch with the rest of its round and makes them durable. They are visible to reads from the
+    /// time the round applies them; answer the producer only once [`Durable::wait`] returns.
+    pub fn submit_accepted(&self, accepted: &[Accepted]) -> Result<Durable, StoreError> {
+        let mut writes = Vec::new();
         for item in accepted {
-            batch.insert(keys::event(&item.event.id), encode(&item.event));
+            writes.push((keys::event(&item.event.id), encode(&item.event)));
             for delivery in &item.deliveries {
-                batch.insert(&keys::delivery(delivery.id)[..], encode(delivery));
+                writes.push((keys::delivery(delivery.id).to_vec(), encode(delivery)));
             }
         }
-        self.written(self.db.apply_batch(batch))
+        self.committer.submit(writes).map(Durable).map_err(StoreError::Durability)
     }
 
-    /// Takes back an [`Store::insert_accepted`] whose commit failed, so that a refused event leaves nothing.
+    /// Takes back a [`Store::submit_accepted`] whose commit failed, so that a refused event leaves nothing.
     pub fn remove_accepted(&self, accepted: &[Accepted]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for item in accepted {

@@ -191,10 +191,9 @@ impl Dispatcher {
             error: outcome.error.clone(),
             response_body: outcome.response_body.clone(),
         };
-        self.store.record_attempt(&delivery, &attempt)?;
         // Durable before the slot is freed: after a crash only attempts that were in flight (started, or
         // finished but not yet on disk) are made again, at most `concurrency` per subscription.
-        self.store.commit().await?;
+        self.store.submit_attempt(&delivery, &attempt)?.wait().await?;
         self.metrics.attempt(&subscription.name, attempt.status_code, outcome.duration);
         if delivery.status.is_finished() {
             self.backlog.release(1);

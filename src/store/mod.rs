@@ -129,7 +129,7 @@ impl Store {
                 writes.push((keys::delivery(delivery.id).to_vec(), encode(delivery)));
             }
         }
-        self.committer.submit(writes).map(Durable).map_err(StoreError::Durability)
+        self.submit(writes)
     }
 
     /// Takes back a [`Store::submit_accepted`] whose commit failed, so that a refused event leaves nothing.
@@ -144,12 +144,18 @@ impl Store {
         self.written(self.db.apply_batch(batch))
     }
 
-    /// Saves a delivery's new state together with the attempt that led to it.
-    pub fn record_attempt(&self, delivery: &DeliveryRecord, attempt: &AttemptRecord) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        batch.insert(&keys::delivery(delivery.id)[..], encode(delivery));
-        batch.insert(&keys::attempt(delivery.id, attempt.n)[..], encode(attempt));
-        self.written(self.db.apply_batch(batch))
+    /// Queues a delivery's new state together with the attempt that led to it for the next group commit,
+    /// which writes both in one atomic batch (see [`Store::submit_accepted`]).
+    pub fn submit_attempt(&self, delivery: &DeliveryRecord, attempt: &AttemptRecord) -> Result<Durable, StoreError> {
+        let writes = vec![
+            (keys::delivery(delivery.id).to_vec(), encode(delivery)),
+            (keys::attempt(delivery.id, attempt.n).to_vec(), encode(attempt)),
+        ];
+        self.submit(writes)
+    }
+
+    fn submit(&self, writes: group_commit::Writes) -> Result<Durable, StoreError> {
+        self.committer.submit(writes).map(Durable).map_err(StoreError::Durability)
     }
 
     pub fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError> {

@@ -180,6 +180,40 @@ async fn concurrent_repeats_of_one_id_store_one_event_and_agree_on_the_winner() 
 }
 
 #[tokio::test]
+async fn events_whose_producers_hang_up_while_they_are_stored_are_still_delivered() {
+    use tokio::io::AsyncWriteExt;
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/hook")), ..Setup::default() });
+    let relay = env.start().await;
+    let support::client::Target::Unix(socket) = &relay.unix else { unreachable!() };
+
+    let body = |n: usize| format!(r#"{{"type":"lab.completed","id":"hung-up-{n}","data":{n}}}"#);
+    for n in 0..20 {
+        // The whole request, then the write side closed at once: the relay sees the end of the
+        // connection while the event waits for its commit.
+        let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+        let body = body(n);
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+    }
+    // Once a producer that stayed is answered, each event is durable, from its own request or from the
+    // one that hung up; either way it must be delivered now, not after a restart.
+    for n in 0..20 {
+        let answer = relay.post_unix(&body(n)).await;
+        assert!(answer.status == 200 || answer.status == 202, "{}", answer.status);
+    }
+    let mut delivered = std::collections::BTreeSet::new();
+    while delivered.len() < 20 {
+        delivered.insert(receiver.next().await.header("webhook-id").to_owned());
+    }
+}
+
+#[tokio::test]
 async fn an_event_matching_nothing_is_accepted_with_no_delivery() {
     let env = TestEnv::new();
     env.write_config(&Setup {

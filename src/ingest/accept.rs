@@ -40,7 +40,7 @@ pub struct Acceptor {
     pub backlog: Arc<Backlog>,
     /// Serializes "is this id known?" with "queue it for the store", and makes delivery ids strictly
     /// increasing.
-    ids: Mutex<Ids>,
+    ids: Arc<Mutex<Ids>>,
 }
 
 struct Ids {
@@ -53,7 +53,7 @@ struct Ids {
 impl Acceptor {
     pub fn new(config: Arc<ArcSwap<Config>>, store: Store, scheduler: Arc<Scheduler>, backlog: Arc<Backlog>) -> Self {
         let ids = Ids { generator: ulid::Generator::new(), in_flight: HashMap::new() };
-        Acceptor { config, store, scheduler, backlog, ids: Mutex::new(ids) }
+        Acceptor { config, store, scheduler, backlog, ids: Arc::new(Mutex::new(ids)) }
     }
 
     pub async fn accept(&self, submission: Submission) -> Result<Answer, Refusal> {
@@ -61,21 +61,18 @@ impl Acceptor {
         // Repeats of known events wait too: their original may be queued but not yet durable, and is
         // durable once a later round is.
         let (answers, fresh, durable) = self.write(&config, submission.events)?;
-        let outcome = durable.wait().await;
-        if let Err(error) = outcome {
-            self.take_back(&fresh);
-            self.settle(&fresh);
-            return Err(error.into());
-        }
-        self.settle(&fresh);
-        let now = now_ms();
-        for delivery in fresh.iter().flat_map(|a| &a.deliveries) {
-            self.scheduler.enqueue(&delivery.subscription, delivery.id, now);
-        }
-        debug!(events = fresh.len(), known = answers.len() - fresh.len(), "Events accepted.");
+        let (new_events, known) = (fresh.len(), answers.len() - fresh.len());
+        let settlement = Settlement {
+            ids: Arc::clone(&self.ids),
+            store: self.store.clone(),
+            scheduler: Arc::clone(&self.scheduler),
+            backlog: Arc::clone(&self.backlog),
+        };
+        tokio::spawn(settlement.run(durable, fresh)).await.expect("settling does not panic")?;
+        debug!(events = new_events, known, "Events accepted.");
         let body =
             if submission.is_batch { Value::Array(answers) } else { answers.into_iter().next().unwrap_or(Value::Null) };
-        Ok(Answer { new_events: fresh.len(), body })
+        Ok(Answer { new_events, body })
     }
 
     /// Decides each event's fate and queues the new ones for the store, all under the id lock, so that a
@@ -134,14 +131,36 @@ impl Acceptor {
         }
         Ok((answers, fresh, durable))
     }
+}
 
-    /// Forgets the in-flight ids of a request whose round has ended: durable, so the store answers for
-    /// them now, or failed and taken back, so they are unknown again.
-    fn settle(&self, fresh: &[Accepted]) {
+/// What follows the end of a request's round, run as a task of its own: the producer may hang up while
+/// it waits, and the events must still be queued for delivery (durable) or taken back (failed), and their
+/// ids forgotten either way.
+struct Settlement {
+    ids: Arc<Mutex<Ids>>,
+    store: Store,
+    scheduler: Arc<Scheduler>,
+    backlog: Arc<Backlog>,
+}
+
+impl Settlement {
+    async fn run(self, durable: Durable, fresh: Vec<Accepted>) -> Result<(), StoreError> {
+        let outcome = durable.wait().await;
+        if outcome.is_err() {
+            self.take_back(&fresh);
+        }
+        // Durable, so the store answers for these ids now; or taken back, so they are unknown again.
         let mut ids = self.ids.lock().unwrap();
-        for accepted in fresh {
+        for accepted in &fresh {
             ids.in_flight.remove(&accepted.event.id);
         }
+        drop(ids);
+        outcome?;
+        let now = now_ms();
+        for delivery in fresh.iter().flat_map(|a| &a.deliveries) {
+            self.scheduler.enqueue(&delivery.subscription, delivery.id, now);
+        }
+        Ok(())
     }
 
     /// Undoes a write whose commit failed, so that the refused events leave nothing behind.

@@ -68,7 +68,11 @@ impl Acceptor {
             scheduler: Arc::clone(&self.scheduler),
             backlog: Arc::clone(&self.backlog),
         };
-        tokio::spawn(settlement.run(durable, fresh)).await.expect("settling does not panic")?;
+        let mut waiting = Waiting(Some((settlement, durable, fresh)));
+        let (_, durable, _) = waiting.0.as_mut().expect("just set");
+        let outcome = durable.wait().await;
+        let (settlement, _, fresh) = waiting.0.take().expect("taken only here or on drop");
+        settlement.finish(outcome, &fresh)?;
         debug!(events = new_events, known, "Events accepted.");
         let body =
             if submission.is_batch { Value::Array(answers) } else { answers.into_iter().next().unwrap_or(Value::Null) };
@@ -133,9 +137,8 @@ impl Acceptor {
     }
 }
 
-/// What follows the end of a request's round, run as a task of its own: the producer may hang up while
-/// it waits, and the events must still be queued for delivery (durable) or taken back (failed), and their
-/// ids forgotten either way.
+/// What follows the end of a request's round: queue the events for delivery (durable) or take them back
+/// (failed), and forget their ids either way.
 struct Settlement {
     ids: Arc<Mutex<Ids>>,
     store: Store,
@@ -143,15 +146,34 @@ struct Settlement {
     backlog: Arc<Backlog>,
 }
 
+/// A request waiting for its round. The producer may hang up meanwhile, which drops the wait; the round
+/// still ends, so the settlement moves to a task of its own rather than being lost (events durable but
+/// never queued until a restart, ids stuck in flight).
+struct Waiting(Option<(Settlement, Durable, Vec<Accepted>)>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some((settlement, mut durable, fresh)) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let outcome = durable.wait().await;
+                    let _ = settlement.finish(outcome, &fresh);
+                });
+            }
+            Err(_) => error!("A request was dropped outside the runtime; its events are queued at the next start."),
+        }
+    }
+}
+
 impl Settlement {
-    async fn run(self, durable: Durable, fresh: Vec<Accepted>) -> Result<(), StoreError> {
-        let outcome = durable.wait().await;
+    fn finish(&self, outcome: Result<(), StoreError>, fresh: &[Accepted]) -> Result<(), StoreError> {
         if outcome.is_err() {
-            self.take_back(&fresh);
+            self.take_back(fresh);
         }
         // Durable, so the store answers for these ids now; or taken back, so they are unknown again.
         let mut ids = self.ids.lock().unwrap();
-        for accepted in &fresh {
+        for accepted in fresh {
             ids.in_flight.remove(&accepted.event.id);
         }
         drop(ids);

@@ -39,8 +39,10 @@ struct Request {
 pub struct Ticket(oneshot::Receiver<Outcome>);
 
 impl Ticket {
-    pub async fn wait(self) -> Outcome {
-        self.0.await.map_err(|_| stopped())?
+    /// Awaits the outcome; call it once. Taking `&mut self` lets a caller whose wait is cancelled hand
+    /// the ticket on to someone else.
+    pub async fn wait(&mut self) -> Outcome {
+        (&mut self.0).await.map_err(|_| stopped())?
     }
 }
 

@@ -60,7 +60,8 @@ pub struct Accepted {
 pub struct Durable(group_commit::Ticket);
 
 impl Durable {
-    pub async fn wait(self) -> Result<(), StoreError> {
+    /// Awaits the outcome; call it once (see [`group_commit::Ticket::wait`]).
+    pub async fn wait(&mut self) -> Result<(), StoreError> {
         self.0.wait().await.map_err(StoreError::Durability)
     }
 }

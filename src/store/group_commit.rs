@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 type Outcome = Result<(), Arc<io::Error>>;
 
+/// See [`Syncer::apply`].
+const BATCH_BYTES: usize = 1 << 20;
+
 /// Key-value pairs to insert, already encoded.
 pub type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -77,13 +80,7 @@ impl GroupCommit {
                 let mut round = vec![first];
                 round.extend(requests.try_iter());
                 let started = Instant::now();
-                let mut batch = sled::Batch::default();
-                for request in &mut round {
-                    for (key, value) in request.writes.drain(..) {
-                        batch.insert(key, value);
-                    }
-                }
-                let result = syncer.apply(batch).and_then(|()| syncer.make_durable()).map_err(Arc::new);
+                let result = syncer.apply(&mut round).and_then(|()| syncer.make_durable()).map_err(Arc::new);
                 if result.is_err() {
                     broken.cancel();
                 }
@@ -120,7 +117,22 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn apply(&self, batch: sled::Batch) -> io::Result<()> {
+    /// Applies a round's writes in sled batches of about [`BATCH_BYTES`]: large enough to spread sled's
+    /// per-batch cost, small enough that a round of big requests is not copied all at once. A request's
+    /// writes always go in one batch: an event and its deliveries are atomic.
+    fn apply(&self, round: &mut [Request]) -> io::Result<()> {
+        let mut batch = sled::Batch::default();
+        let mut bytes = 0;
+        for request in round {
+            for (key, value) in request.writes.drain(..) {
+                bytes += key.len() + value.len();
+                batch.insert(key, value);
+            }
+            if bytes >= BATCH_BYTES {
+                self.db.apply_batch(std::mem::take(&mut batch)).map_err(io::Error::other)?;
+                bytes = 0;
+            }
+        }
         self.db.apply_batch(batch).map_err(io::Error::other)
     }
 

@@ -7,10 +7,11 @@
 //! new blob files, and then answers them all. Requests arriving during a flush wait for the next round,
 //! whose flush covers their writes.
 //!
-//! Requests may carry writes (accepted events): the thread applies all of a round's writes as one sled
-//! batch before the flush. One batch per round instead of one per request spares sled's per-batch cost
-//! (a global write lock and a batch marker in its log) and keeps the ingest handlers from queueing on
-//! each other's inserts. Requests are answered in rounds in the order they were queued.
+//! Requests may carry writes (accepted events, attempt results): the thread applies a round's writes in a
+//! few sled batches (each request's writes whole in one) before the flush. A batch per round instead of
+//! one per request spares sled's per-batch cost (a global write lock and a batch marker in its log) and
+//! keeps ingest handlers and delivery workers from queueing on each other's inserts. Requests are applied
+//! and answered in the order they were queued.
 
 use std::collections::HashSet;
 use std::fs::File;

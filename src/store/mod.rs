@@ -120,8 +120,8 @@ impl Store {
         self.get(&keys::delivery(id))
     }
 
-    /// Queues events with their deliveries for the next group commit, which writes them in one atomic
-    /// sled batch with the rest of its round and makes them durable. They are visible to reads from the
+    /// Queues events with their deliveries for the next group commit, which writes them (this call's
+    /// writes in one atomic sled batch) with the rest of its round and makes them durable. They are visible to reads from the
     /// time the round applies them; answer the producer only once [`Durable::wait`] returns.
     pub fn submit_accepted(&self, accepted: &[Accepted]) -> Result<Durable, StoreError> {
         let mut writes = Vec::new();

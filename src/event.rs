@@ -145,10 +145,11 @@ fn parse_event(raw: &RawValue, prefix: &str) -> Result<NewEvent, InvalidEvent> {
     };
 
     let data = fields.data.ok_or_else(|| InvalidEvent::new(format!("{} is required", field("data"))))?;
-    if json::depth(data.get()) > MAX_DATA_DEPTH {
+    let data = json::compact(data.get());
+    if data.depth > MAX_DATA_DEPTH {
         return Err(InvalidEvent::new(format!("{} nests deeper than {MAX_DATA_DEPTH} levels", field("data"))));
     }
-    let data = json::compact(data.get());
+    let data = data.text;
     let fingerprint = fingerprint(&event_type, occurred_at_text.as_deref(), &data);
     Ok(NewEvent { id, event_type, occurred_at, data, fingerprint })
 }

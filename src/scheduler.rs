@@ -31,6 +31,9 @@ struct Queue {
     by_id: BTreeMap<DeliveryId, u64>,
     in_flight: BTreeSet<DeliveryId>,
     wake: Arc<Notify>,
+    /// Drained because its subscription was removed: an attempt ending now must not put its delivery back
+    /// (see [`Scheduler::finished`]). [`Scheduler::open`] clears it when the subscription comes back.
+    closed: bool,
 }
 
 impl Queue {
@@ -54,15 +57,11 @@ pub struct Scheduler {
 impl Scheduler {
     /// Adds a pending delivery due at `due_ms` and wakes the subscription's worker.
     pub fn enqueue(&self, subscription: &str, id: DeliveryId, due_ms: u64) {
-        let mut queues = self.queues.lock().unwrap();
-        let queue = entry(&mut queues, subscription);
-        queue.by_due.insert((due_ms, id));
-        queue.by_id.insert(id, due_ms);
-        queue.wake.notify_one();
+        self.enqueue_all(subscription, [(id, due_ms)]);
     }
 
     /// [`Scheduler::enqueue`] for many deliveries of one subscription at once (recovery at start).
-    pub fn enqueue_all(&self, subscription: &str, deliveries: Vec<(DeliveryId, u64)>) {
+    pub fn enqueue_all(&self, subscription: &str, deliveries: impl IntoIterator<Item = (DeliveryId, u64)>) {
         let mut queues = self.queues.lock().unwrap();
         let queue = entry(&mut queues, subscription);
         for (id, due_ms) in deliveries {
@@ -98,15 +97,29 @@ impl Scheduler {
     }
 
     /// Ends an attempt started by [`Scheduler::next`]; `retry_at` puts the delivery back, due then.
-    pub fn finished(&self, subscription: &str, id: DeliveryId, retry_at: Option<u64>) {
+    /// Returns false when it could not: the queue was drained meanwhile (its subscription removed), and
+    /// the caller must cancel the delivery, as the drain did the queued ones.
+    #[must_use]
+    pub fn finished(&self, subscription: &str, id: DeliveryId, retry_at: Option<u64>) -> bool {
         let mut queues = self.queues.lock().unwrap();
         let queue = entry(&mut queues, subscription);
         queue.in_flight.remove(&id);
-        if let Some(due) = retry_at {
-            queue.by_due.insert((due, id));
-            queue.by_id.insert(id, due);
-        }
         queue.wake.notify_one();
+        match retry_at {
+            Some(_) if queue.closed => false,
+            Some(due) => {
+                queue.by_due.insert((due, id));
+                queue.by_id.insert(id, due);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Lets a subscription's queue take deliveries again after a [`Scheduler::drain`] (the subscription
+    /// is configured again).
+    pub fn open(&self, subscription: &str) {
+        entry(&mut self.queues.lock().unwrap(), subscription).closed = false;
     }
 
     /// The signal a subscription's worker waits on.
@@ -115,11 +128,12 @@ impl Scheduler {
         entry(&mut queues, subscription).wake.clone()
     }
 
-    /// Takes every waiting delivery of a subscription out of its queue (a removed subscription's work is
-    /// cancelled); attempts in flight are left to end on their own.
+    /// Takes every waiting delivery of a subscription out of its queue and closes it (a removed
+    /// subscription's work is cancelled); attempts in flight end on their own, and cannot come back.
     pub fn drain(&self, subscription: &str) -> Vec<DeliveryId> {
         let mut queues = self.queues.lock().unwrap();
         let Some(queue) = queues.get_mut(subscription) else { return Vec::new() };
+        queue.closed = true;
         queue.by_due.clear();
         std::mem::take(&mut queue.by_id).into_keys().collect()
     }
@@ -172,7 +186,7 @@ mod tests {
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[1]));
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[2]));
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Wait, "concurrency 2 reached");
-        scheduler.finished("s", id[1], None);
+        assert!(scheduler.finished("s", id[1], None));
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[0]));
     }
 
@@ -184,10 +198,10 @@ mod tests {
         scheduler.enqueue("s", id[1], 100);
         assert_eq!(scheduler.next("s", 8, true, 100), Next::Start(id[0]));
         assert_eq!(scheduler.next("s", 8, true, 100), Next::Wait, "one at a time");
-        scheduler.finished("s", id[0], Some(500));
+        assert!(scheduler.finished("s", id[0], Some(500)));
         assert_eq!(scheduler.next("s", 8, true, 200), Next::WaitUntil(500), "the retry blocks the next one");
         assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[0]));
-        scheduler.finished("s", id[0], None);
+        assert!(scheduler.finished("s", id[0], None));
         assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[1]));
     }
 
@@ -203,6 +217,23 @@ mod tests {
         assert_eq!(scheduler.queued("s"), 0);
         assert_eq!(scheduler.next("s", 8, false, 10), Next::Wait);
         assert!(scheduler.drain("unknown").is_empty());
+    }
+
+    #[test]
+    fn an_attempt_ending_after_a_drain_cannot_put_its_delivery_back_until_the_queue_reopens() {
+        let scheduler = Scheduler::default();
+        let id = ids(2);
+        scheduler.enqueue("s", id[0], 0);
+        assert_eq!(scheduler.next("s", 1, false, 10), Next::Start(id[0]));
+        assert!(scheduler.drain("s").is_empty());
+        assert!(!scheduler.finished("s", id[0], Some(20)), "the caller must cancel it");
+        assert_eq!(scheduler.queued("s"), 0);
+
+        scheduler.open("s");
+        scheduler.enqueue("s", id[1], 0);
+        assert_eq!(scheduler.next("s", 1, false, 10), Next::Start(id[1]));
+        assert!(scheduler.finished("s", id[1], Some(20)), "a reopened queue takes retries again");
+        assert_eq!(scheduler.queued("s"), 1);
     }
 
     #[test]

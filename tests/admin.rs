@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use support::client::{send, Call};
 use support::receiver::{always, sequence, Receiver, Reply};
-use support::relay::{RelayProcess, Setup, TestEnv};
+use support::relay::{Setup, TestEnv};
 
 const FAILED: &str = "Delivery failed after its last attempt; requeue it with `hookrelay retry`.";
 
@@ -31,12 +31,6 @@ async fn cli(env: &TestEnv, args: &[&str]) -> Output {
 fn stdout(output: &Output) -> String {
     assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-async fn get(relay: &RelayProcess, path: &str) -> Value {
-    let answer = send(&relay.unix, Call::get(path)).await;
-    assert_eq!(answer.status, 200, "{path}: {}", String::from_utf8_lossy(&answer.body));
-    answer.json()
 }
 
 #[tokio::test]
@@ -81,7 +75,7 @@ async fn a_failed_delivery_is_listed_inspected_and_requeued_with_the_cli() {
     let retried = receiver.next().await;
     assert_eq!(retried.header("x-hookrelay-attempt"), "2", "attempts go on counting after a requeue");
     relay.wait_for_log("Delivery succeeded.", 1, |_| true).await;
-    let delivered = get(&relay, "/v1/deliveries?status=delivered").await;
+    let delivered = relay.admin_get("/v1/deliveries?status=delivered").await;
     assert_eq!(delivered["deliveries"][0]["id"], id.as_str());
 
     let again = cli(&env, &["retry", &id]).await;
@@ -107,9 +101,9 @@ async fn retry_failed_requeues_by_subscription_and_age() {
     let output = stdout(&cli(&env, &["retry", "--failed", "--subscription", "a", "--since", "1h"]).await);
     assert_eq!(output.trim(), "requeued 2");
     relay.wait_for_log(FAILED, 6, |_| true).await;
-    let failed_b = get(&relay, "/v1/deliveries?status=failed&subscription=b").await;
+    let failed_b = relay.admin_get("/v1/deliveries?status=failed&subscription=b").await;
     assert_eq!(failed_b["deliveries"].as_array().unwrap().len(), 2);
-    let attempts_a: Vec<u64> = get(&relay, "/v1/deliveries?subscription=a").await["deliveries"]
+    let attempts_a: Vec<u64> = relay.admin_get("/v1/deliveries?subscription=a").await["deliveries"]
         .as_array()
         .unwrap()
         .iter()
@@ -135,7 +129,7 @@ async fn listing_filters_and_pages_with_a_cursor() {
     let mut seen = Vec::new();
     let mut path = "/v1/deliveries?limit=2&status=held".to_owned();
     loop {
-        let page = get(&relay, &path).await;
+        let page = relay.admin_get(&path).await;
         seen.extend(page["deliveries"].as_array().unwrap().iter().map(|d| d["event_id"].as_str().unwrap().to_owned()));
         match page["next"].as_str() {
             Some(next) => path = format!("/v1/deliveries?limit=2&status=held&after={next}"),
@@ -143,14 +137,14 @@ async fn listing_filters_and_pages_with_a_cursor() {
         }
     }
     assert_eq!(seen, ["p0", "p1", "p2", "p3", "p4"], "every delivery once, in acceptance order");
-    assert_eq!(get(&relay, "/v1/deliveries?status=pending").await["deliveries"], json!([]));
-    assert_eq!(get(&relay, "/v1/deliveries?subscription=other").await["deliveries"], json!([]));
+    assert_eq!(relay.admin_get("/v1/deliveries?status=pending").await["deliveries"], json!([]));
+    assert_eq!(relay.admin_get("/v1/deliveries?subscription=other").await["deliveries"], json!([]));
 
     let bad = send(&relay.unix, Call::get("/v1/deliveries?status=sent")).await;
     assert_eq!(bad.status, 400);
     assert!(bad.error_message().contains("`status`"));
 
-    let event = get(&relay, "/v1/events/p3").await;
+    let event = relay.admin_get("/v1/events/p3").await;
     assert_eq!(event["data"], 3);
     assert_eq!(event["deliveries"][0]["status"], "held");
     assert_eq!(send(&relay.unix, Call::get("/v1/events/nope")).await.status, 404);
@@ -178,14 +172,14 @@ async fn send_submits_json_a_file_or_stdin_and_prints_the_id() {
     let assigned = stdout(&cli(&env, &["send", "appointment.created", r#"{"patient":{"fp":"p1"}}"#]).await);
     let assigned = assigned.trim();
     assert!(assigned.starts_with("evt_"), "{assigned}");
-    assert_eq!(get(&relay, &format!("/v1/events/{assigned}")).await["data"], json!({"patient": {"fp": "p1"}}));
+    assert_eq!(relay.admin_get(&format!("/v1/events/{assigned}")).await["data"], json!({"patient": {"fp": "p1"}}));
 
     let file = env.dir.path().join("data.json");
     std::fs::write(&file, "[1, 2]").unwrap();
     let from_file =
         stdout(&cli(&env, &["send", "lab.completed", &format!("@{}", file.display()), "--id", "f-1"]).await);
     assert_eq!(from_file.trim(), "f-1");
-    assert_eq!(get(&relay, "/v1/events/f-1").await["data"], json!([1, 2]));
+    assert_eq!(relay.admin_get("/v1/events/f-1").await["data"], json!([1, 2]));
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
         .args(["send", "soap.signed", "-", "--id", "s-1", "-c"])
@@ -197,7 +191,7 @@ async fn send_submits_json_a_file_or_stdin_and_prints_the_id() {
     use tokio::io::AsyncWriteExt;
     child.stdin.take().unwrap().write_all(b"{\"from\": \"stdin\"}").await.unwrap();
     assert_eq!(stdout(&child.wait_with_output().await.unwrap()).trim(), "s-1");
-    assert_eq!(get(&relay, "/v1/events/s-1").await["data"], json!({"from": "stdin"}));
+    assert_eq!(relay.admin_get("/v1/events/s-1").await["data"], json!({"from": "stdin"}));
 
     let invalid = cli(&env, &["send", "bad type", "{}"]).await;
     assert_eq!(invalid.status.code(), Some(1));
@@ -233,7 +227,7 @@ async fn a_removed_subscription_s_cancelled_deliveries_can_be_requeued_when_it_c
                 || line["message"] == "Delivery cancelled: its subscription was removed."
         })
         .await;
-    let cancelled = get(&relay, "/v1/deliveries?status=cancelled").await;
+    let cancelled = relay.admin_get("/v1/deliveries?status=cancelled").await;
     assert_eq!(cancelled["deliveries"][0]["event_id"], "back-1");
 
     env.save_by_rename(&Setup { subscriptions: subscription("vet", &up.url("/"), ""), ..Setup::default() });

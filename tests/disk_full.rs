@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use support::client::{send, try_send, Call};
 use support::receiver::{always, Receiver};
-use support::relay::{Setup, TestEnv};
+use support::relay::{catch_all, Setup, TestEnv};
 use support::within;
 
 /// Sets the relay's file-size limit (the soft one; the hard one stays unlimited so it can be raised).
@@ -45,12 +45,8 @@ fn event(id: &str) -> String {
 async fn when_the_store_cannot_write_ingest_answers_503_and_the_relay_restarts_clean() {
     let env = TestEnv::new();
     let receiver = Receiver::start(&env.ca, always(200)).await;
-    let subscription = |extra: &str| {
-        let url = receiver.url("/");
-        format!("[[subscription]]\nname = \"all\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n{extra}\n")
-    };
     // Held while the disk fills, so that ingest is the only writer and meets the failure first.
-    env.write_config(&Setup { subscriptions: subscription("enabled = false"), ..Setup::default() });
+    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/")) + "enabled = false\n", ..Setup::default() });
     let mut relay = env.start().await;
 
     let mut accepted = BTreeSet::new();
@@ -96,7 +92,7 @@ async fn when_the_store_cannot_write_ingest_answers_503_and_the_relay_restarts_c
 
     // systemd's Restart=on-failure while the disk is still full: the relay must stop again by itself
     // (at open, or at its first write), and leave the store as it was.
-    env.write_config(&Setup { subscriptions: subscription(""), ..Setup::default() });
+    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/")), ..Setup::default() });
     let still_full = start_with_file_size_limit(&env, 4096).await;
     assert!(!still_full.status.success(), "a relay that cannot write stops");
     let said = String::from_utf8_lossy(&still_full.stderr);

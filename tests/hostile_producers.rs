@@ -8,13 +8,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 use support::client::{send, Call, Target};
-use support::receiver::{always, Receiver};
 use support::relay::{deliveries, RelayProcess, Setup, TestEnv};
 use support::within;
-
-fn catch_all(url: &str) -> String {
-    format!("[[subscription]]\nname = \"all\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n")
-}
 
 /// A body of `depth` nested arrays inside an event's `data`.
 fn nested(depth: usize) -> Vec<u8> {
@@ -31,9 +26,7 @@ async fn assert_served(relay: &RelayProcess, id: &str) {
 
 #[tokio::test]
 async fn hostile_bodies_get_a_clear_400_store_nothing_and_the_relay_keeps_serving() {
-    let env = TestEnv::new();
-    let receiver = Receiver::start(&env.ca, always(200)).await;
-    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/")), ..Setup::default() });
+    let (env, _receiver) = TestEnv::with_catch_all().await;
     let mut relay = env.start().await;
 
     let huge = "a".repeat(900_000);
@@ -108,9 +101,7 @@ async fn write<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
 
 #[tokio::test]
 async fn slow_and_idle_producers_are_disconnected_while_others_are_served() {
-    let env = TestEnv::new();
-    let receiver = Receiver::start(&env.ca, always(200)).await;
-    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/")), ..Setup::default() });
+    let (env, _receiver) = TestEnv::with_catch_all().await;
     let relay = env.start_with_env(&[("HOOKRELAY_INGEST_CLIENT_TIMEOUT", "1s")]).await;
     let Target::Tcp(address) = relay.tcp().clone() else { unreachable!() };
     let Target::Unix(socket) = relay.unix.clone() else { unreachable!() };

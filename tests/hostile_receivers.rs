@@ -6,7 +6,6 @@ mod support;
 
 use serde_json::Value;
 
-use support::client::{send, Call};
 use support::hostile::{HostileReceiver, Misbehaviour};
 use support::receiver::{always, Receiver, Reply};
 use support::relay::{RelayProcess, Setup, TestEnv};
@@ -23,11 +22,11 @@ fn subscription(name: &str, url: &str, extra: &str) -> String {
 
 /// The only delivery of subscription `name`, with its attempts, from the admin API.
 async fn delivery_of(relay: &RelayProcess, name: &str) -> Value {
-    let listed = send(&relay.unix, Call::get(&format!("/v1/deliveries?subscription={name}"))).await.json();
+    let listed = relay.admin_get(&format!("/v1/deliveries?subscription={name}")).await;
     let deliveries = listed["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 1, "{name}: {listed}");
     let id = deliveries[0]["id"].as_str().unwrap();
-    send(&relay.unix, Call::get(&format!("/v1/deliveries/{id}"))).await.json()
+    relay.admin_get(&format!("/v1/deliveries/{id}")).await
 }
 
 #[tokio::test]

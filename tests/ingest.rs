@@ -8,11 +8,7 @@ use serde_json::json;
 
 use support::client::{send, Call};
 use support::receiver::{always, Receiver};
-use support::relay::{deliveries, Setup, TestEnv};
-
-fn catch_all(url: &str) -> String {
-    format!("[[subscription]]\nname = \"all\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n")
-}
+use support::relay::{catch_all, deliveries, Setup, TestEnv};
 
 #[tokio::test]
 async fn every_rejection_answers_its_status_and_stores_nothing() {
@@ -101,9 +97,7 @@ async fn the_tcp_listener_accepts_the_right_token_and_the_unix_socket_needs_none
 
 #[tokio::test]
 async fn a_repeated_id_gets_the_original_answer_and_no_new_delivery() {
-    let env = TestEnv::new();
-    let receiver = Receiver::start(&env.ca, always(200)).await;
-    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/hook")), ..Setup::default() });
+    let (env, receiver) = TestEnv::with_catch_all().await;
     let mut relay = env.start().await;
 
     let event = r#"{"type": "patient.updated", "id": "pu-1", "data": {"fp": "p_9"}}"#;
@@ -134,9 +128,7 @@ async fn a_repeated_id_gets_the_original_answer_and_no_new_delivery() {
 
 #[tokio::test]
 async fn concurrent_repeats_of_one_id_store_one_event_and_agree_on_the_winner() {
-    let env = TestEnv::new();
-    let receiver = Receiver::start(&env.ca, always(200)).await;
-    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/hook")), ..Setup::default() });
+    let (env, receiver) = TestEnv::with_catch_all().await;
     let mut relay = env.start().await;
 
     const ROUNDS: usize = 6;
@@ -182,9 +174,7 @@ async fn concurrent_repeats_of_one_id_store_one_event_and_agree_on_the_winner() 
 #[tokio::test]
 async fn events_whose_producers_hang_up_while_they_are_stored_are_still_delivered() {
     use tokio::io::AsyncWriteExt;
-    let env = TestEnv::new();
-    let receiver = Receiver::start(&env.ca, always(200)).await;
-    env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/hook")), ..Setup::default() });
+    let (env, receiver) = TestEnv::with_catch_all().await;
     let relay = env.start().await;
     let support::client::Target::Unix(socket) = &relay.unix else { unreachable!() };
 

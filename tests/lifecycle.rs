@@ -147,7 +147,7 @@ async fn a_restart_requeues_pending_cancels_removed_and_remembers_failed_deliver
     }
     assert_eq!(delivered, accepted);
 
-    let cancelled = send(&relay.unix, Call::get("/v1/deliveries?status=cancelled&limit=1000")).await.json();
+    let cancelled = relay.admin_get("/v1/deliveries?status=cancelled&limit=1000").await;
     let cancelled = cancelled["deliveries"].as_array().unwrap();
     assert_eq!(cancelled.len(), 300);
     assert!(cancelled.iter().all(|d| d["subscription"] == "gone"));

@@ -61,8 +61,10 @@ impl Dispatcher {
         }
     }
 
-    /// Starts the worker of subscription `name` unless it has one; it runs until shutdown.
+    /// Starts the worker of subscription `name` unless it has one; it runs until shutdown. Its queue takes
+    /// deliveries again if a reload had closed it.
     pub fn ensure_worker(self: &Arc<Self>, name: &str) {
+        self.scheduler.open(name);
         if !self.workers.lock().unwrap().insert(name.to_owned()) {
             return;
         }
@@ -70,30 +72,26 @@ impl Dispatcher {
         self.tasks.spawn(async move { dispatcher.work(name).await });
     }
 
-    /// Marks every queued delivery of a removed subscription `cancelled`. Attempts in flight finish, and
-    /// are cancelled then if they would be retried (see [`Dispatcher::attempt_and_record`]).
+    /// Marks every queued delivery of a removed subscription `cancelled` and closes its queue. Attempts in
+    /// flight finish, and are cancelled then if they would be retried (see [`Dispatcher::attempt`]).
     pub fn cancel_queued(&self, name: &str) -> Result<usize, StoreError> {
         let mut cancelled = 0;
         for id in self.scheduler.drain(name) {
-            let Some(mut delivery) = self.store.delivery(id)? else { continue };
-            if delivery.status == DeliveryStatus::Pending {
-                cancel(&mut delivery);
-                self.store.put_delivery(&delivery)?;
-                self.backlog.release(1);
-                cancelled += 1;
-            }
+            cancelled += usize::from(self.cancel_pending(id)?);
         }
         Ok(cancelled)
     }
 
-    /// [`Dispatcher::cancel_queued`] for a subscription a reload removed, saying what it did.
-    pub fn cancel_removed(&self, name: &str) {
-        match self.cancel_queued(name) {
-            Ok(cancelled) => {
-                info!(subscription = %name, cancelled, "Removed subscription's queued deliveries cancelled.")
-            }
-            Err(error) => error!(subscription = %name, %error, "Cannot cancel a removed subscription's deliveries."),
+    /// Marks a delivery `cancelled` if it is still pending; says whether it was.
+    fn cancel_pending(&self, id: DeliveryId) -> Result<bool, StoreError> {
+        let Some(mut delivery) = self.store.delivery(id)? else { return Ok(false) };
+        if delivery.status != DeliveryStatus::Pending {
+            return Ok(false);
         }
+        cancel(&mut delivery);
+        self.store.put_delivery(&delivery)?;
+        self.backlog.release(1);
+        Ok(true)
     }
 
     async fn work(self: Arc<Self>, name: String) {
@@ -145,12 +143,18 @@ impl Dispatcher {
             error!(subscription = %subscription.name, delivery_id = %id, %error, "Cannot record a delivery attempt; trying again later.");
             Some(now_ms() + STORE_TROUBLE_RETRY.as_millis() as u64)
         });
-        self.scheduler.finished(&subscription.name, id, retry_at);
-        if retry_at.is_some() && self.config.load().subscription(&subscription.name).is_none() {
-            // A reload removed the subscription after this attempt looked and after the reload cancelled
-            // the queue: the delivery just went back into a queue no one will drain. The reload swaps the
-            // config before it drains, so seeing the removal here means this cancels what it missed.
-            self.cancel_removed(&subscription.name);
+        if !self.scheduler.finished(&subscription.name, id, retry_at) {
+            // A reload removed the subscription while this attempt was out, and drained its queue.
+            match self.cancel_pending(id) {
+                Ok(_) => info!(
+                    subscription = %subscription.name, delivery_id = %id,
+                    "Delivery cancelled: its subscription was removed."
+                ),
+                Err(error) => error!(
+                    subscription = %subscription.name, delivery_id = %id, %error,
+                    "Cannot cancel a removed subscription's delivery."
+                ),
+            }
         }
     }
 

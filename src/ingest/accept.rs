@@ -35,12 +35,18 @@ pub struct Answer {
 
 pub struct Acceptor {
     pub config: Arc<ArcSwap<Config>>,
-    pub store: Store,
-    pub scheduler: Arc<Scheduler>,
-    pub backlog: Arc<Backlog>,
+    /// Shared with the requests that outlive their producer (see [`Waiting`]).
+    shared: Arc<Shared>,
+}
+
+/// What accepting needs, and settling after the commit round too.
+struct Shared {
+    store: Store,
+    scheduler: Arc<Scheduler>,
+    backlog: Arc<Backlog>,
     /// Serializes "is this id known?" with "queue it for the store", and makes delivery ids strictly
     /// increasing.
-    ids: Arc<Mutex<Ids>>,
+    ids: Mutex<Ids>,
 }
 
 struct Ids {
@@ -52,33 +58,29 @@ struct Ids {
 
 impl Acceptor {
     pub fn new(config: Arc<ArcSwap<Config>>, store: Store, scheduler: Arc<Scheduler>, backlog: Arc<Backlog>) -> Self {
-        let ids = Ids { generator: ulid::Generator::new(), in_flight: HashMap::new() };
-        Acceptor { config, store, scheduler, backlog, ids: Arc::new(Mutex::new(ids)) }
+        let ids = Mutex::new(Ids { generator: ulid::Generator::new(), in_flight: HashMap::new() });
+        Acceptor { config, shared: Arc::new(Shared { store, scheduler, backlog, ids }) }
+    }
+
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.shared.scheduler
     }
 
     pub async fn accept(&self, submission: Submission) -> Result<Answer, Refusal> {
         let config = self.config.load_full();
         // Repeats of known events wait too: their original may be queued but not yet durable, and is
         // durable once a later round is.
-        let (answers, fresh, durable) = self.write(&config, submission.events)?;
+        let (answers, fresh, durable) = self.shared.write(&config, submission.events)?;
         let (new_events, known) = (fresh.len(), answers.len() - fresh.len());
-        let settlement = Settlement {
-            ids: Arc::clone(&self.ids),
-            store: self.store.clone(),
-            scheduler: Arc::clone(&self.scheduler),
-            backlog: Arc::clone(&self.backlog),
-        };
-        let mut waiting = Waiting(Some((settlement, durable, fresh)));
-        let (_, durable, _) = waiting.0.as_mut().expect("just set");
-        let outcome = durable.wait().await;
-        let (settlement, _, fresh) = waiting.0.take().expect("taken only here or on drop");
-        settlement.finish(outcome, &fresh)?;
+        Waiting { shared: Arc::clone(&self.shared), round: Some((durable, fresh)) }.settle().await?;
         debug!(events = new_events, known, "Events accepted.");
         let body =
             if submission.is_batch { Value::Array(answers) } else { answers.into_iter().next().unwrap_or(Value::Null) };
         Ok(Answer { new_events, body })
     }
+}
 
+impl Shared {
     /// Decides each event's fate and queues the new ones for the store, all under the id lock, so that a
     /// repeat decided later is answered in the same round or a later one.
     fn write(&self, config: &Config, events: Vec<NewEvent>) -> Result<(Vec<Value>, Vec<Accepted>, Durable), Refusal> {
@@ -86,28 +88,20 @@ impl Acceptor {
         let now = now_ms();
         let mut answers: Vec<Value> = Vec::with_capacity(events.len());
         let mut fresh: Vec<Accepted> = Vec::new();
+        // Producer id → fingerprint and index in `answers`, for the new events of this request.
         let mut in_this_request: HashMap<String, (String, usize)> = HashMap::new();
         for event in events {
             if let Some(id) = &event.id {
-                if let Some((fingerprint, answer)) = in_this_request.get(id) {
-                    if *fingerprint != event.fingerprint {
+                let earlier = match (in_this_request.get(id), ids.in_flight.get(id)) {
+                    (Some((fingerprint, index)), _) => Some((fingerprint.clone(), answers[*index].clone())),
+                    (None, Some(queued)) => Some(queued.clone()),
+                    (None, None) => self.store.event(id)?.map(|known| (known.fingerprint.clone(), answer(&known))),
+                };
+                if let Some((fingerprint, earlier_answer)) = earlier {
+                    if fingerprint != event.fingerprint {
                         return Err(Refusal::Conflict(id.clone()));
                     }
-                    answers.push(answers[*answer].clone());
-                    continue;
-                }
-                if let Some((fingerprint, queued)) = ids.in_flight.get(id) {
-                    if *fingerprint != event.fingerprint {
-                        return Err(Refusal::Conflict(id.clone()));
-                    }
-                    answers.push(queued.clone());
-                    continue;
-                }
-                if let Some(known) = self.store.event(id)? {
-                    if known.fingerprint != event.fingerprint {
-                        return Err(Refusal::Conflict(id.clone()));
-                    }
-                    answers.push(answer(&known));
+                    answers.push(earlier_answer);
                     continue;
                 }
                 in_this_request.insert(id.clone(), (event.fingerprint.clone(), answers.len()));
@@ -127,46 +121,14 @@ impl Acceptor {
                 return Err(error.into());
             }
         };
-        for accepted in &fresh {
-            let event = &accepted.event;
-            if in_this_request.contains_key(&event.id) {
-                ids.in_flight.insert(event.id.clone(), (event.fingerprint.clone(), answer(event)));
-            }
+        for (id, (fingerprint, index)) in in_this_request {
+            ids.in_flight.insert(id, (fingerprint, answers[index].clone()));
         }
         Ok((answers, fresh, durable))
     }
-}
 
-/// What follows the end of a request's round: queue the events for delivery (durable) or take them back
-/// (failed), and forget their ids either way.
-struct Settlement {
-    ids: Arc<Mutex<Ids>>,
-    store: Store,
-    scheduler: Arc<Scheduler>,
-    backlog: Arc<Backlog>,
-}
-
-/// A request waiting for its round. The producer may hang up meanwhile, which drops the wait; the round
-/// still ends, so the settlement moves to a task of its own rather than being lost (events durable but
-/// never queued until a restart, ids stuck in flight).
-struct Waiting(Option<(Settlement, Durable, Vec<Accepted>)>);
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        let Some((settlement, mut durable, fresh)) = self.0.take() else { return };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    let outcome = durable.wait().await;
-                    let _ = settlement.finish(outcome, &fresh);
-                });
-            }
-            Err(_) => error!("A request was dropped outside the runtime; its events are queued at the next start."),
-        }
-    }
-}
-
-impl Settlement {
+    /// After a request's round: queue its events for delivery (durable) or take them back (failed), and
+    /// forget their ids either way.
     fn finish(&self, outcome: Result<(), StoreError>, fresh: &[Accepted]) -> Result<(), StoreError> {
         if outcome.is_err() {
             self.take_back(fresh);
@@ -191,6 +153,40 @@ impl Settlement {
         self.backlog.release(deliveries);
         if let Err(error) = self.store.remove_accepted(fresh) {
             error!(%error, "Cannot take back events whose commit failed; they may be delivered after a restart.");
+        }
+    }
+}
+
+/// A request waiting for its round. The producer may hang up meanwhile, which drops the wait; the round
+/// still ends, so settling moves to a task of its own rather than being lost (events durable but never
+/// queued until a restart, ids stuck in flight).
+struct Waiting {
+    shared: Arc<Shared>,
+    /// Until settled.
+    round: Option<(Durable, Vec<Accepted>)>,
+}
+
+impl Waiting {
+    async fn settle(mut self) -> Result<(), StoreError> {
+        let (durable, _) = self.round.as_mut().expect("present until settled");
+        let outcome = durable.wait().await;
+        let (_, fresh) = self.round.take().expect("present until settled");
+        self.shared.finish(outcome, &fresh)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some((mut durable, fresh)) = self.round.take() else { return };
+        let shared = Arc::clone(&self.shared);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let outcome = durable.wait().await;
+                    let _ = shared.finish(outcome, &fresh);
+                });
+            }
+            Err(_) => error!("A request was dropped outside the runtime; its events are queued at the next start."),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-pub const VARIABLE: &str = "HOOKRELAY_INGEST_CLIENT_TIMEOUT";
+const VARIABLE: &str = "HOOKRELAY_INGEST_CLIENT_TIMEOUT";
 const DEFAULT: Duration = Duration::from_secs(30);
 
 /// The time allowed for the request headers, and again for the body, from the environment or the default.

@@ -133,7 +133,7 @@ impl Routes {
 
     fn metrics_text(&self) -> Reply {
         let config = self.acceptor.config.load();
-        let unfinished = self.acceptor.scheduler.unfinished();
+        let unfinished = self.acceptor.scheduler().unfinished();
         let backlogs: Vec<Backlog> = config
             .subscriptions
             .iter()

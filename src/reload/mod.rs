@@ -136,7 +136,12 @@ fn apply(dispatcher: &Arc<Dispatcher>, current: &Config, mut new: Config) {
         dispatcher.ensure_worker(name);
     }
     for name in &changes.removed {
-        dispatcher.cancel_removed(name);
+        match dispatcher.cancel_queued(name) {
+            Ok(cancelled) => {
+                info!(subscription = %name, cancelled, "Removed subscription's queued deliveries cancelled.")
+            }
+            Err(error) => error!(subscription = %name, %error, "Cannot cancel a removed subscription's deliveries."),
+        }
     }
     dispatcher.scheduler.wake_all();
     info!(

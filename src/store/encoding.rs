@@ -12,39 +12,20 @@ use super::records::{AttemptRecord, DeliveryRecord, DeliveryState, EventRecord};
 /// The first byte of a delivery record. A later layout gets a new number and a decoder of its own.
 const DELIVERY_FORMAT: u8 = 1;
 
-/// A record kept in the store.
-pub trait Record: Sized {
-    fn encode(&self) -> Vec<u8>;
-    fn decode(bytes: &[u8]) -> Result<Self, String>;
-}
-
-fn json_encode<T: Serialize>(record: &T) -> Vec<u8> {
-    serde_json::to_vec(record).expect("records always serialize")
-}
-
-fn json_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
-}
-
-impl Record for EventRecord {
+/// A record kept in the store; JSON unless the record says otherwise.
+pub trait Record: Serialize + DeserializeOwned {
     fn encode(&self) -> Vec<u8> {
-        json_encode(self)
+        serde_json::to_vec(self).expect("records always serialize")
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        json_decode(bytes)
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 }
 
-impl Record for AttemptRecord {
-    fn encode(&self) -> Vec<u8> {
-        json_encode(self)
-    }
+impl Record for EventRecord {}
 
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
-        json_decode(bytes)
-    }
-}
+impl Record for AttemptRecord {}
 
 impl Record for DeliveryRecord {
     fn encode(&self) -> Vec<u8> {

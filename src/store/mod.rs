@@ -50,6 +50,12 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+impl StoreError {
+    fn corrupt(key: &[u8], reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: reason.into() }
+    }
+}
+
 /// An event and its deliveries, written together.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -121,14 +127,15 @@ impl Store {
     }
 
     /// Queues events with their deliveries for the next group commit, which writes them (this call's
-    /// writes in one atomic sled batch) with the rest of its round and makes them durable. They are visible to reads from the
-    /// time the round applies them; answer the producer only once [`Durable::wait`] returns.
+    /// writes in one atomic sled batch) with the rest of its round and makes them durable. They are
+    /// visible to reads from the time the round applies them; answer the producer only once
+    /// [`Durable::wait`] returns.
     pub fn submit_accepted(&self, accepted: &[Accepted]) -> Result<Durable, StoreError> {
         let mut writes = Vec::new();
         for item in accepted {
-            writes.push((keys::event(&item.event.id), encode(&item.event)));
+            writes.push((keys::event(&item.event.id), item.event.encode()));
             for delivery in &item.deliveries {
-                writes.push((keys::delivery(delivery.id).to_vec(), encode(delivery)));
+                writes.push((keys::delivery(delivery.id).to_vec(), delivery.encode()));
             }
         }
         self.submit(writes)
@@ -150,8 +157,8 @@ impl Store {
     /// which writes both in one atomic batch (see [`Store::submit_accepted`]).
     pub fn submit_attempt(&self, delivery: &DeliveryRecord, attempt: &AttemptRecord) -> Result<Durable, StoreError> {
         let writes = vec![
-            (keys::delivery(delivery.id).to_vec(), encode(delivery)),
-            (keys::attempt(delivery.id, attempt.n).to_vec(), encode(attempt)),
+            (keys::delivery(delivery.id).to_vec(), delivery.encode()),
+            (keys::attempt(delivery.id, attempt.n).to_vec(), attempt.encode()),
         ];
         self.submit(writes)
     }
@@ -161,7 +168,7 @@ impl Store {
     }
 
     pub fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError> {
-        self.written(self.db.insert(keys::delivery(delivery.id), encode(delivery)))
+        self.written(self.db.insert(keys::delivery(delivery.id), delivery.encode()))
     }
 
     /// Every delivery, in acceptance order.
@@ -240,10 +247,6 @@ impl Store {
     }
 }
 
-fn encode<T: Record>(record: &T) -> Vec<u8> {
-    record.encode()
-}
-
 fn decode<T: Record>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    T::decode(value).map_err(|reason| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason })
+    T::decode(value).map_err(|reason| StoreError::corrupt(key, reason))
 }

@@ -58,10 +58,7 @@ fn bounds(db: &sled::Db) -> Result<Option<(u128, u128)>, StoreError> {
     let number = |key: &[u8]| keys::delivery_id(key).map(|id| id.0 .0);
     match (number(&first), number(&last)) {
         (Some(first), Some(last)) => Ok(Some((first, last))),
-        _ => Err(StoreError::Corrupt {
-            key: String::from_utf8_lossy(&first).into_owned(),
-            reason: "not a delivery key".into(),
-        }),
+        _ => Err(StoreError::corrupt(&first, "not a delivery key")),
     }
 }
 
@@ -91,9 +88,8 @@ fn scan_range<T>(
     let key = |n: u128| keys::delivery(DeliveryId(ulid::Ulid(n)));
     for entry in db.range(key(low)..=key(high)) {
         let (key, value) = entry?;
-        let corrupt = |reason: String| StoreError::Corrupt { key: String::from_utf8_lossy(&key).into_owned(), reason };
-        let id = keys::delivery_id(&key).ok_or_else(|| corrupt("not a delivery key".into()))?;
-        let state = encoding::delivery_state(&value).map_err(corrupt)?;
+        let id = keys::delivery_id(&key).ok_or_else(|| StoreError::corrupt(&key, "not a delivery key"))?;
+        let state = encoding::delivery_state(&value).map_err(|reason| StoreError::corrupt(&key, reason))?;
         visit(found, id, state);
     }
     Ok(())

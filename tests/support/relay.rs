@@ -14,6 +14,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use super::client::{self, Answer, Call, Target};
+use super::receiver::{always, Receiver};
 use super::tls::TestCa;
 use super::{within, PATIENCE};
 
@@ -39,6 +40,14 @@ impl TestEnv {
         let ca = TestCa::new();
         ca.write_ca(&dir.path().join("ca.pem"));
         TestEnv { dir, ca }
+    }
+
+    /// A test env whose config sends every event to one receiver that answers 200 (see [`catch_all`]).
+    pub async fn with_catch_all() -> (TestEnv, Receiver) {
+        let env = TestEnv::new();
+        let receiver = Receiver::start(&env.ca, always(200)).await;
+        env.write_config(&Setup { subscriptions: catch_all(&receiver.url("/hook")), ..Setup::default() });
+        (env, receiver)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -91,6 +100,11 @@ impl TestEnv {
     pub fn store(&self) -> Store {
         Store::open(&self.state_dir(), None).unwrap()
     }
+}
+
+/// A `[[subscription]]` named `all` for every event, unsigned.
+pub fn catch_all(url: &str) -> String {
+    format!("[[subscription]]\nname = \"all\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n")
 }
 
 /// Every delivery in the store, in acceptance order.
@@ -149,6 +163,13 @@ impl RelayProcess {
 
     pub async fn post_unix(&self, body: &str) -> Answer {
         client::send(&self.unix, Call::events(body.to_owned())).await
+    }
+
+    /// `GET path` on the admin API (unix socket), which must answer 200; its JSON body.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        let answer = client::send(&self.unix, Call::get(path)).await;
+        assert_eq!(answer.status, 200, "{path}: {}", String::from_utf8_lossy(&answer.body));
+        answer.json()
     }
 
     pub fn tcp(&self) -> &Target {

@@ -31,33 +31,35 @@ impl TestCa {
         ca_params.distinguished_name.push(DnType::CommonName, "hookrelay test CA");
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = ca_params.self_signed(&ca_key).unwrap();
-        let pem = ca.pem();
-        let mut test_ca = TestCa { ca_pem: pem, server: Arc::new(placeholder()), ca, ca_key };
-        test_ca.server = test_ca.server_config(Flaw::None);
-        test_ca
+        let server = signed_server(&ca, &ca_key, Flaw::None);
+        TestCa { ca_pem: ca.pem(), server, ca, ca_key }
     }
 
     /// A server config with a certificate from this CA, with `flaw`.
     pub fn server_config(&self, flaw: Flaw) -> Arc<rustls::ServerConfig> {
-        let names = match flaw {
-            Flaw::WrongHost => vec!["other.example".to_owned()],
-            _ => vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
-        };
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "test receiver");
-        if flaw == Flaw::Expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let certificate = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        config(certificate.der().clone(), &key)
+        signed_server(&self.ca, &self.ca_key, flaw)
     }
 
     /// Writes the CA certificate where a config's `ca_file` can point.
     pub fn write_ca(&self, path: &Path) {
         std::fs::write(path, &self.ca_pem).unwrap();
     }
+}
+
+fn signed_server(ca: &Certificate, ca_key: &KeyPair, flaw: Flaw) -> Arc<rustls::ServerConfig> {
+    let names = match flaw {
+        Flaw::WrongHost => vec!["other.example".to_owned()],
+        _ => vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+    };
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(names).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "test receiver");
+    if flaw == Flaw::Expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let certificate = params.signed_by(&key, ca, ca_key).unwrap();
+    config(certificate.der().clone(), &key)
 }
 
 /// A server config whose certificate signs itself: no CA vouches for it.
@@ -78,11 +80,4 @@ fn config(certificate: CertificateDer<'static>, key: &KeyPair) -> Arc<rustls::Se
         .unwrap();
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(server)
-}
-
-/// Replaced in [`TestCa::new`] before anyone sees it.
-fn placeholder() -> rustls::ServerConfig {
-    let key = KeyPair::generate().unwrap();
-    let certificate = CertificateParams::new(vec!["placeholder".to_owned()]).unwrap().self_signed(&key).unwrap();
-    Arc::try_unwrap(config(certificate.der().clone(), &key)).unwrap()
 }

@@ -146,12 +146,17 @@ async fn latency(seconds: usize) -> Vec<Row> {
     let relay = start(&env).await;
     let (connections, rate) = (16usize, 1000usize);
     let total = rate * seconds;
+    let period = Duration::from_secs_f64(connections as f64 / rate as f64);
+    // Connection c sends at first + c/rate + k*period: evenly spaced arrivals, not a burst of
+    // `connections` events every period.
+    let first = tokio::time::Instant::now() + Duration::from_millis(100);
     let mut tasks = Vec::new();
     for c in 0..connections {
         let socket = socket(&relay);
+        let start = first + Duration::from_secs_f64(c as f64 / rate as f64);
         tasks.push(tokio::spawn(async move {
             let mut connection = Connection::open(&socket).await;
-            let mut ticks = tokio::time::interval(Duration::from_secs_f64(connections as f64 / rate as f64));
+            let mut ticks = tokio::time::interval_at(start, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let mut accepted = Vec::new();
             for i in (c..total).step_by(connections) {

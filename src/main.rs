@@ -16,11 +16,12 @@ use hookrelay::shutdown::Shutdown;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// jemalloc's options, read before `main`. Two arenas instead of four per core: each arena keeps freed
-/// pages of its own for a while, and with eight of them the relay's resident memory went past its budget
-/// (64 MiB during the end-to-end benchmark) for no measurable speed.
+/// jemalloc's options, read before `main`. Each arena and each thread's cache keeps freed memory for
+/// reuse; with the defaults (four arenas per core, thread caches for objects up to 32 KiB) the relay went
+/// past its memory budget (64 MiB during the end-to-end benchmark). Two arenas, and thread caches for
+/// objects up to 4 KiB, took about 10 MiB off that peak for no measurable speed (BENCHMARKS.md).
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static JEMALLOC_OPTIONS: JemallocOptions = JemallocOptions(c"narenas:2".as_ptr());
+static JEMALLOC_OPTIONS: JemallocOptions = JemallocOptions(c"narenas:2,tcache_max:4096".as_ptr());
 
 /// jemalloc reads its options through a `const char *`: a thin pointer, which a `&CStr` is not.
 #[repr(transparent)]

@@ -34,9 +34,10 @@ pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, Deli
 use encoding::Record;
 use group_commit::GroupCommit;
 
-/// sled's page cache. Its default (1 GB) is far more than a relay needs; at 24 MiB the relay stays under
-/// 64 MiB resident during the end-to-end benchmark, and 32 MiB measured no faster (BENCHMARKS.md).
-const CACHE_CAPACITY_BYTES: u64 = 24 * 1024 * 1024;
+/// sled's page cache. Its default (1 GB) is far more than a relay needs: it reads back mostly what it
+/// wrote moments ago. At 16 MiB the relay stays under 64 MiB resident during the end-to-end benchmark;
+/// 24 and 32 MiB measured no faster (BENCHMARKS.md).
+const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

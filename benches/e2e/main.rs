@@ -37,6 +37,12 @@ struct Row {
     detail: String,
 }
 
+/// Writes back what earlier scenarios left in the page cache (their state directories are deleted on the
+/// way out), so that a scenario's commits do not queue behind that writeback on the same disk.
+fn settle_disk() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 fn size(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -67,6 +73,7 @@ fn socket(relay: &RelayProcess) -> std::path::PathBuf {
 }
 
 async fn durable_ingest(batch: usize, total: usize) -> Row {
+    settle_disk();
     let env = TestEnv::new();
     write_config(&env, &subscription("held", "https://127.0.0.1:9/", "enabled = false"));
     let relay = start(&env).await;
@@ -103,6 +110,7 @@ async fn flush_stats(relay: &RelayProcess) -> String {
 
 /// Scenario 2 and 3: `subscriptions` receivers of every event; returns the rate and the relay's peak RSS.
 async fn end_to_end(subscriptions: usize, total: usize) -> (Row, f64) {
+    settle_disk();
     let env = TestEnv::new();
     let sink = Sink::start(&env.ca, None).await;
     let extra = std::env::var("BENCH_SUBSCRIPTION_EXTRA").unwrap_or_default();
@@ -140,6 +148,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn latency(seconds: usize) -> Vec<Row> {
+    settle_disk();
     let env = TestEnv::new();
     let sink = Sink::start(&env.ca, None).await;
     write_config(&env, &subscription("s", &sink.url, ""));
@@ -202,6 +211,7 @@ async fn latency(seconds: usize) -> Vec<Row> {
 
 /// Scenarios 5b and 6: fill the store with `pending` held deliveries, read RSS, `kill -9`, restart enabled.
 async fn pending_and_restart(pending: usize) -> Vec<Row> {
+    settle_disk();
     let env = TestEnv::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
@@ -249,6 +259,7 @@ async fn pending_and_restart(pending: usize) -> Vec<Row> {
 }
 
 async fn idle() -> Row {
+    settle_disk();
     let env = TestEnv::new();
     let sink = Sink::start(&env.ca, None).await;
     write_config(&env, &subscription("s", &sink.url, ""));

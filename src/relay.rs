@@ -183,9 +183,7 @@ fn recover(
         }
         for id in found.orphans {
             let Some(mut delivery) = store.delivery(id)? else { continue };
-            delivery.status = DeliveryStatus::Cancelled;
-            delivery.next_attempt_at = None;
-            delivery.updated_at = now_ms();
+            delivery.cancel(now_ms());
             store.put_delivery(&delivery)?;
             recovered.cancelled += 1;
         }

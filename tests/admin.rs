@@ -9,13 +9,9 @@ use serde_json::{json, Value};
 
 use support::client::{send, Call};
 use support::receiver::{always, sequence, Receiver, Reply};
-use support::relay::{Setup, TestEnv};
+use support::relay::{unsigned_subscription as subscription, Setup, TestEnv};
 
 const FAILED: &str = "Delivery failed after its last attempt; requeue it with `hookrelay retry`.";
-
-fn subscription(name: &str, url: &str, extra: &str) -> String {
-    format!("[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n{extra}\n")
-}
 
 /// Runs `hookrelay <args> -c <config>` and returns its output.
 async fn cli(env: &TestEnv, args: &[&str]) -> Output {

@@ -8,16 +8,15 @@ use serde_json::Value;
 
 use support::hostile::{HostileReceiver, Misbehaviour};
 use support::receiver::{always, Receiver, Reply};
-use support::relay::{RelayProcess, Setup, TestEnv};
+use support::relay::{unsigned_subscription, RelayProcess, Setup, TestEnv};
 use support::tls::{self_signed_server, Flaw};
 
 const FAILED: &str = "Delivery failed after its last attempt; requeue it with `hookrelay retry`.";
 
 /// A subscription to every event, unsigned, with one attempt and no retries unless `extra` says otherwise.
+/// One attempt only: each receiver here fails, and the test looks at that attempt.
 fn subscription(name: &str, url: &str, extra: &str) -> String {
-    format!(
-        "[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\nretry = []\n{extra}\n"
-    )
+    unsigned_subscription(name, url, &format!("retry = []\n{extra}"))
 }
 
 /// The only delivery of subscription `name`, with its attempts, from the admin API.

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use support::client::{send, Call};
 use support::receiver::{always, Receiver};
-use support::relay::{deliveries, Setup, TestEnv};
+use support::relay::{deliveries, unsigned_subscription, Setup, TestEnv};
 
 fn subscription(url: &str, extra: &str) -> String {
     format!("[[subscription]]\nname = \"vet\"\nurl = \"{url}\"\nevents = [\"*\"]\nsecret = \"s3cret\"\n{extra}\n")
@@ -108,15 +108,10 @@ async fn an_attempt_abandoned_at_shutdown_is_made_again_after_restart() {
 async fn a_restart_requeues_pending_cancels_removed_and_remembers_failed_deliveries() {
     let env = TestEnv::new();
     let (doomed, held) = (Receiver::start(&env.ca, always(503)).await, Receiver::start(&env.ca, always(200)).await);
-    let named = |name: &str, url: &str, extra: &str| {
-        format!(
-            "[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n{extra}\n"
-        )
-    };
-    let doomed_subscription = named("doomed", &doomed.url("/"), "retry = []");
+    let doomed_subscription = unsigned_subscription("doomed", &doomed.url("/"), "retry = []");
     env.write_config(&Setup {
-        subscriptions: named("held", &held.url("/"), "enabled = false")
-            + &named("gone", &held.url("/"), "enabled = false")
+        subscriptions: unsigned_subscription("held", &held.url("/"), "enabled = false")
+            + &unsigned_subscription("gone", &held.url("/"), "enabled = false")
             + &doomed_subscription,
         ..Setup::default()
     });
@@ -135,7 +130,7 @@ async fn a_restart_requeues_pending_cancels_removed_and_remembers_failed_deliver
     relay.kill9().await;
 
     env.write_config(&Setup {
-        subscriptions: named("held", &held.url("/"), "") + &doomed_subscription,
+        subscriptions: unsigned_subscription("held", &held.url("/"), "") + &doomed_subscription,
         ..Setup::default()
     });
     let relay = env.start().await;

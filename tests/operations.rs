@@ -10,12 +10,8 @@ use tokio::net::UnixDatagram;
 
 use support::client::{send, Call};
 use support::receiver::{always, Receiver};
-use support::relay::{RelayProcess, Setup, TestEnv};
+use support::relay::{unsigned_subscription as subscription, RelayProcess, Setup, TestEnv};
 use support::within;
-
-fn subscription(name: &str, url: &str, extra: &str) -> String {
-    format!("[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n{extra}\n")
-}
 
 /// Scrapes `/metrics` and returns every sample line as `name{labels}` → value.
 async fn scrape(relay: &RelayProcess) -> HashMap<String, f64> {

@@ -88,7 +88,7 @@ impl Dispatcher {
         if delivery.status != DeliveryStatus::Pending {
             return Ok(false);
         }
-        cancel(&mut delivery);
+        delivery.cancel(now_ms());
         self.store.put_delivery(&delivery)?;
         self.backlog.release(1);
         Ok(true)
@@ -181,12 +181,7 @@ impl Dispatcher {
             Ok(client) => client.post(&subscription.url, headers, body, subscription.delivery.timeout).await,
             Err(error) => Outcome { error: Some(format!("cannot set up TLS: {error}")), ..Outcome::default() },
         };
-        let mut retry_at = settle(&mut delivery, subscription, n, &outcome);
-        if retry_at.is_some() && self.config.load().subscription(&subscription.name).is_none() {
-            // Removed by a reload while this attempt was in flight: nothing is left to retry it for.
-            cancel(&mut delivery);
-            retry_at = None;
-        }
+        let retry_at = settle(&mut delivery, subscription, n, &outcome);
         let attempt = AttemptRecord {
             n,
             started_at,
@@ -208,12 +203,6 @@ impl Dispatcher {
         log_attempt(&delivery, &attempt, retry_at);
         Ok(retry_at)
     }
-}
-
-fn cancel(delivery: &mut DeliveryRecord) {
-    delivery.status = DeliveryStatus::Cancelled;
-    delivery.next_attempt_at = None;
-    delivery.updated_at = now_ms();
 }
 
 /// Applies an attempt's outcome to the delivery; returns when it is due again, if it is.
@@ -251,10 +240,6 @@ fn log_attempt(delivery: &DeliveryRecord, attempt: &AttemptRecord, retry_at: Opt
         (DeliveryStatus::Delivered, _) => info!(
             %event_id, %delivery_id, %subscription, attempt = attempt.n, status, duration_ms = attempt.duration_ms,
             "Delivery succeeded."
-        ),
-        (DeliveryStatus::Cancelled, _) => info!(
-            %event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, duration_ms = attempt.duration_ms,
-            "Delivery cancelled: its subscription was removed."
         ),
         (_, Some(at)) => warn!(
             %event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, duration_ms = attempt.duration_ms,

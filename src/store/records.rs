@@ -35,6 +35,15 @@ pub enum DeliveryStatus {
     Cancelled,
 }
 
+impl DeliveryRecord {
+    /// Marks the delivery `cancelled` (its subscription is gone), at `now_ms`.
+    pub fn cancel(&mut self, now_ms: u64) {
+        self.status = DeliveryStatus::Cancelled;
+        self.next_attempt_at = None;
+        self.updated_at = now_ms;
+    }
+}
+
 impl DeliveryStatus {
     /// Pending deliveries still have work ahead of them; the others are finished.
     pub fn is_finished(self) -> bool {

@@ -102,9 +102,14 @@ impl TestEnv {
     }
 }
 
+/// An unsigned `[[subscription]]` for every event, with `extra` settings.
+pub fn unsigned_subscription(name: &str, url: &str, extra: &str) -> String {
+    format!("[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n{extra}\n")
+}
+
 /// A `[[subscription]]` named `all` for every event, unsigned.
 pub fn catch_all(url: &str) -> String {
-    format!("[[subscription]]\nname = \"all\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n")
+    unsigned_subscription("all", url, "")
 }
 
 /// Every delivery in the store, in acceptance order.

@@ -35,6 +35,7 @@ pub mod delivery;
 pub mod event;
 pub mod ingest;
 pub mod json;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod relay;

@@ -60,6 +60,7 @@ pub struct Metrics {
     oldest_pending_age: Family<SubscriptionLabel, Gauge<f64, AtomicU64>>,
     reloads: Family<Outcome, Counter>,
     flush_duration: Histogram,
+    corrupt_records: Counter,
     /// Failed deliveries per subscription: counted at start, then kept up to date as deliveries fail, are
     /// requeued or purged.
     failed: Mutex<HashMap<String, i64>>,
@@ -79,6 +80,7 @@ impl Default for Metrics {
             reloads: Family::default(),
             // 0.1 ms .. ~1.6 s
             flush_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
+            corrupt_records: Counter::default(),
             failed: Mutex::default(),
             registry: Registry::default(),
         };
@@ -109,6 +111,11 @@ impl Default for Metrics {
             "store_flush_duration_seconds",
             "Duration of group commits (flush and fdatasync)",
             metrics.flush_duration.clone(),
+        );
+        registry.register(
+            "store_corrupt_records",
+            "Damaged store records quarantined since start (GET /v1/quarantine lists them)",
+            metrics.corrupt_records.clone(),
         );
         Metrics { registry, ..metrics }
     }
@@ -143,11 +150,13 @@ impl Metrics {
 
     /// Adds `change` to a subscription's failed deliveries.
     pub fn failed(&self, subscription: &str, change: i64) {
-        *self.failed.lock().unwrap().entry(subscription.to_owned()).or_default() += change;
+        *self.failed.lock().unwrap_or_else(|p| p.into_inner()).entry(subscription.to_owned()).or_default() += change;
     }
 
-    /// The text exposition, with the gauges set from `backlogs` first.
-    pub fn render(&self, backlogs: &[Backlog], now_ms: u64) -> String {
+    /// The text exposition, with the gauges set from `backlogs` first and the quarantine counter brought
+    /// up to `corrupt_records` (the store counts them).
+    pub fn render(&self, backlogs: &[Backlog], corrupt_records: u64, now_ms: u64) -> String {
+        self.corrupt_records.inc_by(corrupt_records.saturating_sub(self.corrupt_records.get()));
         self.deliveries.clear();
         self.oldest_pending_age.clear();
         for backlog in backlogs {
@@ -159,7 +168,7 @@ impl Metrics {
                 .get_or_create(&SubscriptionLabel { subscription: backlog.subscription.clone() })
                 .set(age);
         }
-        for (subscription, failed) in self.failed.lock().unwrap().iter() {
+        for (subscription, failed) in self.failed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let labels = SubscriptionStatus { subscription: subscription.clone(), status: "failed".into() };
             self.deliveries.get_or_create(&labels).set(*failed);
         }

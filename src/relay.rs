@@ -1,11 +1,10 @@
 //! Wires the parts together: open the store, rebuild the queues from it, start the workers, bind the
 //! listeners, and run until shutdown. Tests and `main` both call [`run`].
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -13,64 +12,70 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::admin::Admin;
-use crate::backlog::Backlog;
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::delivery::Dispatcher;
 use crate::ingest::{self, Acceptor, Routes};
+use crate::lifecycle::{Deliveries, REMOVED_GRACE};
 use crate::metrics::Metrics;
-use crate::scheduler::Scheduler;
+use crate::reload::Reloader;
 use crate::shutdown::{Shutdown, GRACE};
 use crate::store::FlushObserver;
-use crate::store::{DeliveryId, DeliveryStatus, Store};
-use crate::str_map::entry;
+use crate::store::Store;
 use crate::{reload, retention, systemd};
+
+/// Overrides [`REMOVED_GRACE`] (a duration such as `2s`): for tests, and for an operator who wants a
+/// removed subscription's work cancelled sooner or later than after 10 minutes.
+pub const REMOVED_GRACE_VARIABLE: &str = "HOOKRELAY_REMOVED_SUBSCRIPTION_GRACE";
 
 /// Runs the relay until `shutdown` is triggered and everything in flight has finished or been abandoned.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let hangups = reload::hangup_signal().context("cannot listen for SIGHUP")?;
     let client_timeout = ingest::client_timeout()?;
+    let removed_grace = removed_grace()?;
     let metrics = Arc::new(Metrics::default());
     let observer: FlushObserver = {
         let metrics = Arc::clone(&metrics);
         Arc::new(move |duration| metrics.flush(duration))
     };
     let opening = Instant::now();
-    let store = Store::open(&config.relay.state_dir, Some(observer))
+    let state_dir = config.relay.state_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&state_dir, Some(observer)))
+        .await
+        .context("the store's open stopped unexpectedly")?
         .with_context(|| format!("cannot open the store in {}", config.relay.state_dir.display()))?;
     let opened = opening.elapsed();
-    let scheduler = Arc::new(Scheduler::default());
-    let recovered = recover(&store, &scheduler, &config, &metrics).context("cannot read the store")?;
+    let subscriptions: Vec<String> = config.subscriptions.iter().map(|s| s.name.clone()).collect();
+    let config = Arc::new(ArcSwap::from_pointee(config));
+    let deliveries = Deliveries::new(store.clone(), Arc::clone(&config), Arc::clone(&metrics), removed_grace);
+    let recovered = deliveries.recover().await.context("cannot read the store")?;
     info!(
-        state_dir = %config.relay.state_dir.display(),
+        state_dir = %config.load().relay.state_dir.display(),
         pending = recovered.pending,
-        cancelled = recovered.cancelled,
+        unconfigured = recovered.unconfigured,
+        quarantined = recovered.quarantined,
         open_ms = opened.as_millis() as u64,
         recover_ms = (opening.elapsed() - opened).as_millis() as u64,
         "Store opened."
     );
-    let backlog = Arc::new(Backlog::new(recovered.pending));
-    let config = Arc::new(ArcSwap::from_pointee(config));
 
-    let dispatcher = Arc::new(Dispatcher::new(
-        store.clone(),
-        Arc::clone(&scheduler),
-        Arc::clone(&config),
-        Arc::clone(&backlog),
-        shutdown.clone(),
-        Arc::clone(&metrics),
-    ));
-    for subscription in &config.load().subscriptions {
-        dispatcher.ensure_worker(&subscription.name);
+    let dispatcher = Arc::new(Dispatcher::new(Arc::clone(&deliveries), shutdown.clone()));
+    for subscription in &subscriptions {
+        dispatcher.ensure_worker(subscription);
     }
 
     // Before "ready": a save right after the relay says it is ready must not be missed.
-    reload::spawn(Arc::clone(&dispatcher), hangups, shutdown.stop.clone());
-    retention::spawn(store.clone(), Arc::clone(&config), Arc::clone(&metrics), shutdown.stop.clone());
+    let reloader = Reloader {
+        config: Arc::clone(&config),
+        dispatcher: Arc::clone(&dispatcher),
+        deliveries: Arc::clone(&deliveries),
+        metrics: Arc::clone(&metrics),
+    };
+    reload::spawn(reloader, hangups, shutdown.stop.clone());
+    retention::spawn(Arc::clone(&deliveries), shutdown.stop.clone());
 
     let routes = Arc::new(Routes {
-        acceptor: Acceptor::new(Arc::clone(&config), store.clone(), scheduler, backlog),
-        admin: Admin { dispatcher: Arc::clone(&dispatcher) },
+        acceptor: Acceptor::new(Arc::clone(&config), Arc::clone(&deliveries)),
+        admin: Admin { deliveries },
         metrics,
         ready: Default::default(),
         client_timeout,
@@ -93,8 +98,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     };
     systemd::stopping();
     servers.join_all().await;
-    dispatcher.tasks.close();
-    dispatcher.tasks.wait().await;
+    dispatcher.wait().await;
     if let Err(error) = store.commit().await {
         warn!(%error, "Final flush failed; the last attempt results may be repeated after restart.");
     }
@@ -106,6 +110,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     info!("Relay stopped.");
     Ok(())
+}
+
+/// [`REMOVED_GRACE`], or the duration in [`REMOVED_GRACE_VARIABLE`].
+fn removed_grace() -> anyhow::Result<Duration> {
+    match std::env::var(REMOVED_GRACE_VARIABLE) {
+        Ok(text) => humantime::parse_duration(&text)
+            .with_context(|| format!("{REMOVED_GRACE_VARIABLE} must be a duration such as \"10m\", not {text:?}")),
+        Err(_) => Ok(REMOVED_GRACE),
+    }
 }
 
 /// Binds every configured listener, starts serving and turns `/readyz` to 200; then logs one
@@ -134,59 +147,4 @@ async fn bind_listeners(
     routes.ready.store(true, Ordering::Release);
     info!(unix_socket, http, subscriptions = config.subscriptions.len(), "Relay ready.");
     Ok((servers, config.ingest.unix_socket.clone()))
-}
-
-struct Recovered {
-    /// Unfinished deliveries, queued again.
-    pending: u64,
-    /// Pending deliveries of subscriptions no longer in the config.
-    cancelled: u64,
-}
-
-/// Queues every pending delivery again at its due time. Those whose attempt was in flight at a crash
-/// are due at once (their `next_attempt_at` is in the past). Deliveries of a subscription that is no
-/// longer configured become `cancelled`, as a reload would have made them.
-fn recover(
-    store: &Store,
-    scheduler: &Scheduler,
-    config: &Config,
-    metrics: &Metrics,
-) -> Result<Recovered, crate::store::StoreError> {
-    /// One scan thread's findings, merged once all are done (no shared locks while scanning).
-    #[derive(Default)]
-    struct Found {
-        pending: HashMap<String, Vec<(DeliveryId, u64)>>,
-        failed: HashMap<String, i64>,
-        orphans: Vec<DeliveryId>,
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    let found = store.scan_delivery_states(threads, Found::default, |found, id, state| {
-        let subscription = state.subscription.as_ref();
-        match state.status {
-            DeliveryStatus::Failed => *entry(&mut found.failed, subscription) += 1,
-            DeliveryStatus::Pending if config.subscription(subscription).is_some() => {
-                entry(&mut found.pending, subscription).push((id, state.next_attempt_at.unwrap_or(0)));
-            }
-            DeliveryStatus::Pending => found.orphans.push(id),
-            DeliveryStatus::Delivered | DeliveryStatus::Cancelled => {}
-        }
-    })?;
-
-    let mut recovered = Recovered { pending: 0, cancelled: 0 };
-    for found in found {
-        for (subscription, deliveries) in found.pending {
-            recovered.pending += deliveries.len() as u64;
-            scheduler.enqueue_all(&subscription, deliveries);
-        }
-        for (subscription, count) in found.failed {
-            metrics.failed(&subscription, count);
-        }
-        for id in found.orphans {
-            let Some(mut delivery) = store.delivery(id)? else { continue };
-            delivery.cancel(now_ms());
-            store.put_delivery(&delivery)?;
-            recovered.cancelled += 1;
-        }
-    }
-    Ok(recovered)
 }

@@ -1,11 +1,21 @@
 //! Which deliveries are due, per subscription: an in-memory index over the store's pending deliveries.
 //!
-//! The store stays the source of truth; this index is rebuilt from it at start, and every entry here is a
-//! pending delivery on disk. A delivery taken by a worker leaves the index until its attempt ends, so no
-//! delivery is ever attempted twice at once.
+//! # Invariants
+//! - Every entry is a delivery that is `pending` on disk, or was when the lifecycle owner
+//!   ([`crate::lifecycle`]) put it here; only the owner adds or removes entries, always after the
+//!   transition that justifies it is durable (or, for removals, decided), and in the order of those
+//!   transitions.
+//! - A delivery is here at most once: queued (in `by_id` and `by_due`, with the same due time in both)
+//!   or in flight, never both, never twice. [`Scheduler::enqueue`] of a queued delivery moves it to its
+//!   new due time; of a delivery in flight it is refused, so no delivery is ever attempted twice at once.
+//! - A delivery taken by [`Scheduler::next`] is in flight until [`Scheduler::finished`].
+//! - Queues of subscriptions not in the config may hold deliveries: the lifecycle owner cancels them
+//!   after the removal grace period (SPEC §7), and their worker takes nothing from them meanwhile.
+//!
+//! The store stays the source of truth: this index is rebuilt from it at start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
@@ -31,9 +41,6 @@ struct Queue {
     by_id: BTreeMap<DeliveryId, u64>,
     in_flight: BTreeSet<DeliveryId>,
     wake: Arc<Notify>,
-    /// Drained because its subscription was removed: an attempt ending now must not put its delivery back
-    /// (see [`Scheduler::finished`]). [`Scheduler::open`] clears it when the subscription comes back.
-    closed: bool,
 }
 
 impl Queue {
@@ -46,6 +53,17 @@ impl Queue {
             None => false,
         }
     }
+
+    /// Queues `id` due at `due_ms`, moving it if it is queued already; refuses one in flight.
+    fn insert(&mut self, id: DeliveryId, due_ms: u64) -> bool {
+        if self.in_flight.contains(&id) {
+            return false;
+        }
+        self.remove(id);
+        self.by_due.insert((due_ms, id));
+        self.by_id.insert(id, due_ms);
+        true
+    }
 }
 
 /// Per-subscription queues of pending deliveries.
@@ -55,26 +73,30 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Adds a pending delivery due at `due_ms` and wakes the subscription's worker.
-    pub fn enqueue(&self, subscription: &str, id: DeliveryId, due_ms: u64) {
-        self.enqueue_all(subscription, [(id, due_ms)]);
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Queue>> {
+        // Nothing under this lock can leave a queue half-changed, so a poisoned lock is still consistent.
+        self.queues.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// [`Scheduler::enqueue`] for many deliveries of one subscription at once (recovery at start).
-    pub fn enqueue_all(&self, subscription: &str, deliveries: impl IntoIterator<Item = (DeliveryId, u64)>) {
-        let mut queues = self.queues.lock().unwrap();
+    /// Queues a pending delivery due at `due_ms` and wakes the subscription's worker. Returns false, and
+    /// changes nothing, if the delivery is in flight (see the invariants).
+    pub fn enqueue(&self, subscription: &str, id: DeliveryId, due_ms: u64) -> bool {
+        self.enqueue_all(subscription, [(id, due_ms)]) == 1
+    }
+
+    /// [`Scheduler::enqueue`] for many deliveries of one subscription at once; returns how many it took.
+    pub fn enqueue_all(&self, subscription: &str, deliveries: impl IntoIterator<Item = (DeliveryId, u64)>) -> usize {
+        let mut queues = self.lock();
         let queue = entry(&mut queues, subscription);
-        for (id, due_ms) in deliveries {
-            queue.by_due.insert((due_ms, id));
-            queue.by_id.insert(id, due_ms);
-        }
+        let taken = deliveries.into_iter().filter(|&(id, due_ms)| queue.insert(id, due_ms)).count();
         queue.wake.notify_one();
+        taken
     }
 
     /// Takes the next delivery to attempt, if one is due and a slot is free. Unordered subscriptions take
     /// the earliest due; ordered ones take the oldest accepted and run one at a time.
     pub fn next(&self, subscription: &str, concurrency: usize, ordered: bool, now_ms: u64) -> Next {
-        let mut queues = self.queues.lock().unwrap();
+        let mut queues = self.lock();
         let queue = entry(&mut queues, subscription);
         let limit = if ordered { 1 } else { concurrency };
         if queue.in_flight.len() >= limit {
@@ -97,50 +119,40 @@ impl Scheduler {
     }
 
     /// Ends an attempt started by [`Scheduler::next`]; `retry_at` puts the delivery back, due then.
-    /// Returns false when it could not: the queue was drained meanwhile (its subscription removed), and
-    /// the caller must cancel the delivery, as the drain did the queued ones.
-    #[must_use]
-    pub fn finished(&self, subscription: &str, id: DeliveryId, retry_at: Option<u64>) -> bool {
-        let mut queues = self.queues.lock().unwrap();
+    pub fn finished(&self, subscription: &str, id: DeliveryId, retry_at: Option<u64>) {
+        let mut queues = self.lock();
         let queue = entry(&mut queues, subscription);
         queue.in_flight.remove(&id);
-        queue.wake.notify_one();
-        match retry_at {
-            Some(_) if queue.closed => false,
-            Some(due) => {
-                queue.by_due.insert((due, id));
-                queue.by_id.insert(id, due);
-                true
-            }
-            None => true,
+        if let Some(due) = retry_at {
+            queue.insert(id, due);
         }
+        queue.wake.notify_one();
     }
 
-    /// Lets a subscription's queue take deliveries again after a [`Scheduler::drain`] (the subscription
-    /// is configured again).
-    pub fn open(&self, subscription: &str) {
-        entry(&mut self.queues.lock().unwrap(), subscription).closed = false;
+    /// Takes a queued delivery out (its event was erased); says whether it was queued. One in flight
+    /// stays in flight: its attempt's result finds the delivery cancelled.
+    pub fn remove(&self, subscription: &str, id: DeliveryId) -> bool {
+        self.lock().get_mut(subscription).is_some_and(|queue| queue.remove(id))
     }
 
     /// The signal a subscription's worker waits on.
     pub fn wake_signal(&self, subscription: &str) -> Arc<Notify> {
-        let mut queues = self.queues.lock().unwrap();
+        let mut queues = self.lock();
         entry(&mut queues, subscription).wake.clone()
     }
 
-    /// Takes every waiting delivery of a subscription out of its queue and closes it (a removed
-    /// subscription's work is cancelled); attempts in flight end on their own, and cannot come back.
+    /// Takes every waiting delivery of a subscription out of its queue (a removed subscription's work is
+    /// cancelled); attempts in flight end on their own.
     pub fn drain(&self, subscription: &str) -> Vec<DeliveryId> {
-        let mut queues = self.queues.lock().unwrap();
+        let mut queues = self.lock();
         let Some(queue) = queues.get_mut(subscription) else { return Vec::new() };
-        queue.closed = true;
         queue.by_due.clear();
         std::mem::take(&mut queue.by_id).into_keys().collect()
     }
 
     /// Makes every worker look at its queue again, e.g. after a config change of concurrency or `enabled`.
     pub fn wake_all(&self) {
-        for queue in self.queues.lock().unwrap().values() {
+        for queue in self.lock().values() {
             queue.wake.notify_one();
         }
     }
@@ -148,7 +160,7 @@ impl Scheduler {
     /// Per subscription: deliveries queued or in flight, and the oldest one's creation time (Unix ms, from
     /// its ULID).
     pub fn unfinished(&self) -> Vec<(String, usize, Option<u64>)> {
-        let queues = self.queues.lock().unwrap();
+        let queues = self.lock();
         let mut all: Vec<_> = queues
             .iter()
             .map(|(name, queue)| {
@@ -162,7 +174,21 @@ impl Scheduler {
 
     /// Deliveries waiting (not in flight) for a subscription.
     pub fn queued(&self, subscription: &str) -> usize {
-        self.queues.lock().unwrap().get(subscription).map_or(0, |q| q.by_id.len())
+        self.lock().get(subscription).map_or(0, |q| q.by_id.len())
+    }
+
+    /// Whether a delivery is queued or in flight, and how often it is held (0 or 1 while the invariants
+    /// hold): for the model test.
+    pub fn holds(&self, subscription: &str, id: DeliveryId) -> usize {
+        let queues = self.lock();
+        let Some(queue) = queues.get(subscription) else { return 0 };
+        let queued = queue.by_due.iter().filter(|(_, queued)| *queued == id).count();
+        queued + usize::from(queue.in_flight.contains(&id))
+    }
+
+    /// Every subscription that has a queue, configured or not.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
     }
 }
 
@@ -186,7 +212,7 @@ mod tests {
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[1]));
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[2]));
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Wait, "concurrency 2 reached");
-        assert!(scheduler.finished("s", id[1], None));
+        scheduler.finished("s", id[1], None);
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[0]));
     }
 
@@ -198,10 +224,10 @@ mod tests {
         scheduler.enqueue("s", id[1], 100);
         assert_eq!(scheduler.next("s", 8, true, 100), Next::Start(id[0]));
         assert_eq!(scheduler.next("s", 8, true, 100), Next::Wait, "one at a time");
-        assert!(scheduler.finished("s", id[0], Some(500)));
+        scheduler.finished("s", id[0], Some(500));
         assert_eq!(scheduler.next("s", 8, true, 200), Next::WaitUntil(500), "the retry blocks the next one");
         assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[0]));
-        assert!(scheduler.finished("s", id[0], None));
+        scheduler.finished("s", id[0], None);
         assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[1]));
     }
 
@@ -219,21 +245,35 @@ mod tests {
         assert!(scheduler.drain("unknown").is_empty());
     }
 
+    /// Regression: `enqueue_all` of a queued id left its old `(due, id)` entry behind, and `next` later
+    /// started the delivery a second time from that stale entry while the first attempt was in flight.
     #[test]
-    fn an_attempt_ending_after_a_drain_cannot_put_its_delivery_back_until_the_queue_reopens() {
+    fn enqueue_twice_start_once_regression() {
+        let scheduler = Scheduler::default();
+        let id = ids(1)[0];
+        assert!(scheduler.enqueue("s", id, 10));
+        assert!(scheduler.enqueue("s", id, 20), "a queued delivery moves to its new due time");
+        assert_eq!(scheduler.holds("s", id), 1);
+        assert_eq!(scheduler.next("s", 8, false, 100), Next::Start(id));
+        assert_eq!(scheduler.next("s", 8, false, 100), Next::Wait, "no stale entry starts it again");
+        assert!(!scheduler.enqueue("s", id, 30), "a delivery in flight is not queued besides");
+        assert_eq!(scheduler.next("s", 8, false, 100), Next::Wait);
+        assert_eq!(scheduler.holds("s", id), 1);
+        scheduler.finished("s", id, Some(40));
+        assert_eq!(scheduler.next("s", 8, false, 100), Next::Start(id));
+    }
+
+    #[test]
+    fn remove_takes_a_queued_delivery_but_not_one_in_flight() {
         let scheduler = Scheduler::default();
         let id = ids(2);
         scheduler.enqueue("s", id[0], 0);
-        assert_eq!(scheduler.next("s", 1, false, 10), Next::Start(id[0]));
-        assert!(scheduler.drain("s").is_empty());
-        assert!(!scheduler.finished("s", id[0], Some(20)), "the caller must cancel it");
-        assert_eq!(scheduler.queued("s"), 0);
-
-        scheduler.open("s");
-        scheduler.enqueue("s", id[1], 0);
-        assert_eq!(scheduler.next("s", 1, false, 10), Next::Start(id[1]));
-        assert!(scheduler.finished("s", id[1], Some(20)), "a reopened queue takes retries again");
-        assert_eq!(scheduler.queued("s"), 1);
+        scheduler.enqueue("s", id[1], 5);
+        assert_eq!(scheduler.next("s", 8, false, 1), Next::Start(id[0]));
+        assert!(!scheduler.remove("s", id[0]));
+        assert!(scheduler.remove("s", id[1]));
+        assert_eq!(scheduler.next("s", 8, false, 100), Next::Wait);
+        assert!(!scheduler.remove("unknown", id[1]));
     }
 
     #[test]

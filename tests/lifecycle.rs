@@ -135,7 +135,11 @@ async fn a_restart_requeues_pending_cancels_removed_and_remembers_failed_deliver
     });
     let relay = env.start().await;
     let opened = relay.wait_for_log("Store opened.", 1, |_| true).await;
-    assert_eq!((opened["pending"].as_u64(), opened["cancelled"].as_u64()), (Some(300), Some(300)), "{opened}");
+    assert_eq!((opened["pending"].as_u64(), opened["unconfigured"].as_u64()), (Some(600), Some(300)), "{opened}");
+    let cancelled = relay
+        .wait_for_log("Removed subscription's queued deliveries cancelled.", 1, |l| l["subscription"] == "gone")
+        .await;
+    assert_eq!(cancelled["cancelled"], 300, "after the grace period (none in tests)");
     let mut delivered = BTreeSet::new();
     while delivered.len() < accepted.len() {
         delivered.insert(held.next().await.header("webhook-id").to_owned());

@@ -99,6 +99,7 @@ pub fn event(event: &EventRecord, deliveries: Vec<Value>) -> Value {
         "accepted_at": ms_to_rfc3339(event.accepted_at),
         "subscriptions": event.subscriptions,
         "data": data,
+        "erased_at": event.erased_at.map(ms_to_rfc3339),
         "deliveries": deliveries,
     })
 }

@@ -4,9 +4,7 @@
 pub mod backoff;
 pub mod client;
 pub mod request;
-pub mod requeue;
 pub mod sign;
 pub mod worker;
 
-pub use requeue::NotRequeued;
 pub use worker::Dispatcher;

@@ -5,103 +5,69 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::backoff::next_delay;
 use super::client::{ClientPool, Outcome};
 use super::request;
-use crate::backlog::Backlog;
 use crate::clock::now_ms;
-use crate::config::{Config, Subscription};
-use crate::metrics::Metrics;
-use crate::scheduler::{Next, Scheduler};
+use crate::config::Subscription;
+use crate::lifecycle::{Attempted, Deliveries};
+use crate::scheduler::Next;
 use crate::shutdown::Shutdown;
-use crate::store::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, Store, StoreError};
+use crate::store::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, StoreError};
 
 /// When the store cannot be read or written, the delivery is looked at again after this long.
 const STORE_TROUBLE_RETRY: Duration = Duration::from_secs(30);
 
-/// Everything workers and attempts share.
+/// The per-subscription workers and their attempts.
 pub struct Dispatcher {
-    pub store: Store,
-    pub scheduler: Arc<Scheduler>,
-    pub config: Arc<ArcSwap<Config>>,
-    pub backlog: Arc<Backlog>,
-    pub shutdown: Shutdown,
-    pub metrics: Arc<Metrics>,
+    deliveries: Arc<Deliveries>,
+    shutdown: Shutdown,
     clients: ClientPool,
     /// Workers and attempts, awaited at shutdown.
-    pub tasks: TaskTracker,
+    tasks: TaskTracker,
     /// Subscriptions that have a worker. A worker outlives its subscription's removal (it just waits), so a
     /// subscription that comes back finds it again.
     workers: Mutex<HashSet<String>>,
 }
 
 impl Dispatcher {
-    pub fn new(
-        store: Store,
-        scheduler: Arc<Scheduler>,
-        config: Arc<ArcSwap<Config>>,
-        backlog: Arc<Backlog>,
-        shutdown: Shutdown,
-        metrics: Arc<Metrics>,
-    ) -> Dispatcher {
+    pub fn new(deliveries: Arc<Deliveries>, shutdown: Shutdown) -> Dispatcher {
         Dispatcher {
-            store,
-            scheduler,
-            config,
-            backlog,
+            deliveries,
             shutdown,
-            metrics,
             clients: ClientPool::default(),
             tasks: TaskTracker::new(),
             workers: Mutex::default(),
         }
     }
 
-    /// Starts the worker of subscription `name` unless it has one; it runs until shutdown. Its queue takes
-    /// deliveries again if a reload had closed it.
+    /// Starts the worker of subscription `name` unless it has one; it runs until shutdown.
     pub fn ensure_worker(self: &Arc<Self>, name: &str) {
-        self.scheduler.open(name);
-        if !self.workers.lock().unwrap().insert(name.to_owned()) {
+        if !self.workers.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned()) {
             return;
         }
         let (dispatcher, name) = (Arc::clone(self), name.to_owned());
         self.tasks.spawn(async move { dispatcher.work(name).await });
     }
 
-    /// Marks every queued delivery of a removed subscription `cancelled` and closes its queue. Attempts in
-    /// flight finish, and are cancelled then if they would be retried (see [`Dispatcher::attempt`]).
-    pub fn cancel_queued(&self, name: &str) -> Result<usize, StoreError> {
-        let mut cancelled = 0;
-        for id in self.scheduler.drain(name) {
-            cancelled += usize::from(self.cancel_pending(id)?);
-        }
-        Ok(cancelled)
-    }
-
-    /// Marks a delivery `cancelled` if it is still pending; says whether it was.
-    fn cancel_pending(&self, id: DeliveryId) -> Result<bool, StoreError> {
-        let Some(mut delivery) = self.store.delivery(id)? else { return Ok(false) };
-        if delivery.status != DeliveryStatus::Pending {
-            return Ok(false);
-        }
-        delivery.cancel(now_ms());
-        self.store.put_delivery(&delivery)?;
-        self.backlog.release(1);
-        Ok(true)
+    /// Waits for every worker and attempt to end (after shutdown began).
+    pub async fn wait(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     async fn work(self: Arc<Self>, name: String) {
-        let wake = self.scheduler.wake_signal(&name);
+        let scheduler = self.deliveries.scheduler();
+        let wake = scheduler.wake_signal(&name);
         let stop = self.shutdown.stop.clone();
         while !stop.is_cancelled() {
-            let config = self.config.load();
+            let config = self.deliveries.config();
             let subscription = config.subscription(&name).filter(|s| s.enabled).cloned();
             let next = match &subscription {
-                Some(s) => self.scheduler.next(&name, s.delivery.concurrency, s.ordered, now_ms()),
+                Some(s) => scheduler.next(&name, s.delivery.concurrency, s.ordered, now_ms()),
                 // Removed or disabled: hold everything until a config change wakes us.
                 None => Next::Wait,
             };
@@ -128,9 +94,8 @@ impl Dispatcher {
         }
     }
 
-    /// Runs one attempt and hands the delivery back to the scheduler (or not, when it is finished). At
-    /// shutdown an attempt still running after the grace period is dropped unrecorded: the delivery is
-    /// still pending on disk and is attempted again after the restart.
+    /// Runs one attempt and records it. At shutdown an attempt still running after the grace period is
+    /// dropped unrecorded: the delivery is still pending on disk and is attempted again after the restart.
     async fn attempt(self: Arc<Self>, subscription: Arc<Subscription>, id: DeliveryId) {
         let result = tokio::select! {
             result = self.attempt_and_record(&subscription, id) => result,
@@ -139,40 +104,19 @@ impl Dispatcher {
                 return;
             }
         };
-        let retry_at = result.unwrap_or_else(|error| {
+        if let Err(error) = result {
             error!(subscription = %subscription.name, delivery_id = %id, %error, "Cannot record a delivery attempt; trying again later.");
-            Some(now_ms() + STORE_TROUBLE_RETRY.as_millis() as u64)
-        });
-        if !self.scheduler.finished(&subscription.name, id, retry_at) {
-            // A reload removed the subscription while this attempt was out, and drained its queue.
-            match self.cancel_pending(id) {
-                Ok(_) => info!(
-                    subscription = %subscription.name, delivery_id = %id,
-                    "Delivery cancelled: its subscription was removed."
-                ),
-                Err(error) => error!(
-                    subscription = %subscription.name, delivery_id = %id, %error,
-                    "Cannot cancel a removed subscription's delivery."
-                ),
-            }
+            self.deliveries.retry_later(&subscription.name, id, now_ms() + STORE_TROUBLE_RETRY.as_millis() as u64);
         }
     }
 
-    /// Returns when the delivery is due again, `None` once it is finished.
-    async fn attempt_and_record(&self, subscription: &Subscription, id: DeliveryId) -> Result<Option<u64>, StoreError> {
-        let Some(mut delivery) = self.store.delivery(id)? else {
-            return Ok(None);
+    async fn attempt_and_record(&self, subscription: &Arc<Subscription>, id: DeliveryId) -> Result<(), StoreError> {
+        let deliveries = &self.deliveries;
+        let Some(loaded) = deliveries.load(id).await? else {
+            return deliveries.skip_attempt(&subscription.name, id).await;
         };
-        if delivery.status != DeliveryStatus::Pending {
-            return Ok(None);
-        }
-        let Some(event) = self.store.event(&delivery.event_id)? else {
-            return Err(StoreError::Corrupt {
-                key: delivery.event_id.clone(),
-                reason: "the delivery's event is missing".into(),
-            });
-        };
-        let source = self.config.load().relay.source.clone();
+        let (delivery, event) = (loaded.delivery, loaded.event);
+        let source = deliveries.config().relay.source.clone();
         let body = request::body(subscription, source.as_deref(), &event);
         let n = delivery.attempts + 1;
         let started_at = now_ms();
@@ -181,7 +125,6 @@ impl Dispatcher {
             Ok(client) => client.post(&subscription.url, headers, body, subscription.delivery.timeout).await,
             Err(error) => Outcome { error: Some(format!("cannot set up TLS: {error}")), ..Outcome::default() },
         };
-        let retry_at = settle(&mut delivery, subscription, n, &outcome);
         let attempt = AttemptRecord {
             n,
             started_at,
@@ -190,18 +133,18 @@ impl Dispatcher {
             error: outcome.error.clone(),
             response_body: outcome.response_body.clone(),
         };
+        let settings = Arc::clone(subscription);
         // Durable before the slot is freed: after a crash only attempts that were in flight (started, or
         // finished but not yet on disk) are made again, at most `concurrency` per subscription.
-        self.store.submit_attempt(&delivery, &attempt)?.wait().await?;
-        self.metrics.attempt(&subscription.name, attempt.status_code, outcome.duration);
-        if delivery.status.is_finished() {
-            self.backlog.release(1);
+        let recorded = deliveries
+            .record_attempt(&subscription.name, id, attempt.clone(), move |delivery| {
+                settle(delivery, &settings, n, &outcome)
+            })
+            .await?;
+        if let Some(Attempted { delivery, retry_at }) = recorded {
+            log_attempt(&delivery, &attempt, retry_at);
         }
-        if delivery.status == DeliveryStatus::Failed {
-            self.metrics.failed(&subscription.name, 1);
-        }
-        log_attempt(&delivery, &attempt, retry_at);
-        Ok(retry_at)
+        Ok(())
     }
 }
 

@@ -133,7 +133,8 @@ impl Routes {
 
     fn metrics_text(&self) -> Reply {
         let config = self.acceptor.config.load();
-        let unfinished = self.acceptor.scheduler().unfinished();
+        let deliveries = self.acceptor.deliveries();
+        let unfinished = deliveries.scheduler().unfinished();
         let backlogs: Vec<Backlog> = config
             .subscriptions
             .iter()
@@ -147,7 +148,7 @@ impl Routes {
                 }
             })
             .collect();
-        let text = self.metrics.render(&backlogs, now_ms());
+        let text = self.metrics.render(&backlogs, deliveries.store().corrupt_records(), now_ms());
         let mut response = Response::new(Full::new(Bytes::from(text)));
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
         response

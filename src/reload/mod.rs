@@ -13,8 +13,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use arc_swap::ArcSwap;
+
 use crate::config::Config;
 use crate::delivery::Dispatcher;
+use crate::lifecycle::Deliveries;
+use crate::metrics::Metrics;
 
 pub use diff::{keep_start_only_settings, SubscriptionChanges};
 use watch::ConfigWatcher;
@@ -35,9 +39,18 @@ pub fn hangup_signal() -> std::io::Result<Signal> {
     signal(SignalKind::hangup())
 }
 
+/// What a reload changes: the config everyone reads, the workers, and the lifecycle owner (a removed
+/// subscription's queue starts its grace period).
+pub struct Reloader {
+    pub config: Arc<ArcSwap<Config>>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub deliveries: Arc<Deliveries>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Starts watching the config file and acting on `hangups`, until `stop`.
-pub fn spawn(dispatcher: Arc<Dispatcher>, mut hangups: Signal, stop: CancellationToken) {
-    let path = dispatcher.config.load().file.clone();
+pub fn spawn(reloader: Reloader, mut hangups: Signal, stop: CancellationToken) {
+    let path = reloader.config.load().file.clone();
     let (sender, triggers) = mpsc::unbounded_channel();
     let on_change = sender.clone();
     let watcher = match ConfigWatcher::start(&path, move || {
@@ -60,11 +73,11 @@ pub fn spawn(dispatcher: Arc<Dispatcher>, mut hangups: Signal, stop: Cancellatio
             }
         }
     });
-    tokio::spawn(run(dispatcher, watcher, triggers, stop));
+    tokio::spawn(run(reloader, watcher, triggers, stop));
 }
 
 async fn run(
-    dispatcher: Arc<Dispatcher>,
+    reloader: Reloader,
     mut watcher: Option<ConfigWatcher>,
     triggers: mpsc::UnboundedReceiver<Trigger>,
     stop: CancellationToken,
@@ -75,7 +88,7 @@ async fn run(
                 warn!(%error, "Cannot follow the config file's symlink target; reload it with SIGHUP.");
             }
         }
-        reload(&dispatcher, forced);
+        reloader.reload(forced);
     })
     .await
 }
@@ -102,56 +115,54 @@ async fn settle(mut triggers: mpsc::UnboundedReceiver<Trigger>, stop: Cancellati
     }
 }
 
-/// Loads the file and applies it if it is valid (and, unless `forced`, changed).
-pub fn reload(dispatcher: &Arc<Dispatcher>, forced: bool) {
-    let current = dispatcher.config.load_full();
-    match Config::load(&current.file) {
-        Err(diagnostics) => {
-            for problem in &diagnostics.0 {
-                error!(%problem, "Invalid config file.");
+impl Reloader {
+    /// Loads the file and applies it if it is valid (and, unless `forced`, changed).
+    pub fn reload(&self, forced: bool) {
+        let current = self.config.load_full();
+        match Config::load(&current.file) {
+            Err(diagnostics) => {
+                for problem in &diagnostics.0 {
+                    error!(%problem, "Invalid config file.");
+                }
+                self.metrics.reload("rejected");
+                error!(
+                    problems = diagnostics.0.len(),
+                    "Config not reloaded; the relay keeps running on the previous config."
+                );
             }
-            dispatcher.metrics.reload("rejected");
-            error!(
-                problems = diagnostics.0.len(),
-                "Config not reloaded; the relay keeps running on the previous config."
-            );
-        }
-        Ok(new) if !forced && new.digest == current.digest => {
-            debug!(file = %current.file.display(), "Config file touched but unchanged.");
-        }
-        Ok(new) => {
-            apply(dispatcher, &current, new);
-            dispatcher.metrics.reload("applied");
+            Ok(new) if !forced && new.digest == current.digest => {
+                debug!(file = %current.file.display(), "Config file touched but unchanged.");
+            }
+            Ok(new) => {
+                self.apply(&current, new);
+                self.metrics.reload("applied");
+            }
         }
     }
-}
 
-/// Swaps in a valid config: new events are routed by it and queued deliveries use their subscription's
-/// new settings from their next attempt; a removed subscription's queued deliveries are cancelled.
-fn apply(dispatcher: &Arc<Dispatcher>, current: &Config, mut new: Config) {
-    let needs_restart = keep_start_only_settings(current, &mut new);
-    let changes = SubscriptionChanges::between(current, &new);
-    dispatcher.config.store(Arc::new(new));
-    for name in &changes.added {
-        dispatcher.ensure_worker(name);
-    }
-    for name in &changes.removed {
-        match dispatcher.cancel_queued(name) {
-            Ok(cancelled) => {
-                info!(subscription = %name, cancelled, "Removed subscription's queued deliveries cancelled.")
-            }
-            Err(error) => error!(subscription = %name, %error, "Cannot cancel a removed subscription's deliveries."),
+    /// Swaps in a valid config: new events are routed by it and queued deliveries use their subscription's
+    /// new settings from their next attempt; a removed subscription's queued deliveries wait for the
+    /// removal grace period, and are cancelled then unless it is back.
+    fn apply(&self, current: &Config, mut new: Config) {
+        let needs_restart = keep_start_only_settings(current, &mut new);
+        let changes = SubscriptionChanges::between(current, &new);
+        self.config.store(Arc::new(new));
+        for name in &changes.added {
+            self.dispatcher.ensure_worker(name);
         }
-    }
-    dispatcher.scheduler.wake_all();
-    info!(
-        added = ?changes.added,
-        removed = ?changes.removed,
-        changed = ?changes.changed,
-        "Config reloaded."
-    );
-    for setting in needs_restart {
-        warn!(setting, "Changing this setting requires restart; the running value stays until then.");
+        for name in &changes.removed {
+            self.deliveries.watch_removed(name);
+        }
+        self.deliveries.scheduler().wake_all();
+        info!(
+            added = ?changes.added,
+            removed = ?changes.removed,
+            changed = ?changes.changed,
+            "Config reloaded."
+        );
+        for setting in needs_restart {
+            warn!(setting, "Changing this setting requires restart; the running value stays until then.");
+        }
     }
 }
 

@@ -7,13 +7,18 @@
 //! new blob files, and then answers them all. Requests arriving during a flush wait for the next round,
 //! whose flush covers their writes.
 //!
-//! Requests may carry writes (accepted events, attempt results): the thread applies a round's writes in a
-//! few sled batches (each request's writes whole in one) before the flush. A batch per round instead of
+//! Requests may carry writes, or a *transition*: a read-modify-write that runs on this thread, sees every
+//! write queued before it (applied or not), and says what to write. The thread applies a round's writes in
+//! a few sled batches (each request's writes whole in one) before the flush. A batch per round instead of
 //! one per request spares sled's per-batch cost (a global write lock and a batch marker in its log) and
-//! keeps ingest handlers and delivery workers from queueing on each other's inserts. Requests are applied
-//! and answered in the order they were queued.
+//! keeps ingest handlers and delivery workers from queueing on each other's inserts.
+//!
+//! Requests are applied in the order they were queued, and once the round is durable (or has failed)
+//! their completions run here, in the same order. So transitions are serialized with each other, and what
+//! a completion does in memory (queue a delivery, count it) happens in the order of the durable writes,
+//! whether or not the caller still waits: a caller that gives up its [`Ticket`] cancels nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,11 +37,17 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Key-value pairs to insert, already encoded.
 pub type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Runs once a request's round is durable (`Ok`) or has failed, on the commit thread.
+pub type Completion = Box<dyn FnOnce(&Outcome) + Send>;
+
+/// A read-modify-write run on the commit thread (see the module doc); returns what to do once durable.
+pub type Transition = Box<dyn FnOnce(&mut Round<'_>) -> Completion + Send>;
+
 /// One request: writes to apply (possibly none) and where to say that they, and everything written
-/// before, are durable.
-struct Request {
-    writes: Writes,
-    done: oneshot::Sender<Outcome>,
+/// before, are durable; or a transition.
+enum Request {
+    Writes { writes: Writes, done: oneshot::Sender<Outcome> },
+    Transition(Transition),
 }
 
 /// Resolves when a submitted request's round is durable.
@@ -81,15 +92,16 @@ impl GroupCommit {
                 let mut round = vec![first];
                 round.extend(requests.try_iter());
                 let started = Instant::now();
-                let result = syncer.apply(&mut round).and_then(|()| syncer.make_durable()).map_err(Arc::new);
+                let (applied, completions) = syncer.apply(round);
+                let result = applied.and_then(|()| syncer.make_durable()).map_err(Arc::new);
                 if result.is_err() {
                     broken.cancel();
                 }
                 if let Some(observe) = &observer {
                     observe(started.elapsed());
                 }
-                for request in round {
-                    let _ = request.done.send(result.clone());
+                for complete in completions {
+                    complete(&result);
                 }
             }
         })?;
@@ -100,8 +112,13 @@ impl GroupCommit {
     /// this call, are on disk. Requests are applied in the order of their `submit` calls.
     pub fn submit(&self, writes: Writes) -> Result<Ticket, Arc<io::Error>> {
         let (done, ticket) = oneshot::channel();
-        self.queue.send(Request { writes, done }).map_err(|_| stopped())?;
+        self.queue.send(Request::Writes { writes, done }).map_err(|_| stopped())?;
         Ok(Ticket(ticket))
+    }
+
+    /// Queues a transition for the next round; its completion runs once the round is durable or failed.
+    pub fn transition(&self, transition: Transition) -> Result<(), Arc<io::Error>> {
+        self.queue.send(Request::Transition(transition)).map_err(|_| stopped())
     }
 
     /// Resolves once everything written before the call is on disk.
@@ -118,23 +135,35 @@ struct Syncer {
 }
 
 impl Syncer {
-    /// Applies a round's writes in sled batches of about [`BATCH_BYTES`]: large enough to spread sled's
-    /// per-batch cost, small enough that a round of big requests is not copied all at once. A request's
-    /// writes always go in one batch: an event and its deliveries are atomic.
-    fn apply(&self, round: &mut [Request]) -> io::Result<()> {
-        let mut batch = sled::Batch::default();
-        let mut bytes = 0;
-        for request in round {
-            for (key, value) in request.writes.drain(..) {
-                bytes += key.len() + value.len();
-                batch.insert(key, value);
+    /// Applies a round's requests in order, writes in sled batches of about [`BATCH_BYTES`]: large enough
+    /// to spread sled's per-batch cost, small enough that a round of big requests is not copied all at
+    /// once. A request's writes always go in one batch: an event and its deliveries are atomic. Returns
+    /// the completions to run once the round's outcome is known; after a failure the remaining requests
+    /// are not applied (the store is broken) but still completed, with the error.
+    fn apply(&self, requests: Vec<Request>) -> (io::Result<()>, Vec<Completion>) {
+        let mut round = Round::new(&self.db);
+        let mut completions: Vec<Completion> = Vec::with_capacity(requests.len());
+        let mut result = Ok(());
+        for request in requests {
+            match request {
+                Request::Writes { writes, done } => {
+                    if result.is_ok() {
+                        round.blind_writes(writes);
+                    }
+                    completions.push(Box::new(move |outcome| {
+                        let _ = done.send(outcome.clone());
+                    }));
+                }
+                Request::Transition(transition) => completions.push(transition(&mut round)),
             }
-            if bytes >= BATCH_BYTES {
-                self.db.apply_batch(std::mem::take(&mut batch)).map_err(io::Error::other)?;
-                bytes = 0;
+            if result.is_ok() && round.bytes >= BATCH_BYTES {
+                result = round.apply_batch();
             }
         }
-        self.db.apply_batch(batch).map_err(io::Error::other)
+        if result.is_ok() {
+            result = round.apply_batch();
+        }
+        (result.and(round.failure.take().map_or(Ok(()), Err)), completions)
     }
 
     fn make_durable(&mut self) -> io::Result<()> {
@@ -170,5 +199,96 @@ impl Syncer {
         }
         self.synced_blobs = present;
         Ok(())
+    }
+}
+
+/// The writes of a round not yet applied to sled, as transitions see them: a transition's reads see
+/// every write queued before it. Keys written by plain writes are only remembered, not copied: reading
+/// one applies the pending batch first (rare: a repeat of an event in the round that accepted it).
+pub struct Round<'a> {
+    db: &'a sled::Db,
+    batch: sled::Batch,
+    bytes: usize,
+    /// Transitions' writes not yet applied; `None` is a removal.
+    overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Keys of plain writes not yet applied.
+    blind: HashSet<Vec<u8>>,
+    /// A batch that failed to apply while a transition read: the round has failed, nothing more applies.
+    failure: Option<io::Error>,
+}
+
+impl<'a> Round<'a> {
+    fn new(db: &'a sled::Db) -> Round<'a> {
+        Round {
+            db,
+            batch: sled::Batch::default(),
+            bytes: 0,
+            overlay: HashMap::new(),
+            blind: HashSet::new(),
+            failure: None,
+        }
+    }
+
+    fn blind_writes(&mut self, writes: Writes) {
+        for (key, value) in writes {
+            self.insert_new(key, value);
+        }
+    }
+
+    /// Writes a key that nothing in the round has read: the value is not kept for later reads.
+    pub fn insert_new(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.bytes += key.len() + value.len();
+        self.overlay.remove(&key);
+        self.blind.insert(key.clone());
+        self.batch.insert(key, value);
+    }
+
+    fn apply_batch(&mut self) -> io::Result<()> {
+        if self.failure.is_some() {
+            return Err(io::Error::other("an earlier batch of this round failed"));
+        }
+        self.overlay.clear();
+        self.blind.clear();
+        self.bytes = 0;
+        let result = self.db.apply_batch(std::mem::take(&mut self.batch));
+        if let Err(error) = &result {
+            self.failure = Some(io::Error::other(error.to_string()));
+        }
+        result.map_err(io::Error::other)
+    }
+
+    /// The value under `key`, counting the writes queued before this transition.
+    pub fn get(&mut self, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
+        if let Some(value) = self.overlay.get(key) {
+            return Ok(value.clone());
+        }
+        if self.blind.contains(key) {
+            self.apply_batch()?;
+        }
+        Ok(self.db.get(key).map_err(io::Error::other)?.map(|value| value.to_vec()))
+    }
+
+    /// Every key that starts with `prefix`, with the queued writes applied first.
+    pub fn keys_with_prefix(&mut self, prefix: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+        if !self.batch_is_empty() {
+            self.apply_batch()?;
+        }
+        self.db.scan_prefix(prefix).keys().map(|key| key.map(|k| k.to_vec()).map_err(io::Error::other)).collect()
+    }
+
+    fn batch_is_empty(&self) -> bool {
+        self.overlay.is_empty() && self.blind.is_empty()
+    }
+
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.bytes += key.len() + value.len();
+        self.batch.insert(key.clone(), value.clone());
+        self.overlay.insert(key, Some(value));
+    }
+
+    pub fn remove(&mut self, key: Vec<u8>) {
+        self.bytes += key.len();
+        self.batch.remove(key.clone());
+        self.overlay.insert(key, None);
     }
 }

@@ -6,6 +6,7 @@
 //! | `e` `<event id bytes>` | [`EventRecord`](super::EventRecord) |
 //! | `d` `<delivery ULID, 16 bytes big-endian>` | [`DeliveryRecord`](super::DeliveryRecord) |
 //! | `a` `<delivery ULID, 16 bytes>` `<attempt n, u32 big-endian>` | [`AttemptRecord`](super::AttemptRecord) |
+//! | `q` `<the damaged record's key>` | the damaged record's bytes, as found ([`super::transition`]) |
 //!
 //! Big-endian ULIDs make a prefix scan of `d` walk deliveries in acceptance order, and `a` keys list a
 //! delivery's attempts in order.
@@ -15,6 +16,7 @@ use super::DeliveryId;
 pub const EVENT: u8 = b'e';
 pub const DELIVERY: u8 = b'd';
 pub const ATTEMPT: u8 = b'a';
+pub const QUARANTINE: u8 = b'q';
 
 pub fn event(id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + id.len());
@@ -53,3 +55,47 @@ pub fn attempts_of(id: DeliveryId) -> [u8; 17] {
 
 /// The first key after every delivery key: the end of a range over deliveries.
 pub const DELIVERIES_END: [u8; 1] = [DELIVERY + 1];
+
+/// Where a damaged record under `key` is kept aside.
+pub fn quarantined(key: &[u8]) -> Vec<u8> {
+    let mut moved = Vec::with_capacity(1 + key.len());
+    moved.push(QUARANTINE);
+    moved.extend_from_slice(key);
+    moved
+}
+
+/// A key as an operator reads it: `e:<event id>`, `d:dlv_<ULID>`, `a:dlv_<ULID>/<n>`, `q:` + the
+/// quarantined key; anything else as hex.
+pub fn printable(key: &[u8]) -> String {
+    let id = |bytes: &[u8]| -> Option<DeliveryId> {
+        let bytes: [u8; 16] = bytes.try_into().ok()?;
+        Some(DeliveryId(ulid::Ulid(u128::from_be_bytes(bytes))))
+    };
+    let known = match key.split_first() {
+        Some((&EVENT, rest)) => Some(format!("e:{}", String::from_utf8_lossy(rest))),
+        Some((&DELIVERY, rest)) => id(rest).map(|id| format!("d:{id}")),
+        Some((&ATTEMPT, rest)) if rest.len() == 20 => {
+            let n = u32::from_be_bytes([rest[16], rest[17], rest[18], rest[19]]);
+            id(&rest[..16]).map(|id| format!("a:{id}/{n}"))
+        }
+        Some((&QUARANTINE, rest)) => Some(format!("q:{}", printable(rest))),
+        _ => None,
+    };
+    known.unwrap_or_else(|| format!("hex:{}", hex::encode(key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_print_as_operators_read_them() {
+        let id = DeliveryId(ulid::Ulid(7));
+        assert_eq!(printable(&event("evt_1")), "e:evt_1");
+        assert_eq!(printable(&delivery(id)), format!("d:{id}"));
+        assert_eq!(printable(&attempt(id, 3)), format!("a:{id}/3"));
+        assert_eq!(printable(&quarantined(&event("x"))), "q:e:x");
+        assert_eq!(printable(&[b'd', 1]), "hex:6401");
+        assert_eq!(printable(&[]), "hex:");
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! # Invariants
 //! - An event and one delivery per subscription it matched are written in one atomic batch
-//!   ([`Store::submit_accepted`]), and the producer is answered only after that batch is durable: an
+//!   ([`Records::put_accepted`]), and the producer is answered only after that batch is durable: an
 //!   answered event is on disk with all its deliveries, an unanswered one may be absent as a whole, never
 //!   half-present.
 //! - A delivery is `pending` until an attempt finishes it (`delivered` or `failed`) or its subscription is
@@ -21,15 +21,19 @@ mod group_commit;
 mod keys;
 mod records;
 mod state_scan;
+mod transition;
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 pub use group_commit::FlushObserver;
+pub use keys::printable as printable_key;
 pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
+pub use transition::{Answer, Change, Records};
 
 use encoding::Record;
 use group_commit::GroupCommit;
@@ -47,13 +51,15 @@ pub enum StoreError {
     Durability(Arc<io::Error>),
     #[error("cannot open the database in {path}: {source}")]
     Open { path: String, source: io::Error },
-    #[error("corrupt record under key {key:?}: {reason}")]
-    Corrupt { key: String, reason: String },
+    #[error("damaged record under key {}: {reason}", keys::printable(.key))]
+    Corrupt { key: Vec<u8>, reason: String },
+    #[error("the store's commit thread has stopped")]
+    Stopped,
 }
 
 impl StoreError {
     fn corrupt(key: &[u8], reason: impl Into<String>) -> StoreError {
-        StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: reason.into() }
+        StoreError::Corrupt { key: key.to_vec(), reason: reason.into() }
     }
 }
 
@@ -64,21 +70,13 @@ pub struct Accepted {
     pub deliveries: Vec<DeliveryRecord>,
 }
 
-/// Resolves when events given to [`Store::submit_accepted`] are on disk.
-pub struct Durable(group_commit::Ticket);
-
-impl Durable {
-    /// Awaits the outcome; call it once (see [`group_commit::Ticket::wait`]).
-    pub async fn wait(&mut self) -> Result<(), StoreError> {
-        self.0.wait().await.map_err(StoreError::Durability)
-    }
-}
-
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     committer: GroupCommit,
     broken: CancellationToken,
+    /// Damaged records quarantined since the store was opened.
+    corrupt: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -91,7 +89,7 @@ impl Store {
             sled::Config::new().path(dir).cache_capacity(CACHE_CAPACITY_BYTES).flush_every_ms(Some(1000)).open()?;
         let broken = CancellationToken::new();
         let committer = GroupCommit::start(db.clone(), dir, flush_observer, broken.clone()).map_err(open_error)?;
-        Ok(Store { db, committer, broken })
+        Ok(Store { db, committer, broken, corrupt: Arc::default() })
     }
 
     /// Cancelled once a commit has failed (a full disk, a file-size limit, an I/O error). There is no way
@@ -99,19 +97,6 @@ impl Store {
     /// a failed fdatasync nobody knows what of the page cache reached the disk (PostgreSQL's "fsyncgate").
     pub fn broken(&self) -> CancellationToken {
         self.broken.clone()
-    }
-
-    /// Passes a write's result on; a failed write means the database is broken (see [`Store::broken`]).
-    /// sled also writes from its own background flusher, so the first failure may show up here rather
-    /// than in [`Store::commit`].
-    fn written<T>(&self, result: sled::Result<T>) -> Result<(), StoreError> {
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                self.broken.cancel();
-                Err(error.into())
-            }
-        }
     }
 
     /// Waits until every write made before the call is durable (flushed and fdatasync'ed).
@@ -127,22 +112,8 @@ impl Store {
         self.get(&keys::delivery(id))
     }
 
-    /// Queues events with their deliveries for the next group commit, which writes them (this call's
-    /// writes in one atomic sled batch) with the rest of its round and makes them durable. They are
-    /// visible to reads from the time the round applies them; answer the producer only once
-    /// [`Durable::wait`] returns.
-    pub fn submit_accepted(&self, accepted: &[Accepted]) -> Result<Durable, StoreError> {
-        let mut writes = Vec::new();
-        for item in accepted {
-            writes.push((keys::event(&item.event.id), item.event.encode()));
-            for delivery in &item.deliveries {
-                writes.push((keys::delivery(delivery.id).to_vec(), delivery.encode()));
-            }
-        }
-        self.submit(writes)
-    }
-
-    /// Takes back a [`Store::submit_accepted`] whose commit failed, so that a refused event leaves nothing.
+    /// Takes back accepted events whose commit failed, so that a refused event leaves nothing (as far as
+    /// a failing store still writes).
     pub fn remove_accepted(&self, accepted: &[Accepted]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for item in accepted {
@@ -151,25 +122,23 @@ impl Store {
                 batch.remove(&keys::delivery(delivery.id)[..]);
             }
         }
-        self.written(self.db.apply_batch(batch))
+        Ok(self.db.apply_batch(batch)?)
     }
 
-    /// Queues a delivery's new state together with the attempt that led to it for the next group commit,
-    /// which writes both in one atomic batch (see [`Store::submit_accepted`]).
-    pub fn submit_attempt(&self, delivery: &DeliveryRecord, attempt: &AttemptRecord) -> Result<Durable, StoreError> {
-        let writes = vec![
-            (keys::delivery(delivery.id).to_vec(), delivery.encode()),
-            (keys::attempt(delivery.id, attempt.n).to_vec(), attempt.encode()),
-        ];
-        self.submit(writes)
+    /// Damaged records quarantined since the store was opened.
+    pub fn corrupt_records(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
     }
 
-    fn submit(&self, writes: group_commit::Writes) -> Result<Durable, StoreError> {
-        self.committer.submit(writes).map(Durable).map_err(StoreError::Durability)
-    }
-
-    pub fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError> {
-        self.written(self.db.insert(keys::delivery(delivery.id), delivery.encode()))
+    /// Every quarantined record: its original key (printable) and its size in bytes.
+    pub fn quarantined(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        self.db
+            .scan_prefix([keys::QUARANTINE])
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((keys::printable(&key[1..]), value.len()))
+            })
+            .collect()
     }
 
     /// Every delivery, in acceptance order.
@@ -182,13 +151,13 @@ impl Store {
 
     /// Calls `visit` with every delivery's id and state, on up to `threads` threads, each folding into its
     /// own accumulator made by `start`. Much cheaper than [`Store::deliveries`]: recovery reads every
-    /// delivery at each start (see [`state_scan`]).
+    /// delivery at each start (see [`state_scan`]). Also returns the keys of records that did not decode.
     pub fn scan_delivery_states<T: Send>(
         &self,
         threads: usize,
         start: impl Fn() -> T + Sync,
         visit: impl Fn(&mut T, DeliveryId, DeliveryState<'_>) + Sync,
-    ) -> Result<Vec<T>, StoreError> {
+    ) -> Result<(Vec<T>, Vec<Vec<u8>>), StoreError> {
         state_scan::scan(&self.db, threads, start, visit)
     }
 
@@ -208,25 +177,17 @@ impl Store {
         })
     }
 
-    /// Every event, in key order (for the retention purge).
-    pub fn events(&self) -> impl Iterator<Item = Result<EventRecord, StoreError>> + '_ {
-        self.db.scan_prefix([keys::EVENT]).map(|entry| {
+    /// Events in key order, starting after the event `after` (a paging cursor) or at the first.
+    pub fn events_after(&self, after: Option<&str>) -> impl Iterator<Item = Result<EventRecord, StoreError>> + '_ {
+        use std::ops::Bound::{Excluded, Included};
+        let start = match after {
+            Some(id) => Excluded(keys::event(id)),
+            None => Included(vec![keys::EVENT]),
+        };
+        self.db.range::<Vec<u8>, _>((start, Excluded(vec![keys::EVENT + 1]))).map(|entry| {
             let (key, value) = entry?;
             decode(&key, &value)
         })
-    }
-
-    /// Removes an event with its deliveries and their attempts, in one atomic batch.
-    pub fn remove_event(&self, event: &EventRecord) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        batch.remove(keys::event(&event.id));
-        for &delivery in &event.deliveries {
-            batch.remove(&keys::delivery(delivery)[..]);
-            for entry in self.db.scan_prefix(keys::attempts_of(delivery)).keys() {
-                batch.remove(entry?);
-            }
-        }
-        self.written(self.db.apply_batch(batch))
     }
 
     /// A delivery's attempts, first to last.

@@ -18,11 +18,15 @@ pub struct EventRecord {
     pub accepted_at: u64,
     /// See [`crate::event::NewEvent::fingerprint`].
     pub fingerprint: String,
-    /// Subscription names, in the order of `deliveries`.
+    /// Subscription names it was routed to at acceptance (what a repeat of its id is answered).
     pub subscriptions: Vec<String>,
+    /// Its deliveries: one per routed subscription, in that order, then any made by `resend`.
     pub deliveries: Vec<DeliveryId>,
-    /// Compact JSON, sent byte for byte.
+    /// Compact JSON, sent byte for byte; `null` once erased.
     pub data: Box<RawValue>,
+    /// Unix ms of `hookrelay erase`, if the event's data was erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<u64>,
 }
 
 /// Where a delivery stands. `held` is not stored: it is a pending delivery whose subscription is disabled.
@@ -36,7 +40,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryRecord {
-    /// Marks the delivery `cancelled` (its subscription is gone), at `now_ms`.
+    /// Marks the delivery `cancelled` (its subscription is gone, or its event erased), at `now_ms`.
     pub fn cancel(&mut self, now_ms: u64) {
         self.status = DeliveryStatus::Cancelled;
         self.next_attempt_at = None;

@@ -15,26 +15,28 @@ use super::{encoding, keys};
 const RANGES_PER_THREAD: usize = 8;
 
 /// Calls `visit` with every delivery's id and state, on up to `threads` threads, each folding into its
-/// own accumulator made by `start`; returns the accumulators. Order across ranges is not kept.
+/// own accumulator made by `start`; returns the accumulators, and the keys of records that did not
+/// decode (for quarantine: one damaged record must not stop a start). Order across ranges is not kept.
 pub fn scan<T: Send>(
     db: &sled::Db,
     threads: usize,
     start: impl Fn() -> T + Sync,
     visit: impl Fn(&mut T, DeliveryId, DeliveryState<'_>) + Sync,
-) -> Result<Vec<T>, StoreError> {
-    let Some((first, last)) = bounds(db)? else { return Ok(Vec::new()) };
+) -> Result<(Vec<T>, Vec<Vec<u8>>), StoreError> {
+    let Some((first, last)) = bounds(db)? else { return Ok((Vec::new(), Vec::new())) };
     let threads = threads.max(1);
     let ranges = split(first, last, threads * RANGES_PER_THREAD);
     let next = AtomicUsize::new(0);
     let failure = Mutex::new(None);
+    let damaged = Mutex::new(Vec::new());
     let results = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let mut found = start();
                     while let Some(&(low, high)) = ranges.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        if let Err(error) = scan_range(db, low, high, &mut found, &visit) {
-                            *failure.lock().unwrap() = Some(error);
+                        if let Err(error) = scan_range(db, low, high, &mut found, &visit, &damaged) {
+                            *failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
                             break;
                         }
                     }
@@ -42,11 +44,12 @@ pub fn scan<T: Send>(
                 })
             })
             .collect();
-        workers.into_iter().map(|worker| worker.join().expect("a scan thread panicked")).collect()
+        workers.into_iter().map(|worker| worker.join()).collect::<Result<Vec<_>, _>>()
     });
-    match failure.into_inner().unwrap() {
+    let results = results.map_err(|_| StoreError::corrupt(&[keys::DELIVERY], "a scan thread panicked"))?;
+    match failure.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()) {
         Some(error) => Err(error),
-        None => Ok(results),
+        None => Ok((results, damaged.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()))),
     }
 }
 
@@ -84,13 +87,15 @@ fn scan_range<T>(
     high: u128,
     found: &mut T,
     visit: &impl Fn(&mut T, DeliveryId, DeliveryState<'_>),
+    damaged: &Mutex<Vec<Vec<u8>>>,
 ) -> Result<(), StoreError> {
     let key = |n: u128| keys::delivery(DeliveryId(ulid::Ulid(n)));
     for entry in db.range(key(low)..=key(high)) {
         let (key, value) = entry?;
-        let id = keys::delivery_id(&key).ok_or_else(|| StoreError::corrupt(&key, "not a delivery key"))?;
-        let state = encoding::delivery_state(&value).map_err(|reason| StoreError::corrupt(&key, reason))?;
-        visit(found, id, state);
+        match (keys::delivery_id(&key), encoding::delivery_state(&value)) {
+            (Some(id), Ok(state)) => visit(found, id, state),
+            _ => damaged.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(key.to_vec()),
+        }
     }
     Ok(())
 }

@@ -139,6 +139,8 @@ impl RelayProcess {
             .args(["run", "-c"])
             .arg(config)
             .env_remove("RUST_LOG")
+            // Removed subscriptions' work is cancelled at once unless a test asks for the grace period.
+            .env(hookrelay::relay::REMOVED_GRACE_VARIABLE, "0s")
             .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

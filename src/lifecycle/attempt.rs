@@ -1,0 +1,150 @@
+//! Attempt results. A worker loads what an attempt needs ([`Deliveries::load`]), makes the HTTP request,
+//! and hands the outcome here; the transition applies it to the delivery as it is *now*, so an erase
+//! that cancelled the delivery meanwhile is not undone by the attempt that was already out.
+
+use std::sync::Arc;
+
+use super::{blocking, Deliveries};
+use crate::clock::now_ms;
+use crate::store::{AttemptRecord, Change, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord, StoreError};
+
+/// A pending delivery and its event, ready to attempt.
+pub struct Loaded {
+    pub delivery: DeliveryRecord,
+    pub event: EventRecord,
+}
+
+/// What an attempt's result did to its delivery.
+#[derive(Debug)]
+pub struct Attempted {
+    /// The delivery as recorded; its status says whether it is finished.
+    pub delivery: DeliveryRecord,
+    /// When the delivery is due again, if it will be retried.
+    pub retry_at: Option<u64>,
+}
+
+impl Deliveries {
+    /// Reads a delivery taken from the scheduler, and its event, off the async workers. `None` when there
+    /// is nothing to attempt (it finished meanwhile, its event was erased, or a record was damaged and
+    /// quarantined); the caller then ends the attempt with [`Deliveries::skip_attempt`].
+    pub async fn load(self: &Arc<Self>, id: DeliveryId) -> Result<Option<Loaded>, StoreError> {
+        let store = self.store.clone();
+        let found = blocking(move || {
+            let delivery = match store.delivery(id) {
+                Ok(Some(delivery)) if delivery.status == DeliveryStatus::Pending => delivery,
+                Ok(_) => return Ok(Err(None)),
+                Err(StoreError::Corrupt { key, .. }) => return Ok(Err(Some(key))),
+                Err(error) => return Err(error),
+            };
+            match store.event(&delivery.event_id) {
+                Ok(Some(event)) if event.erased_at.is_none() => Ok(Ok(Loaded { delivery, event })),
+                Ok(_) => Ok(Err(None)),
+                Err(StoreError::Corrupt { key, .. }) => Ok(Err(Some(key))),
+                Err(error) => Err(error),
+            }
+        })
+        .await?;
+        match found {
+            Ok(loaded) => Ok(Some(loaded)),
+            Err(damaged) => {
+                if let Some(key) = damaged {
+                    self.quarantine(vec![key]).await?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Ends an attempt that was not made (see [`Deliveries::load`]). A pending delivery whose event is
+    /// gone cannot be delivered: it fails, with the reason, so that an operator sees it.
+    pub async fn skip_attempt(self: &Arc<Self>, subscription: &str, id: DeliveryId) -> Result<(), StoreError> {
+        let owner = Arc::clone(self);
+        let name = subscription.to_owned();
+        self.store
+            .transition(move |records| {
+                let failed = match records.delivery(id)? {
+                    Some(mut delivery) if delivery.status == DeliveryStatus::Pending => {
+                        let event = records.event(&delivery.event_id)?;
+                        if event.is_some_and(|event| event.erased_at.is_none()) {
+                            // Pending with its event: loaded before a concurrent change; try again now.
+                            return Ok(Change::then((), move || owner.scheduler.finished(&name, id, Some(now_ms()))));
+                        }
+                        delivery.status = DeliveryStatus::Failed;
+                        delivery.next_attempt_at = None;
+                        delivery.updated_at = now_ms();
+                        delivery.last_error = Some("the delivery's event record is missing or damaged".into());
+                        records.put_delivery(&delivery);
+                        true
+                    }
+                    _ => false,
+                };
+                Ok(Change::then((), move || {
+                    owner.scheduler.finished(&name, id, None);
+                    if failed {
+                        owner.backlog.release(1);
+                        owner.metrics.failed(&name, 1);
+                    }
+                }))
+            })?
+            .wait()
+            .await
+    }
+
+    /// Records an attempt of a loaded delivery. `decide` applies the outcome to the delivery as it is
+    /// now (pending) and returns when it is due again; it is not called when the delivery was cancelled
+    /// meanwhile (the attempt is recorded, the cancellation stands). Durable when it returns.
+    pub async fn record_attempt(
+        self: &Arc<Self>,
+        subscription: &str,
+        id: DeliveryId,
+        mut attempt: AttemptRecord,
+        decide: impl FnOnce(&mut DeliveryRecord) -> Option<u64> + Send + 'static,
+    ) -> Result<Option<Attempted>, StoreError> {
+        let owner = Arc::clone(self);
+        let duration = std::time::Duration::from_millis(attempt.duration_ms);
+        let name = subscription.to_owned();
+        self.store
+            .transition(move |records| {
+                let Some(mut delivery) = records.delivery(id)? else {
+                    // Quarantined while the attempt was out: nothing to record it on.
+                    return Ok(Change::then(None, move || owner.scheduler.finished(&name, id, None)));
+                };
+                let was_pending = delivery.status == DeliveryStatus::Pending;
+                let retry_at = if was_pending {
+                    decide(&mut delivery)
+                } else {
+                    // Cancelled (erased) while the attempt was out: keep the cancellation; an erased event
+                    // keeps no response body either.
+                    delivery.attempts = attempt.n;
+                    attempt.response_body = None;
+                    None
+                };
+                records.put_delivery(&delivery);
+                records.put_attempt(id, &attempt);
+                let recorded = delivery.clone();
+                Ok(Change::then(Some(Attempted { delivery, retry_at }), move || {
+                    let name = &recorded.subscription;
+                    owner.metrics.attempt(name, attempt.status_code, duration);
+                    owner.scheduler.finished(name, id, None);
+                    if let Some(at) = retry_at {
+                        owner.queue(name, id, at);
+                    }
+                    if was_pending && recorded.status.is_finished() {
+                        owner.backlog.release(1);
+                    }
+                    if was_pending && recorded.status == DeliveryStatus::Failed {
+                        owner.metrics.failed(name, 1);
+                    }
+                }))
+            })?
+            .wait()
+            .await
+    }
+
+    /// The store failed while an attempt was being recorded (nothing was written): hand the delivery back
+    /// to its queue, due at `at_ms`; on disk it is still pending.
+    pub fn retry_later(self: &Arc<Self>, subscription: &str, id: DeliveryId, at_ms: u64) {
+        self.scheduler.finished(subscription, id, None);
+        self.queue(subscription, id, at_ms);
+    }
+}

@@ -1,0 +1,152 @@
+//! The lifecycle owner: the only code that changes a delivery's state (ARCHITECTURE "one owner per
+//! invariant"). Ingest, workers, reload, the admin API, retention and start-up recovery call
+//! [`Deliveries`]; none of them touches the store's delivery records, the scheduler's queues, the backlog
+//! count or the delivery gauges directly.
+//!
+//! # Transitions
+//! Each is one method. Its decision runs as a store transition on the commit thread
+//! ([`crate::store::Records`]), so transitions are serialized with each other: each reads what every
+//! earlier one wrote, and a check made there cannot be invalidated before its write (no purge of a
+//! delivery requeued meanwhile, no second start of a delivery). Its writes are durable before its caller
+//! is answered. Its in-memory follow-up (scheduler, backlog, metrics) runs on the commit thread once the
+//! writes are durable, in the order of the transitions, whether or not the caller still waits: a caller
+//! that hangs up (an admin client, a producer) cancels nothing.
+//!
+//! | transition | file | writes | follow-up |
+//! |---|---|---|---|
+//! | create (ingest) | [`create`] | event + its deliveries, `pending` | queue them; on failure take them back |
+//! | attempt result | [`attempt`] | delivery + attempt | hand back to the scheduler (retry) or release |
+//! | requeue | [`requeue`] | `failed`/`cancelled` → `pending` | queue, count back in the backlog |
+//! | resend | [`requeue`] | a new `pending` delivery of the same event | queue it |
+//! | cancel (removed subscription, after the grace period) | [`cancel`] | `pending` → `cancelled` | release |
+//! | erase | [`cancel`] | event data and response bodies removed, `pending` → `cancelled` | release |
+//! | purge | [`purge`] | finished event, deliveries, attempts removed | failed gauge |
+//! | quarantine | [`quarantine`] | a damaged record moved under `q` | counted |
+//! | recovery (start) | [`recover`] | nothing | queues and counts rebuilt from the store |
+//!
+//! Queue changes that must not wait for durability (taking a delivery out of its queue when it is
+//! cancelled or erased) happen inside the decision, so no worker can take the delivery after the
+//! decision; everything that could start an attempt happens only after durability.
+
+mod attempt;
+mod cancel;
+mod create;
+mod purge;
+mod quarantine;
+mod recover;
+mod requeue;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tracing::info;
+
+pub use attempt::{Attempted, Loaded};
+pub use cancel::Erased;
+pub use create::{Candidate, Created};
+pub use purge::Purged;
+pub use recover::Recovered;
+pub use requeue::{NotRequeued, NotResent};
+
+use crate::backlog::Backlog;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::scheduler::Scheduler;
+use crate::store::{DeliveryId, Store};
+
+/// How long a removed subscription's queued deliveries wait for it to come back (SPEC §7).
+pub const REMOVED_GRACE: Duration = Duration::from_secs(600);
+
+/// Owns every delivery's state; see the module doc.
+pub struct Deliveries {
+    store: Store,
+    scheduler: Scheduler,
+    backlog: Backlog,
+    metrics: Arc<Metrics>,
+    config: Arc<ArcSwap<Config>>,
+    /// Follow-ups run on the commit thread and start grace timers here.
+    runtime: tokio::runtime::Handle,
+    /// Delivery ids made outside ingest (resend), strictly increasing.
+    ids: Mutex<ulid::Generator>,
+    /// See [`REMOVED_GRACE`]; shorter in tests.
+    removed_grace: Duration,
+    /// Unconfigured subscriptions whose queue has a grace timer running.
+    graced: Mutex<HashSet<String>>,
+}
+
+impl Deliveries {
+    pub fn new(
+        store: Store,
+        config: Arc<ArcSwap<Config>>,
+        metrics: Arc<Metrics>,
+        removed_grace: Duration,
+    ) -> Arc<Deliveries> {
+        Arc::new(Deliveries {
+            store,
+            scheduler: Scheduler::default(),
+            backlog: Backlog::new(0),
+            metrics,
+            config,
+            runtime: tokio::runtime::Handle::current(),
+            ids: Mutex::new(ulid::Generator::new()),
+            removed_grace,
+            graced: Mutex::default(),
+        })
+    }
+
+    /// The queues, for workers to take due deliveries from and for gauges; only this module changes what
+    /// they hold.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Unfinished deliveries (pending, held, in flight), for `max_pending`.
+    pub fn unfinished(&self) -> u64 {
+        self.backlog.unfinished()
+    }
+
+    /// Queues a pending delivery once its transition is durable. A delivery of a subscription that is not
+    /// in the config waits in its queue for the removal grace period (see [`Deliveries::watch_removed`]).
+    fn queue(self: &Arc<Self>, subscription: &str, id: DeliveryId, due_ms: u64) {
+        self.scheduler.enqueue(subscription, id, due_ms);
+        if self.config.load().subscription(subscription).is_none() {
+            self.watch_removed(subscription);
+        }
+    }
+
+    /// Starts the grace timer of an unconfigured subscription's queue unless one runs: once it ends, the
+    /// queued deliveries are cancelled if the subscription is still not configured (SPEC §7).
+    pub fn watch_removed(self: &Arc<Self>, subscription: &str) {
+        if !self.graced.lock().unwrap_or_else(|p| p.into_inner()).insert(subscription.to_owned()) {
+            return;
+        }
+        info!(
+            subscription,
+            grace = %humantime::format_duration(self.removed_grace),
+            "Subscription not in the config; its queued deliveries wait for it before they are cancelled."
+        );
+        let (deliveries, name) = (Arc::clone(self), subscription.to_owned());
+        self.runtime.spawn(async move {
+            tokio::time::sleep(deliveries.removed_grace).await;
+            deliveries.graced.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+            deliveries.cancel_removed(&name).await;
+        });
+    }
+}
+
+/// Runs blocking store reads on the blocking pool, never on an async worker.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, crate::store::StoreError> {
+    tokio::task::spawn_blocking(read).await.unwrap_or_else(|_| Err(crate::store::StoreError::Stopped))
+}

@@ -1,0 +1,65 @@
+//! Recovery at start: the queues, the backlog count and the failed gauge are rebuilt from the store.
+//! Every pending delivery is queued again at its due time; those whose attempt was in flight at a crash
+//! are due at once (their due time is in the past). Deliveries of a subscription that is not in the
+//! config wait for it for the removal grace period, as after a reload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{blocking, Deliveries};
+use crate::store::{DeliveryId, DeliveryStatus, StoreError};
+use crate::str_map::entry;
+
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Unfinished deliveries, queued again.
+    pub pending: u64,
+    /// Of those, the ones whose subscription is not in the config.
+    pub unconfigured: u64,
+    /// Damaged delivery records moved aside.
+    pub quarantined: usize,
+}
+
+impl Deliveries {
+    /// Rebuilds the in-memory state from the store; call once, before any other transition.
+    pub async fn recover(self: &Arc<Self>) -> Result<Recovered, StoreError> {
+        /// One scan thread's findings, merged once all are done (no shared locks while scanning).
+        #[derive(Default)]
+        struct Found {
+            pending: HashMap<String, Vec<(DeliveryId, u64)>>,
+            failed: HashMap<String, i64>,
+        }
+        let store = self.store.clone();
+        let (found, damaged) = blocking(move || {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+            store.scan_delivery_states(threads, Found::default, |found, id, state| {
+                let subscription = state.subscription.as_ref();
+                match state.status {
+                    DeliveryStatus::Failed => *entry(&mut found.failed, subscription) += 1,
+                    DeliveryStatus::Pending => {
+                        entry(&mut found.pending, subscription).push((id, state.next_attempt_at.unwrap_or(0)));
+                    }
+                    DeliveryStatus::Delivered | DeliveryStatus::Cancelled => {}
+                }
+            })
+        })
+        .await?;
+        let mut recovered = Recovered { quarantined: self.quarantine(damaged).await?, ..Recovered::default() };
+        let config = self.config.load_full();
+        for found in found {
+            for (subscription, deliveries) in found.pending {
+                let count = self.scheduler.enqueue_all(&subscription, deliveries) as u64;
+                recovered.pending += count;
+                if config.subscription(&subscription).is_none() {
+                    recovered.unconfigured += count;
+                    self.watch_removed(&subscription);
+                }
+            }
+            for (subscription, count) in found.failed {
+                self.metrics.failed(&subscription, count);
+            }
+        }
+        self.backlog.add(recovered.pending);
+        Ok(recovered)
+    }
+}

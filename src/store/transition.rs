@@ -1,0 +1,170 @@
+//! Transitions: the store's only way to change a record that already exists. Each is a closure run on
+//! the commit thread (see [`super::group_commit`]) that reads records as of every earlier write, decides,
+//! and writes; its caller gets its answer once the writes are durable, and the in-memory follow-up the
+//! closure returns runs then too, on the commit thread, whether or not the caller still waits.
+//!
+//! A record that does not decode is quarantined where a transition meets it: moved under the `q` prefix
+//! ([`super::keys::quarantined`]), logged at ERROR with its key, counted, and treated as absent.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tracing::error;
+
+use super::encoding::Record;
+use super::group_commit::{Completion, Round};
+use super::records::{AttemptRecord, DeliveryId, DeliveryRecord, EventRecord};
+use super::{keys, Store, StoreError};
+
+/// What a transition decided: the answer for its caller and what to do in memory once it is durable.
+pub struct Change<T> {
+    pub answer: T,
+    /// Runs on the commit thread once the writes are durable.
+    pub then: Box<dyn FnOnce() + Send>,
+    /// Runs on the commit thread instead when the round failed.
+    pub otherwise: Box<dyn FnOnce() + Send>,
+}
+
+impl<T> Change<T> {
+    /// An answer with nothing to do in memory (nothing written, or nothing to follow up).
+    pub fn only(answer: T) -> Change<T> {
+        Change { answer, then: Box::new(|| {}), otherwise: Box::new(|| {}) }
+    }
+
+    pub fn then(answer: T, then: impl FnOnce() + Send + 'static) -> Change<T> {
+        Change { answer, then: Box::new(then), otherwise: Box::new(|| {}) }
+    }
+}
+
+/// Resolves to a transition's answer once its writes are durable.
+pub struct Answer<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> Answer<T> {
+    pub async fn wait(self) -> Result<T, StoreError> {
+        self.0.await.unwrap_or_else(|_| Err(StoreError::Stopped))
+    }
+}
+
+/// The records of a round, as a transition reads and writes them.
+pub struct Records<'r, 'a> {
+    round: &'r mut Round<'a>,
+    store: &'r Store,
+}
+
+impl Store {
+    /// Runs `decide` on the commit thread after every write queued before this call; see the module doc.
+    pub fn transition<T, F>(&self, decide: F) -> Result<Answer<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Records<'_, '_>) -> Result<Change<T>, StoreError> + Send + 'static,
+    {
+        let (sender, receiver) = oneshot::channel();
+        let store = self.clone();
+        self.committer
+            .transition(Box::new(move |round| -> Completion {
+                let decided = decide(&mut Records { round, store: &store });
+                Box::new(move |outcome| match (decided, outcome) {
+                    (Ok(change), Ok(())) => {
+                        (change.then)();
+                        let _ = sender.send(Ok(change.answer));
+                    }
+                    (Ok(change), Err(error)) => {
+                        (change.otherwise)();
+                        let _ = sender.send(Err(StoreError::Durability(Arc::clone(error))));
+                    }
+                    (Err(error), _) => {
+                        let _ = sender.send(Err(error));
+                    }
+                })
+            }))
+            .map_err(StoreError::Durability)?;
+        Ok(Answer(receiver))
+    }
+}
+
+impl Records<'_, '_> {
+    pub fn delivery(&mut self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.read(&keys::delivery(id))
+    }
+
+    pub fn event(&mut self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.read(&keys::event(id))
+    }
+
+    /// A delivery's attempts, first to last.
+    pub fn attempts(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut attempts = Vec::new();
+        for key in self.round.keys_with_prefix(&keys::attempts_of(id)).map_err(io_error)? {
+            attempts.extend(self.read::<AttemptRecord>(&key)?);
+        }
+        Ok(attempts)
+    }
+
+    pub fn put_delivery(&mut self, delivery: &DeliveryRecord) {
+        self.round.insert(keys::delivery(delivery.id).to_vec(), delivery.encode());
+    }
+
+    pub fn put_event(&mut self, event: &EventRecord) {
+        self.round.insert(keys::event(&event.id), event.encode());
+    }
+
+    pub fn put_attempt(&mut self, id: DeliveryId, attempt: &AttemptRecord) {
+        self.round.insert(keys::attempt(id, attempt.n).to_vec(), attempt.encode());
+    }
+
+    /// Removes an event with its deliveries and their attempts.
+    pub fn remove_event(&mut self, event: &EventRecord) -> Result<(), StoreError> {
+        self.round.remove(keys::event(&event.id));
+        for &delivery in &event.deliveries {
+            self.round.remove(keys::delivery(delivery).to_vec());
+            for key in self.round.keys_with_prefix(&keys::attempts_of(delivery)).map_err(io_error)? {
+                self.round.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a new event with its deliveries; their keys are new, so nothing is read back (the bytes are
+    /// not copied for later reads in the round).
+    pub fn put_accepted(&mut self, accepted: &super::Accepted) {
+        self.round.insert_new(keys::event(&accepted.event.id), accepted.event.encode());
+        for delivery in &accepted.deliveries {
+            self.round.insert_new(keys::delivery(delivery.id).to_vec(), delivery.encode());
+        }
+    }
+
+    /// Quarantines the record under `key` if it does not decode (found so by a read outside a
+    /// transition); says whether it did.
+    pub fn quarantine_if_damaged(&mut self, key: &[u8]) -> Result<bool, StoreError> {
+        let before = self.store.corrupt.load(Ordering::Relaxed);
+        match key.first() {
+            Some(&keys::EVENT) => drop(self.read::<EventRecord>(key)?),
+            Some(&keys::DELIVERY) => drop(self.read::<DeliveryRecord>(key)?),
+            Some(&keys::ATTEMPT) => drop(self.read::<AttemptRecord>(key)?),
+            _ => {}
+        }
+        Ok(self.store.corrupt.load(Ordering::Relaxed) > before)
+    }
+
+    fn read<T: Record>(&mut self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        let Some(value) = self.round.get(key).map_err(io_error)? else { return Ok(None) };
+        match T::decode(&value) {
+            Ok(record) => Ok(Some(record)),
+            Err(reason) => {
+                error!(
+                    key = %keys::printable(key), %reason,
+                    "Damaged record quarantined; the relay goes on without it. Inspect it with `GET /v1/quarantine`."
+                );
+                self.round.remove(key.to_vec());
+                self.round.insert(keys::quarantined(key), value);
+                self.store.corrupt.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn io_error(error: std::io::Error) -> StoreError {
+    StoreError::Durability(Arc::new(error))
+}

@@ -213,7 +213,7 @@ async fn a_receiver_that_always_fails_ends_failed_after_the_schedule() {
     assert_eq!(deliveries[0].status, hookrelay::store::DeliveryStatus::Failed);
     assert_eq!(deliveries[0].attempts, 3);
     assert_eq!(deliveries[0].last_status_code, Some(500));
-    let attempts = store.attempts(deliveries[0].id).unwrap();
+    let attempts = store.attempts(deliveries[0].id, &mut Vec::new()).unwrap();
     assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), vec![Some(500); 3]);
 }
 

@@ -122,6 +122,8 @@ impl ListQuery {
         let mut parsed = ListQuery { status: StatusFilter::All, subscription: None, limit: DEFAULT_LIMIT, after: None };
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+            let value = value.as_ref();
             match key {
                 "status" => {
                     parsed.status = StatusFilter::parse(value).ok_or_else(|| {

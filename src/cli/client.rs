@@ -31,11 +31,16 @@ impl AdminClient {
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        self.call(Method::POST, path, Some(body.to_string().into_bytes()))
+    }
+
+    /// Posts `body` exactly as given.
+    pub fn post_bytes(&self, path: &str, body: Vec<u8>) -> Result<Value, String> {
         self.call(Method::POST, path, Some(body))
     }
 
     /// Sends one request; a non-2xx answer becomes its error message.
-    fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Value, String> {
         let (status, document) = self.runtime.block_on(self.exchange(method, path, body))?;
         if status.is_success() {
             return Ok(document);
@@ -44,20 +49,20 @@ impl AdminClient {
         Err(message.unwrap_or_else(|| format!("the relay answered {status}")))
     }
 
-    async fn exchange(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value), String> {
+    async fn exchange(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(StatusCode, Value), String> {
         let stream = UnixStream::connect(&self.socket).await.map_err(|error| connect_error(&self.socket, &error))?;
         let lost =
             |error: hyper::Error| format!("the connection to the relay at {} failed: {error}", self.socket.display());
         let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(lost)?;
         tokio::spawn(connection);
-        let payload = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let payload = body.map(Bytes::from).unwrap_or_default();
         let request = Request::builder()
             .method(method)
             .uri(path)
             .header("host", "localhost")
             .header("content-type", "application/json")
             .body(Full::new(payload))
-            .expect("a valid request");
+            .map_err(|error| format!("cannot make a request for {path:?}: {error}"))?;
         let response = sender.send_request(request).await.map_err(lost)?;
         let status = response.status();
         let bytes = response.into_body().collect().await.map_err(lost)?.to_bytes();

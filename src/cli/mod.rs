@@ -1,5 +1,6 @@
 //! The command line (SPEC §2). `run` and `check` work on the config file; the admin commands (`send`,
-//! `deliveries`, `delivery`, `retry`) talk to the running daemon over its unix socket.
+//! `deliveries`, `delivery`, `event`, `retry`, `resend`, `erase`) talk to the running daemon over its
+//! unix socket. Ids and names are percent-encoded into request paths, so any id is safe to pass.
 
 mod client;
 mod table;
@@ -35,8 +36,14 @@ pub enum Command {
     Deliveries(ListArgs),
     /// Show one delivery with every attempt.
     Delivery(ShowArgs),
+    /// Show one event (its data as stored) and all its deliveries.
+    Event(ShowArgs),
     /// Requeue deliveries with a fresh retry schedule.
     Retry(RetryArgs),
+    /// Send delivered or failed deliveries again: a new delivery of the same event (same webhook-id).
+    Resend(IdsArgs),
+    /// Erase events' data now (right to erasure); pending deliveries of them are cancelled.
+    Erase(IdsArgs),
     /// Print a new random signing secret (whsec_<base64 of 32 bytes>).
     Secret,
 }
@@ -67,22 +74,33 @@ pub struct ListArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// pending, held, delivered, failed, cancelled or all.
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all",
+          value_parser = ["pending", "held", "delivered", "failed", "cancelled", "all"])]
     status: String,
     #[arg(long)]
     subscription: Option<String>,
-    #[arg(long, default_value_t = 50)]
-    limit: usize,
+    /// At most this many (1 to 1000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=crate::admin::MAX_LIMIT as i64))]
+    limit: u16,
     /// Print the admin API's JSON document.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
+pub struct IdsArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Ids (deliveries for resend, events for erase).
+    #[arg(required = true)]
+    ids: Vec<String>,
+}
+
+#[derive(Args)]
 pub struct ShowArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// A delivery id (dlv_...).
+    /// A delivery id (dlv_...), or an event id for `event`.
     id: String,
     /// Print the admin API's JSON document.
     #[arg(long)]
@@ -115,7 +133,20 @@ pub fn execute(command: Command) -> ExitCode {
         Command::Send(args) => send(args),
         Command::Deliveries(args) => list(args),
         Command::Delivery(args) => show(args),
+        Command::Event(args) => show_event(args),
         Command::Retry(args) => retry(args),
+        Command::Resend(args) => each(
+            args,
+            "resend",
+            |id| format!("/v1/deliveries/{}/resend", segment(id)),
+            |answer| format!("resent as {}", text(&answer["delivery"])),
+        ),
+        Command::Erase(args) => each(
+            args,
+            "erase",
+            |id| format!("/v1/events/{}/erase", segment(id)),
+            |answer| format!("erased; {} pending deliveries cancelled", answer["cancelled"]),
+        ),
     };
     match outcome {
         Ok(output) => {
@@ -159,19 +190,34 @@ fn send(args: SendArgs) -> Result<String, String> {
         }
         Some(text) => text.to_owned(),
     };
-    let data: Value = serde_json::from_str(&data).map_err(|e| format!("DATA is not valid JSON: {e}"))?;
-    let mut event = json!({ "type": args.event_type, "data": data });
-    if let Some(id) = args.id {
-        event["id"] = json!(id);
-    }
-    let answer = client(&args.config)?.post("/v1/events", &event)?;
+    let answer =
+        client(&args.config)?.post_bytes("/v1/events", event_body(&args.event_type, args.id.as_deref(), data)?)?;
     Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The event object `send` posts: DATA byte for byte (key order, number text and escapes as given; the
+/// relay compacts it as it does every event), after checking that it is JSON.
+fn event_body(event_type: &str, id: Option<&str>, data: String) -> Result<Vec<u8>, String> {
+    let data = serde_json::value::RawValue::from_string(data).map_err(|e| format!("DATA is not valid JSON: {e}"))?;
+    let mut body = format!("{{\"type\":{}", Value::from(event_type));
+    if let Some(id) = id {
+        body.push_str(&format!(",\"id\":{}", Value::from(id)));
+    }
+    body.push_str(&format!(",\"data\":{}}}", data.get()));
+    Ok(body.into_bytes())
+}
+
+/// A path segment or query value, percent-encoded: everything but letters, digits and `-._~`.
+fn segment(text: &str) -> String {
+    const RESERVED: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
 }
 
 fn list(args: ListArgs) -> Result<String, String> {
     let mut path = format!("/v1/deliveries?status={}&limit={}", args.status, args.limit);
     if let Some(subscription) = &args.subscription {
-        path.push_str(&format!("&subscription={subscription}"));
+        path.push_str(&format!("&subscription={}", segment(subscription)));
     }
     let document = client(&args.config)?.get(&path)?;
     if args.json {
@@ -203,7 +249,7 @@ fn list(args: ListArgs) -> Result<String, String> {
 }
 
 fn show(args: ShowArgs) -> Result<String, String> {
-    let document = client(&args.config)?.get(&format!("/v1/deliveries/{}", args.id))?;
+    let document = client(&args.config)?.get(&format!("/v1/deliveries/{}", segment(&args.id)))?;
     if args.json {
         return Ok(document.to_string());
     }
@@ -247,7 +293,7 @@ fn retry(args: RetryArgs) -> Result<String, String> {
     let mut lines = Vec::new();
     let mut refused = Vec::new();
     for id in &args.ids {
-        match client.post(&format!("/v1/deliveries/{id}/retry"), &json!({})) {
+        match client.post(&format!("/v1/deliveries/{}/retry", segment(id)), &json!({})) {
             Ok(_) => lines.push(format!("requeued {id}")),
             Err(message) => refused.push(message),
         }
@@ -256,6 +302,41 @@ fn retry(args: RetryArgs) -> Result<String, String> {
         Ok(lines.join("\n"))
     } else {
         println!("{}", lines.join("\n"));
+        Err(refused.join("\nhookrelay: "))
+    }
+}
+
+/// `event ID`: the admin API's document, pretty (the data as stored; there is no table view of data).
+fn show_event(args: ShowArgs) -> Result<String, String> {
+    let document = client(&args.config)?.get(&format!("/v1/events/{}", segment(&args.id)))?;
+    if args.json {
+        return Ok(document.to_string());
+    }
+    serde_json::to_string_pretty(&document).map_err(|e| e.to_string())
+}
+
+/// Posts to `path_of(id)` for each id, printing `describe(answer)` per success; fails if any id failed.
+fn each(
+    args: IdsArgs,
+    verb: &str,
+    path_of: impl Fn(&str) -> String,
+    describe: impl Fn(&Value) -> String,
+) -> Result<String, String> {
+    let client = client(&args.config)?;
+    let mut lines = Vec::new();
+    let mut refused = Vec::new();
+    for id in &args.ids {
+        match client.post(&path_of(id), &json!({})) {
+            Ok(answer) => lines.push(format!("{id}: {}", describe(&answer))),
+            Err(message) => refused.push(format!("cannot {verb} {id}: {message}")),
+        }
+    }
+    if refused.is_empty() {
+        Ok(lines.join("\n"))
+    } else {
+        if !lines.is_empty() {
+            println!("{}", lines.join("\n"));
+        }
         Err(refused.join("\nhookrelay: "))
     }
 }

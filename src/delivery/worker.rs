@@ -113,7 +113,13 @@ impl Dispatcher {
     async fn attempt_and_record(&self, subscription: &Arc<Subscription>, id: DeliveryId) -> Result<(), StoreError> {
         let deliveries = &self.deliveries;
         let Some(loaded) = deliveries.load(id).await? else {
-            return deliveries.skip_attempt(&subscription.name, id).await;
+            if deliveries.skip_attempt(&subscription.name, id).await? {
+                error!(
+                    subscription = %subscription.name, delivery_id = %id,
+                    "Delivery failed: its event record is missing or damaged."
+                );
+            }
+            return Ok(());
         };
         let (delivery, event) = (loaded.delivery, loaded.event);
         let source = deliveries.config().relay.source.clone();

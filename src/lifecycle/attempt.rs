@@ -56,8 +56,8 @@ impl Deliveries {
     }
 
     /// Ends an attempt that was not made (see [`Deliveries::load`]). A pending delivery whose event is
-    /// gone cannot be delivered: it fails, with the reason, so that an operator sees it.
-    pub async fn skip_attempt(self: &Arc<Self>, subscription: &str, id: DeliveryId) -> Result<(), StoreError> {
+    /// gone cannot be delivered: it fails, with the reason, so that an operator sees it; returns true then.
+    pub async fn skip_attempt(self: &Arc<Self>, subscription: &str, id: DeliveryId) -> Result<bool, StoreError> {
         let owner = Arc::clone(self);
         let name = subscription.to_owned();
         self.store
@@ -67,7 +67,7 @@ impl Deliveries {
                         let event = records.event(&delivery.event_id)?;
                         if event.is_some_and(|event| event.erased_at.is_none()) {
                             // Pending with its event: loaded before a concurrent change; try again now.
-                            return Ok(Change::then((), move || owner.scheduler.finished(&name, id, Some(now_ms()))));
+                            return Ok(Change::then(false, move || owner.retry_later(&name, id, now_ms())));
                         }
                         delivery.status = DeliveryStatus::Failed;
                         delivery.next_attempt_at = None;
@@ -78,7 +78,7 @@ impl Deliveries {
                     }
                     _ => false,
                 };
-                Ok(Change::then((), move || {
+                Ok(Change::then(failed, move || {
                     owner.scheduler.finished(&name, id, None);
                     if failed {
                         owner.backlog.release(1);
@@ -141,8 +141,9 @@ impl Deliveries {
             .await
     }
 
-    /// The store failed while an attempt was being recorded (nothing was written): hand the delivery back
-    /// to its queue, due at `at_ms`; on disk it is still pending.
+    /// Hands a delivery in flight back to its queue, due at `at_ms`, when nothing was recorded (the store
+    /// failed while the attempt was being recorded, or the delivery changed under the load); on disk it
+    /// is still pending.
     pub fn retry_later(self: &Arc<Self>, subscription: &str, id: DeliveryId, at_ms: u64) {
         self.scheduler.finished(subscription, id, None);
         self.queue(subscription, id, at_ms);

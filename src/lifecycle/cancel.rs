@@ -19,10 +19,10 @@ pub struct Erased {
 }
 
 impl Deliveries {
-    /// Cancels the queued deliveries of `subscription` if it is (still) not in the config, at the end of
-    /// its grace period. Attempts in flight end on their own; a retry they schedule starts a new grace
+    /// Cancels the queued deliveries of `subscription` if it is (still) not in the config: called at the
+    /// end of its grace period ([`Deliveries::watch_removed`]). Attempts in flight end on their own; a retry they schedule starts a new grace
     /// period (see [`Deliveries::queue`]).
-    pub(super) async fn cancel_removed(self: &Arc<Self>, subscription: &str) {
+    pub async fn cancel_removed(self: &Arc<Self>, subscription: &str) {
         let owner = Arc::clone(self);
         let name = subscription.to_owned();
         let decided = self.store.transition(move |records| {

@@ -135,9 +135,11 @@ impl Deliveries {
             grace = %humantime::format_duration(self.removed_grace),
             "Subscription not in the config; its queued deliveries wait for it before they are cancelled."
         );
-        let (deliveries, name) = (Arc::clone(self), subscription.to_owned());
+        // A timer does not keep the relay's state alive after shutdown.
+        let (owner, name, grace) = (Arc::downgrade(self), subscription.to_owned(), self.removed_grace);
         self.runtime.spawn(async move {
-            tokio::time::sleep(deliveries.removed_grace).await;
+            tokio::time::sleep(grace).await;
+            let Some(deliveries) = owner.upgrade() else { return };
             deliveries.graced.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
             deliveries.cancel_removed(&name).await;
         });

@@ -190,15 +190,17 @@ impl Store {
         })
     }
 
-    /// A delivery's attempts, first to last.
-    pub fn attempts(&self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
-        self.db
-            .scan_prefix(keys::attempts_of(id))
-            .map(|entry| {
-                let (key, value) = entry?;
-                decode(&key, &value)
-            })
-            .collect()
+    /// A delivery's attempts, first to last; the keys of damaged ones go to `damaged` instead.
+    pub fn attempts(&self, id: DeliveryId, damaged: &mut Vec<Vec<u8>>) -> Result<Vec<AttemptRecord>, StoreError> {
+        let mut attempts = Vec::new();
+        for entry in self.db.scan_prefix(keys::attempts_of(id)) {
+            let (key, value) = entry?;
+            match decode(&key, &value) {
+                Ok(attempt) => attempts.push(attempt),
+                Err(_) => damaged.push(key.to_vec()),
+            }
+        }
+        Ok(attempts)
     }
 
     fn get<T: Record>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {

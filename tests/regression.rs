@@ -1,0 +1,173 @@
+//! Regression tests named after the bug they pin, found by review and by an adversarial trial, each
+//! through the real binary.
+
+mod support;
+
+use std::process::Output;
+
+use hookrelay::store::DeliveryId;
+use serde_json::{json, Value};
+
+use support::client::{send, Call};
+use support::receiver::{always, Receiver};
+use support::relay::{unsigned_subscription as subscription, RelayProcess, Setup, TestEnv};
+
+const EVENT_MISSING: &str = "Delivery failed: its event record is missing or damaged.";
+const QUARANTINED: &str =
+    "Damaged record quarantined; the relay goes on without it. Inspect it with `GET /v1/quarantine`.";
+
+async fn cli(env: &TestEnv, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(args)
+        .arg("-c")
+        .arg(env.config_path())
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The delivery id of an event's first delivery, from the admin API.
+async fn first_delivery(relay: &RelayProcess, event_id: &str) -> DeliveryId {
+    let event = relay.admin_get(&format!("/v1/events/{event_id}")).await;
+    DeliveryId::parse(event["deliveries"][0]["id"].as_str().unwrap()).unwrap()
+}
+
+fn delivery_key(id: DeliveryId) -> Vec<u8> {
+    let mut key = vec![b'd'];
+    key.extend_from_slice(&id.0 .0.to_be_bytes());
+    key
+}
+
+fn corrupt_records_total(metrics: &str) -> u64 {
+    let line = metrics.lines().find(|l| l.starts_with("hookrelay_store_corrupt_records_total "));
+    line.and_then(|l| l.split(' ').nth(1)).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{metrics}"))
+}
+
+/// Before: one undecodable delivery record made the start-up scan fail, and the relay exited 1 on every
+/// start (with `Restart=on-failure`, a restart loop); an undecodable event failed every attempt of its
+/// delivery, and one attempt record failed `GET /v1/deliveries/{id}`.
+#[tokio::test]
+async fn one_damaged_record_of_each_kind_is_quarantined_and_everything_else_is_delivered() {
+    let env = TestEnv::new();
+    let up = Receiver::start(&env.ca, always(200)).await;
+    // Held while the records are damaged.
+    env.write_config(&Setup {
+        subscriptions: subscription("vet", &up.url("/"), "enabled = false"),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    for i in 1..=5 {
+        let event = json!({"type": "lab.completed", "id": format!("e{i}"), "data": {"n": i}}).to_string();
+        assert_eq!(relay.post_unix(&event).await.status, 202);
+    }
+    let (damaged_delivery, with_damaged_attempt) =
+        (first_delivery(&relay, "e2").await, first_delivery(&relay, "e3").await);
+    relay.kill9().await;
+
+    {
+        let db = sled::open(env.state_dir()).unwrap();
+        db.insert(b"ee1", &b"{not json"[..]).unwrap();
+        db.insert(delivery_key(damaged_delivery), &[1u8, 0xff, 0xff, 0xff][..]).unwrap();
+        let mut attempt_key = delivery_key(with_damaged_attempt);
+        attempt_key[0] = b'a';
+        attempt_key.extend_from_slice(&7u32.to_be_bytes());
+        db.insert(attempt_key, &b"\x00garbage"[..]).unwrap();
+        db.flush().unwrap();
+    }
+
+    let up = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup {
+        subscriptions: subscription("vet", &up.url("/"), "retry = [\"50ms\"]"),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    let opened = relay.wait_for_log("Store opened.", 1, |_| true).await;
+    assert_eq!(opened["quarantined"], 1, "the damaged delivery, found by the start-up scan: {opened}");
+    let quarantined = relay.wait_for_log(QUARANTINED, 1, |_| true).await;
+    assert_eq!(quarantined["level"], "ERROR");
+    assert_eq!(quarantined["key"], format!("d:{damaged_delivery}"));
+
+    let mut delivered = std::collections::BTreeSet::new();
+    while delivered.len() < 3 {
+        delivered.insert(up.next().await.header("webhook-id").to_owned());
+    }
+    assert_eq!(delivered, ["e3", "e4", "e5"].map(String::from).into(), "everything undamaged is delivered");
+    // e1's event record is damaged: its delivery cannot be built, so it fails, saying why.
+    relay.wait_for_log(QUARANTINED, 1, |line| line["key"] == "e:e1").await;
+    let failed = relay.wait_for_log(EVENT_MISSING, 1, |_| true).await;
+    assert_eq!((&failed["level"], &failed["subscription"]), (&json!("ERROR"), &json!("vet")));
+    assert_eq!(send(&relay.unix, Call::get("/v1/events/e1")).await.status, 404);
+
+    relay.wait_for_log("Delivery succeeded.", 1, |line| line["event_id"] == "e3").await;
+    let inspected = send(&relay.unix, Call::get(&format!("/v1/deliveries/{with_damaged_attempt}"))).await;
+    assert_eq!(inspected.status, 200, "one damaged attempt does not fail the inspection");
+    let attempts = inspected.json()["attempts"].as_array().unwrap().len();
+    assert_eq!(attempts, 1, "the damaged attempt is left out, the real one is shown");
+
+    let listed = relay.admin_get("/v1/quarantine").await;
+    let keys: Vec<&str> = listed["records"].as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap()).collect();
+    let attempt = format!("a:{with_damaged_attempt}/7");
+    let delivery = format!("d:{damaged_delivery}");
+    let mut expected = vec![attempt.as_str(), delivery.as_str(), "e:e1"];
+    expected.sort();
+    assert_eq!(keys, expected, "{listed}");
+    let metrics = String::from_utf8(send(&relay.unix, Call::get("/metrics")).await.body.to_vec()).unwrap();
+    assert_eq!(corrupt_records_total(&metrics), 3);
+
+    let restarted_cleanly = {
+        relay.kill9().await;
+        env.start().await
+    };
+    let opened = restarted_cleanly.wait_for_log("Store opened.", 1, |_| true).await;
+    assert_eq!(opened["quarantined"], 0, "quarantined records stay aside: {opened}");
+}
+
+/// Before: `hookrelay delivery 'dlv_a b'` put the id into the request path as it was, and the request
+/// builder's `expect` made the CLI panic (exit 101).
+#[tokio::test]
+async fn odd_ids_are_percent_encoded_and_never_panic_the_cli() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let relay = env.start().await;
+    let odd = "lab/7 ?%2F#x";
+    let event = json!({"type": "lab.completed", "id": odd, "data": 1}).to_string();
+    assert_eq!(relay.post_unix(&event).await.status, 202);
+
+    let missing = cli(&env, &["delivery", "dlv_a b"]).await;
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no delivery `dlv_a b`"), "{missing:?}");
+
+    let shown = cli(&env, &["event", odd, "--json"]).await;
+    assert!(shown.status.success(), "{shown:?}");
+    let document: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(document["id"], odd);
+
+    for args in [&["retry", "dlv_%zz"][..], &["resend", "dlv_\u{7f}"], &["erase", "no/such event"]] {
+        let refused = cli(&env, args).await;
+        assert_eq!(refused.status.code(), Some(1), "{args:?}: {refused:?}");
+    }
+    let long = "x".repeat(5000);
+    let answer = send(&relay.unix, Call::get(&format!("/v1/events/{long}"))).await;
+    assert_eq!(answer.status, 404);
+    assert!(answer.error_message().len() < 300, "a long id is not echoed whole: {}", answer.error_message());
+}
+
+/// Before: `hookrelay send` parsed DATA into a map and serialized it again: keys sorted, `1.50` became
+/// `1.5`, escapes rewritten, so the receiver's body (and signature) differed from what was given.
+#[tokio::test]
+async fn send_submits_data_byte_for_byte() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup {
+        subscriptions: subscription("vet", &receiver.url("/"), "body = \"data\""),
+        ..Setup::default()
+    });
+    let _relay = env.start().await;
+    let given =
+        r#"{"zeta": 1, "alpha": [1.50, 2e3, -0.0], "text": "caf\u00e9 \"q\"", "nested": {"b": null, "a": true}}"#;
+    let sent = cli(&env, &["send", "lab.completed", given]).await;
+    assert!(sent.status.success(), "{sent:?}");
+    let body = receiver.next().await.body;
+    let expected = r#"{"zeta":1,"alpha":[1.50,2e3,-0.0],"text":"caf\u00e9 \"q\"","nested":{"b":null,"a":true}}"#;
+    assert_eq!(String::from_utf8_lossy(&body), expected);
+}

@@ -177,6 +177,12 @@ impl Scheduler {
         self.lock().get(subscription).map_or(0, |q| q.by_id.len())
     }
 
+    /// Whether a delivery is queued or in flight.
+    pub fn is_held(&self, subscription: &str, id: DeliveryId) -> bool {
+        let queues = self.lock();
+        queues.get(subscription).is_some_and(|queue| queue.by_id.contains_key(&id) || queue.in_flight.contains(&id))
+    }
+
     /// Whether a delivery is queued or in flight, and how often it is held (0 or 1 while the invariants
     /// hold): for the model test.
     pub fn holds(&self, subscription: &str, id: DeliveryId) -> usize {

@@ -124,6 +124,15 @@ impl Deliveries {
         }
     }
 
+    /// A new config is in place (a reload): removed subscriptions' queues start their grace period, and
+    /// every worker looks at its queue again (concurrency, `enabled` and schedules may have changed).
+    pub fn config_changed(self: &Arc<Self>, removed: &[String]) {
+        for name in removed {
+            self.watch_removed(name);
+        }
+        self.scheduler.wake_all();
+    }
+
     /// Starts the grace timer of an unconfigured subscription's queue unless one runs: once it ends, the
     /// queued deliveries are cancelled if the subscription is still not configured (SPEC §7).
     pub fn watch_removed(self: &Arc<Self>, subscription: &str) {

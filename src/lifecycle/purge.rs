@@ -1,7 +1,8 @@
 //! Purge (SPEC §3 `relay.retention`): finished deliveries, their attempts, their event and its
 //! idempotency key are removed once all of them are older than the retention period. Candidates are
 //! found by a scan on the blocking pool, a slice at a time; each slice's transition checks every event
-//! again, so a delivery requeued between the scan and the removal is never purged.
+//! again, so a delivery requeued between the scan and the removal is never purged, nor one whose attempt
+//! is still in flight.
 
 use std::sync::Arc;
 
@@ -79,7 +80,13 @@ impl Deliveries {
                     for &delivery in &event.deliveries {
                         deliveries.extend(records.delivery(delivery)?);
                     }
-                    if deliveries.iter().any(|d| d.status == DeliveryStatus::Pending || d.updated_at >= cutoff) {
+                    // A cancelled delivery may still have its attempt in flight: its result is recorded first.
+                    let busy = |d: &crate::store::DeliveryRecord| {
+                        d.status == DeliveryStatus::Pending
+                            || d.updated_at >= cutoff
+                            || owner.scheduler.is_held(&d.subscription, d.id)
+                    };
+                    if deliveries.iter().any(busy) {
                         continue;
                     }
                     records.remove_event(&event)?;

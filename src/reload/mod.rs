@@ -150,10 +150,7 @@ impl Reloader {
         for name in &changes.added {
             self.dispatcher.ensure_worker(name);
         }
-        for name in &changes.removed {
-            self.deliveries.watch_removed(name);
-        }
-        self.deliveries.scheduler().wake_all();
+        self.deliveries.config_changed(&changes.removed);
         info!(
             added = ?changes.added,
             removed = ?changes.removed,

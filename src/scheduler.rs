@@ -141,13 +141,10 @@ impl Scheduler {
         entry(&mut queues, subscription).wake.clone()
     }
 
-    /// Takes every waiting delivery of a subscription out of its queue (a removed subscription's work is
-    /// cancelled); attempts in flight end on their own.
-    pub fn drain(&self, subscription: &str) -> Vec<DeliveryId> {
-        let mut queues = self.lock();
-        let Some(queue) = queues.get_mut(subscription) else { return Vec::new() };
-        queue.by_due.clear();
-        std::mem::take(&mut queue.by_id).into_keys().collect()
+    /// Up to `limit` queued (not in flight) deliveries of a subscription, oldest first.
+    pub fn queued_ids(&self, subscription: &str, limit: usize) -> Vec<DeliveryId> {
+        let queues = self.lock();
+        queues.get(subscription).map_or_else(Vec::new, |queue| queue.by_id.keys().take(limit).copied().collect())
     }
 
     /// Makes every worker look at its queue again, e.g. after a config change of concurrency or `enabled`.
@@ -238,17 +235,16 @@ mod tests {
     }
 
     #[test]
-    fn drain_takes_the_waiting_deliveries_but_not_those_in_flight() {
+    fn queued_ids_lists_the_waiting_deliveries_but_not_those_in_flight() {
         let scheduler = Scheduler::default();
         let id = ids(3);
         for &delivery in &id {
             scheduler.enqueue("s", delivery, 0);
         }
         assert_eq!(scheduler.next("s", 1, false, 10), Next::Start(id[0]));
-        assert_eq!(scheduler.drain("s"), vec![id[1], id[2]]);
-        assert_eq!(scheduler.queued("s"), 0);
-        assert_eq!(scheduler.next("s", 8, false, 10), Next::Wait);
-        assert!(scheduler.drain("unknown").is_empty());
+        assert_eq!(scheduler.queued_ids("s", 8), vec![id[1], id[2]]);
+        assert_eq!(scheduler.queued_ids("s", 1), vec![id[1]]);
+        assert!(scheduler.queued_ids("unknown", 8).is_empty());
     }
 
     /// Regression: `enqueue_all` of a queued id left its old `(due, id)` entry behind, and `next` later

@@ -198,11 +198,12 @@ impl Model {
                 self.presence[sub] = to;
                 write_config(self.dir.path(), &self.presence);
                 self.config.store(Arc::new(Config::load(&self.dir.path().join("relay.toml")).unwrap()));
-                let removed: Vec<String> = (0..2)
-                    .filter(|&i| was[i] != Presence::Removed && self.presence[i] == Presence::Removed)
-                    .map(|i| SUBSCRIPTIONS[i].to_owned())
-                    .collect();
-                self.deliveries().config_changed(&removed);
+                let names = |wanted: fn(Presence, Presence) -> bool| -> Vec<String> {
+                    (0..2).filter(|&i| wanted(was[i], self.presence[i])).map(|i| SUBSCRIPTIONS[i].to_owned()).collect()
+                };
+                let added = names(|was, now| was == Presence::Removed && now != Presence::Removed);
+                let removed = names(|was, now| was != Presence::Removed && now == Presence::Removed);
+                self.deliveries().config_changed(&added, &removed);
             }
             Op::GraceEnds { sub } => {
                 let name = SUBSCRIPTIONS[sub];

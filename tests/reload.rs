@@ -141,6 +141,71 @@ async fn a_disabled_subscription_holds_its_deliveries_and_releases_them_in_order
     }
 }
 
+const CANCELLED: &str = "Removed subscription's queued deliveries cancelled.";
+
+/// Deliveries cancelled so far, by the relay's log.
+fn cancelled_so_far(relay: &RelayProcess) -> u64 {
+    relay.logs().iter().filter(|l| l["message"] == CANCELLED).filter_map(|l| l["cancelled"].as_u64()).sum()
+}
+
+fn timestamp(line: &Value) -> time::OffsetDateTime {
+    let text = line["timestamp"].as_str().unwrap();
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
+/// Before: the first half of a config saved in two writes (valid TOML, ending between two
+/// `[[subscription]]` tables) applied, and the queued deliveries of the subscription in the second half
+/// were cancelled for good; the second half re-added it to no avail.
+#[tokio::test]
+async fn a_config_saved_in_two_writes_keeps_the_queued_work_of_a_subscription_briefly_missing() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let first = subscription("first", &receiver.url("/first"), "enabled = false");
+    let second = |extra: &str| subscription("second", &receiver.url("/second"), extra);
+    env.write_config(&setup(first.clone() + &second("enabled = false")));
+    let relay = env.start_with_env(&[(hookrelay::relay::REMOVED_GRACE_VARIABLE, "10m")]).await;
+    for i in 0..20 {
+        post(&relay, &format!("half-{i}")).await;
+    }
+
+    env.write_config(&setup(first.clone()));
+    assert_eq!(reloaded(&relay, 1).await["removed"], "[\"second\"]");
+    env.write_config(&setup(first + &second("")));
+    assert_eq!(reloaded(&relay, 2).await["added"], "[\"second\"]");
+    let mut delivered = BTreeSet::new();
+    while delivered.len() < 20 {
+        let request = receiver.next().await;
+        assert_eq!(request.path, "/second");
+        delivered.insert(request.header("webhook-id").to_owned());
+    }
+    assert_eq!(cancelled_so_far(&relay), 0);
+    let opened =
+        relay.logs().into_iter().find(|l| l["message"].as_str().is_some_and(|m| m.starts_with("Subscription not in")));
+    assert_eq!(opened.map(|l| l["grace"].clone()), Some(json!("10m")), "the grace period started with the removal");
+}
+
+/// Before (found in review): a grace timer outlived its subscription's return, so a second removal soon
+/// after was cancelled when the first removal's grace period ended, not its own.
+#[tokio::test]
+async fn a_second_removal_gets_a_full_grace_period_of_its_own() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let held = subscription("held", &receiver.url("/"), "enabled = false");
+    env.write_config(&setup(held.clone()));
+    let relay = env.start_with_env(&[(hookrelay::relay::REMOVED_GRACE_VARIABLE, "1500ms")]).await;
+    post(&relay, "twice-removed").await;
+
+    for (n, text) in [(1, setup(String::new())), (2, setup(held.clone())), (3, setup(String::new()))] {
+        env.save_by_rename(&text);
+        reloaded(&relay, n).await;
+    }
+    let second_removal = timestamp(&reloaded(&relay, 3).await);
+    let cancelled = relay.wait_for_log(CANCELLED, 1, |_| true).await;
+    assert_eq!(cancelled["cancelled"], 1);
+    let waited = timestamp(&cancelled) - second_removal;
+    assert!(waited >= time::Duration::milliseconds(1500), "cancelled {waited} after the second removal");
+}
+
 #[tokio::test]
 async fn a_removed_subscription_s_queued_deliveries_become_cancelled() {
     let env = TestEnv::new();
@@ -155,6 +220,12 @@ async fn a_removed_subscription_s_queued_deliveries_become_cancelled() {
 
     env.save_by_rename(&setup(keep.clone()));
     assert_eq!(reloaded(&relay, 1).await["removed"], "[\"gone\"]");
+    // Both at once from the queue, or one then the other when an attempt in flight ends.
+    let mut lines = 0;
+    while cancelled_so_far(&relay) < 2 {
+        lines += 1;
+        relay.wait_for_log(CANCELLED, lines, |_| true).await;
+    }
     relay.terminate();
     assert!(relay.wait_exit().await.success());
 

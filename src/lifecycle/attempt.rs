@@ -76,7 +76,15 @@ impl Deliveries {
                         records.put_delivery(&delivery);
                         true
                     }
-                    _ => false,
+                    Some(_) => false,
+                    None => {
+                        // Quarantined (damaged) while held: it was counted as unfinished until now.
+                        let owner = Arc::clone(&owner);
+                        return Ok(Change::then(false, move || {
+                            owner.scheduler.finished(&name, id, None);
+                            owner.backlog.release(1);
+                        }));
+                    }
                 };
                 Ok(Change::then(failed, move || {
                     owner.scheduler.finished(&name, id, None);
@@ -106,8 +114,12 @@ impl Deliveries {
         self.store
             .transition(move |records| {
                 let Some(mut delivery) = records.delivery(id)? else {
-                    // Quarantined while the attempt was out: nothing to record it on.
-                    return Ok(Change::then(None, move || owner.scheduler.finished(&name, id, None)));
+                    // Quarantined while the attempt was out: nothing to record it on; it was counted as
+                    // unfinished until now.
+                    return Ok(Change::then(None, move || {
+                        owner.scheduler.finished(&name, id, None);
+                        owner.backlog.release(1);
+                    }));
                 };
                 let was_pending = delivery.status == DeliveryStatus::Pending;
                 let retry_at = if was_pending {

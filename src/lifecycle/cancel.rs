@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use tracing::{error, info};
 
-use super::Deliveries;
+use super::{Deliveries, SLICE};
 use crate::clock::now_ms;
 use crate::store::{Change, DeliveryStatus, StoreError};
 
@@ -19,35 +19,80 @@ pub struct Erased {
 }
 
 impl Deliveries {
-    /// Cancels the queued deliveries of `subscription` if it is (still) not in the config: called at the
-    /// end of its grace period ([`Deliveries::watch_removed`]). Attempts in flight end on their own; a retry they schedule starts a new grace
-    /// period (see [`Deliveries::queue`]).
-    pub async fn cancel_removed(self: &Arc<Self>, subscription: &str) {
+    /// The grace period of a removal of `subscription` has ended: its queued deliveries are cancelled,
+    /// unless the subscription came back meanwhile (a later removal has a grace period of its own).
+    pub(super) async fn grace_ended(self: &Arc<Self>, subscription: &str, removal: u64) {
         let owner = Arc::clone(self);
         let name = subscription.to_owned();
-        let decided = self.store.transition(move |records| {
-            if owner.config.load().subscription(&name).is_some() {
-                return Ok(Change::only(0));
+        self.cancel_removed_if(subscription, move || {
+            let mut graced = owner.graced();
+            let current = graced.get(&name) == Some(&removal);
+            if current {
+                graced.remove(&name);
             }
-            let now = now_ms();
-            let mut cancelled = 0;
-            for id in owner.scheduler.drain(&name) {
-                if let Some(mut delivery) = records.delivery(id)?.filter(|d| d.status == DeliveryStatus::Pending) {
-                    delivery.cancel(now);
-                    records.put_delivery(&delivery);
-                    cancelled += 1;
+            current
+        })
+        .await
+    }
+
+    /// Cancels the queued deliveries of `subscription` now if it is not in the config.
+    pub async fn cancel_removed(self: &Arc<Self>, subscription: &str) {
+        self.cancel_removed_if(subscription, || true).await
+    }
+
+    /// Cancels, a slice at a time, the queued deliveries of `subscription` while it is not in the config
+    /// and `still_wanted` says so (asked in the first slice's decision). Attempts in flight end on their
+    /// own; a retry they schedule starts a new grace period (see [`Deliveries::queue`]).
+    async fn cancel_removed_if(
+        self: &Arc<Self>,
+        subscription: &str,
+        still_wanted: impl FnOnce() -> bool + Send + 'static,
+    ) {
+        let mut still_wanted = Some(still_wanted);
+        let mut total = 0;
+        loop {
+            let owner = Arc::clone(self);
+            let name = subscription.to_owned();
+            let ask = still_wanted.take();
+            let decided = self.store.transition(move |records| {
+                if owner.config.load().subscription(&name).is_some() || !ask.is_none_or(|ask| ask()) {
+                    return Ok(Change::only(None));
                 }
-            }
-            let owner = Arc::clone(&owner);
-            Ok(Change::then(cancelled, move || owner.backlog.release(cancelled as u64)))
-        });
-        match decided.map(|answer| answer.wait()) {
-            Ok(answer) => match answer.await {
-                Ok(0) => {}
-                Ok(cancelled) => info!(subscription, cancelled, "Removed subscription's queued deliveries cancelled."),
+                let now = now_ms();
+                let examined = owner.scheduler.queued_ids(&name, SLICE);
+                let mut cancelled = 0;
+                for &id in &examined {
+                    if let Some(mut delivery) = records.delivery(id)?.filter(|d| d.status == DeliveryStatus::Pending) {
+                        delivery.cancel(now);
+                        records.put_delivery(&delivery);
+                        cancelled += 1;
+                    }
+                }
+                // Last, after every read that could fail: no worker takes these any more.
+                for &id in &examined {
+                    owner.scheduler.remove(&name, id);
+                }
+                let owner = Arc::clone(&owner);
+                let done = examined.len() < SLICE;
+                Ok(Change::then(Some((cancelled, done)), move || owner.backlog.release(cancelled as u64)))
+            });
+            match decided.map(|answer| answer.wait()) {
+                Ok(answer) => match answer.await {
+                    Ok(Some((cancelled, done))) => {
+                        total += cancelled;
+                        if !done {
+                            continue;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => error!(subscription, %error, "Cannot cancel a removed subscription's deliveries."),
+                },
                 Err(error) => error!(subscription, %error, "Cannot cancel a removed subscription's deliveries."),
-            },
-            Err(error) => error!(subscription, %error, "Cannot cancel a removed subscription's deliveries."),
+            }
+            break;
+        }
+        if total > 0 {
+            info!(subscription, cancelled = total, "Removed subscription's queued deliveries cancelled.");
         }
     }
 
@@ -65,11 +110,10 @@ impl Deliveries {
                 for &id in &event.deliveries {
                     let Some(mut delivery) = records.delivery(id)? else { continue };
                     if delivery.status == DeliveryStatus::Pending {
-                        owner.scheduler.remove(&delivery.subscription, id);
                         delivery.cancel(now);
                         delivery.last_error = Some("its event was erased".into());
                         records.put_delivery(&delivery);
-                        cancelled.push(delivery.subscription.clone());
+                        cancelled.push((delivery.subscription.clone(), id));
                     }
                     for mut attempt in records.attempts(id)? {
                         if attempt.response_body.take().is_some() {
@@ -85,9 +129,19 @@ impl Deliveries {
                     })?;
                     records.put_event(&event);
                 }
+                // Last, after every read that could fail: no worker takes these any more.
+                for (subscription, id) in &cancelled {
+                    owner.scheduler.remove(subscription, *id);
+                }
                 let answer = Some(Erased { cancelled: cancelled.len() });
                 let owner = Arc::clone(&owner);
-                Ok(Change::then(answer, move || owner.backlog.release(cancelled.len() as u64)))
+                Ok(Change::then(answer, move || {
+                    owner.backlog.release(cancelled.len() as u64);
+                    // An attempt result decided earlier in the same round may have queued one again.
+                    for (subscription, id) in &cancelled {
+                        owner.scheduler.remove(subscription, *id);
+                    }
+                }))
             })?
             .wait()
             .await

@@ -36,7 +36,8 @@ mod quarantine;
 mod recover;
 mod requeue;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +57,10 @@ use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 use crate::store::{DeliveryId, Store};
 
+/// Deliveries (or events, for purge) handled per transition by the transitions that may touch very many:
+/// each is one sled batch, and ingest's commits interleave between them.
+const SLICE: usize = 256;
+
 /// How long a removed subscription's queued deliveries wait for it to come back (SPEC §7).
 pub const REMOVED_GRACE: Duration = Duration::from_secs(600);
 
@@ -72,8 +77,10 @@ pub struct Deliveries {
     ids: Mutex<ulid::Generator>,
     /// See [`REMOVED_GRACE`]; shorter in tests.
     removed_grace: Duration,
-    /// Unconfigured subscriptions whose queue has a grace timer running.
-    graced: Mutex<HashSet<String>>,
+    /// Unconfigured subscriptions whose queue has a grace timer running, with the number of the removal
+    /// it belongs to: a subscription that comes back ends it, and a later removal starts a new one.
+    graced: Mutex<HashMap<String, u64>>,
+    removals: AtomicU64,
 }
 
 impl Deliveries {
@@ -93,6 +100,7 @@ impl Deliveries {
             ids: Mutex::new(ulid::Generator::new()),
             removed_grace,
             graced: Mutex::default(),
+            removals: AtomicU64::new(0),
         })
     }
 
@@ -124,21 +132,33 @@ impl Deliveries {
         }
     }
 
-    /// A new config is in place (a reload): removed subscriptions' queues start their grace period, and
-    /// every worker looks at its queue again (concurrency, `enabled` and schedules may have changed).
-    pub fn config_changed(self: &Arc<Self>, removed: &[String]) {
+    /// A new config is in place (a reload): added subscriptions end their grace period, removed ones
+    /// start one, and every worker looks at its queue again (concurrency, `enabled` and schedules may
+    /// have changed).
+    pub fn config_changed(self: &Arc<Self>, added: &[String], removed: &[String]) {
+        let mut graced = self.graced();
+        for name in added {
+            graced.remove(name);
+        }
+        drop(graced);
         for name in removed {
             self.watch_removed(name);
         }
         self.scheduler.wake_all();
     }
 
+    fn graced(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.graced.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Starts the grace timer of an unconfigured subscription's queue unless one runs: once it ends, the
-    /// queued deliveries are cancelled if the subscription is still not configured (SPEC §7).
+    /// queued deliveries are cancelled if the subscription has not come back meanwhile (SPEC §7).
     pub fn watch_removed(self: &Arc<Self>, subscription: &str) {
-        if !self.graced.lock().unwrap_or_else(|p| p.into_inner()).insert(subscription.to_owned()) {
-            return;
-        }
+        let removal = self.removals.fetch_add(1, Ordering::Relaxed);
+        match self.graced().entry(subscription.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(_) => return,
+            std::collections::hash_map::Entry::Vacant(vacant) => vacant.insert(removal),
+        };
         info!(
             subscription,
             grace = %humantime::format_duration(self.removed_grace),
@@ -149,8 +169,7 @@ impl Deliveries {
         self.runtime.spawn(async move {
             tokio::time::sleep(grace).await;
             let Some(deliveries) = owner.upgrade() else { return };
-            deliveries.graced.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
-            deliveries.cancel_removed(&name).await;
+            deliveries.grace_ended(&name, removal).await;
         });
     }
 }

@@ -6,12 +6,8 @@
 
 use std::sync::Arc;
 
-use super::{blocking, Deliveries};
+use super::{blocking, Deliveries, SLICE};
 use crate::store::{Change, DeliveryStatus, StoreError};
-
-/// Events looked at per scan slice and removed per transition: small enough that neither a scan slice
-/// nor a transition holds up ingest for long.
-const SLICE: usize = 256;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Purged {

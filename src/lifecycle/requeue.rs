@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::Deliveries;
+use super::{Deliveries, SLICE};
 use crate::clock::now_ms;
 use crate::store::{Change, DeliveryId, DeliveryRecord, DeliveryStatus, StoreError};
 
@@ -36,8 +36,21 @@ pub enum NotResent {
 
 impl Deliveries {
     /// Makes failed or cancelled deliveries pending again, due now; their attempts go on counting but the
-    /// retry schedule starts over. One transition for all of them; durable when it returns.
+    /// retry schedule starts over. A transition per slice of [`SLICE`] deliveries, in a task of its own:
+    /// once called, every slice is carried out even if the caller stops waiting. Durable when it returns.
     pub async fn requeue(self: &Arc<Self>, ids: Vec<DeliveryId>) -> Result<Vec<Result<(), NotRequeued>>, StoreError> {
+        let owner = Arc::clone(self);
+        let task = self.runtime.spawn(async move {
+            let mut results = Vec::with_capacity(ids.len());
+            for slice in ids.chunks(SLICE) {
+                results.extend(owner.requeue_slice(slice.to_vec()).await?);
+            }
+            Ok(results)
+        });
+        task.await.unwrap_or(Err(StoreError::Stopped))
+    }
+
+    async fn requeue_slice(self: &Arc<Self>, ids: Vec<DeliveryId>) -> Result<Vec<Result<(), NotRequeued>>, StoreError> {
         let owner = Arc::clone(self);
         self.store
             .transition(move |records| {

@@ -150,7 +150,7 @@ impl Reloader {
         for name in &changes.added {
             self.dispatcher.ensure_worker(name);
         }
-        self.deliveries.config_changed(&changes.removed);
+        self.deliveries.config_changed(&changes.added, &changes.removed);
         info!(
             added = ?changes.added,
             removed = ?changes.removed,

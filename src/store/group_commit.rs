@@ -85,7 +85,8 @@ impl GroupCommit {
         let db_file = File::open(dir.join("db"))?;
         // The directory entries of the database files must survive power loss too.
         File::open(dir)?.sync_all()?;
-        let mut syncer = Syncer { db, db_file, blobs_dir: dir.join("blobs"), synced_blobs: HashSet::new() };
+        let mut syncer =
+            Syncer { db, db_file, blobs_dir: dir.join("blobs"), synced_blobs: HashSet::new(), panicked: false };
         let (queue, requests) = mpsc::channel::<Request>();
         std::thread::Builder::new().name("hookrelay-commit".into()).spawn(move || {
             while let Ok(first) = requests.recv() {
@@ -101,7 +102,12 @@ impl GroupCommit {
                     observe(started.elapsed());
                 }
                 for complete in completions {
-                    complete(&result);
+                    if !survived("A transition's follow-up", || complete(&result)) {
+                        broken.cancel();
+                    }
+                }
+                if syncer.panicked {
+                    broken.cancel();
                 }
             }
         })?;
@@ -132,6 +138,21 @@ struct Syncer {
     db_file: File,
     blobs_dir: PathBuf,
     synced_blobs: HashSet<std::ffi::OsString>,
+    /// A transition panicked (a bug): what it did in memory is unknown, so the store counts as broken and
+    /// the relay restarts, rebuilding its state from the disk.
+    panicked: bool,
+}
+
+/// Runs `work`, catching a panic so that the commit thread (and every writer waiting on it) survives a bug
+/// in one transition; logs it and says whether `work` finished.
+fn survived(what: &str, work: impl FnOnce()) -> bool {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(()) => true,
+        Err(_) => {
+            tracing::error!("{what} panicked on the store's commit thread; the relay restarts on the store.");
+            false
+        }
+    }
 }
 
 impl Syncer {
@@ -140,7 +161,7 @@ impl Syncer {
     /// once. A request's writes always go in one batch: an event and its deliveries are atomic. Returns
     /// the completions to run once the round's outcome is known; after a failure the remaining requests
     /// are not applied (the store is broken) but still completed, with the error.
-    fn apply(&self, requests: Vec<Request>) -> (io::Result<()>, Vec<Completion>) {
+    fn apply(&mut self, requests: Vec<Request>) -> (io::Result<()>, Vec<Completion>) {
         let mut round = Round::new(&self.db);
         let mut completions: Vec<Completion> = Vec::with_capacity(requests.len());
         let mut result = Ok(());
@@ -154,7 +175,15 @@ impl Syncer {
                         let _ = done.send(outcome.clone());
                     }));
                 }
-                Request::Transition(transition) => completions.push(transition(&mut round)),
+                Request::Transition(transition) => {
+                    let mut completion: Option<Completion> = None;
+                    if survived("A transition", || completion = Some(transition(&mut round))) {
+                        completions.extend(completion);
+                    } else {
+                        // Its caller is told the commit thread stopped; the relay restarts on the store.
+                        self.panicked = true;
+                    }
+                }
             }
             if result.is_ok() && round.bytes >= BATCH_BYTES {
                 result = round.apply_batch();

@@ -3,9 +3,13 @@
 //! and writes; its caller gets its answer once the writes are durable, and the in-memory follow-up the
 //! closure returns runs then too, on the commit thread, whether or not the caller still waits.
 //!
+//! A decision's writes are staged and reach the round only when it returns `Ok`: a decision that fails
+//! part-way (a read error) changes nothing, and all its writes land in one sled batch.
+//!
 //! A record that does not decode is quarantined where a transition meets it: moved under the `q` prefix
 //! ([`super::keys::quarantined`]), logged at ERROR with its key, counted, and treated as absent.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -50,6 +54,36 @@ impl<T> Answer<T> {
 pub struct Records<'r, 'a> {
     round: &'r mut Round<'a>,
     store: &'r Store,
+    /// This decision's writes; `None` is a removal. Applied to the round on `Ok`.
+    staged: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Written with [`Records::put_accepted`]: keys nothing reads back.
+    staged_new: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Records this decision quarantined.
+    quarantined: u64,
+}
+
+impl<'r, 'a> Records<'r, 'a> {
+    fn new(round: &'r mut Round<'a>, store: &'r Store) -> Self {
+        Records { round, store, staged: HashMap::new(), staged_new: Vec::new(), quarantined: 0 }
+    }
+
+    /// Hands the staged writes to the round.
+    fn commit(self) {
+        self.store.corrupt.fetch_add(self.quarantined, Ordering::Relaxed);
+        for (key, value) in self.staged {
+            match value {
+                Some(value) => self.round.insert(key, value),
+                None => self.round.remove(key),
+            }
+        }
+        for (key, value) in self.staged_new {
+            self.round.insert_new(key, value);
+        }
+    }
+
+    fn stage(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.staged.insert(key, value);
+    }
 }
 
 impl Store {
@@ -63,7 +97,11 @@ impl Store {
         let store = self.clone();
         self.committer
             .transition(Box::new(move |round| -> Completion {
-                let decided = decide(&mut Records { round, store: &store });
+                let mut records = Records::new(round, &store);
+                let decided = decide(&mut records);
+                if decided.is_ok() {
+                    records.commit();
+                }
                 Box::new(move |outcome| match (decided, outcome) {
                     (Ok(change), Ok(())) => {
                         (change.then)();
@@ -102,24 +140,24 @@ impl Records<'_, '_> {
     }
 
     pub fn put_delivery(&mut self, delivery: &DeliveryRecord) {
-        self.round.insert(keys::delivery(delivery.id).to_vec(), delivery.encode());
+        self.stage(keys::delivery(delivery.id).to_vec(), Some(delivery.encode()));
     }
 
     pub fn put_event(&mut self, event: &EventRecord) {
-        self.round.insert(keys::event(&event.id), event.encode());
+        self.stage(keys::event(&event.id), Some(event.encode()));
     }
 
     pub fn put_attempt(&mut self, id: DeliveryId, attempt: &AttemptRecord) {
-        self.round.insert(keys::attempt(id, attempt.n).to_vec(), attempt.encode());
+        self.stage(keys::attempt(id, attempt.n).to_vec(), Some(attempt.encode()));
     }
 
     /// Removes an event with its deliveries and their attempts.
     pub fn remove_event(&mut self, event: &EventRecord) -> Result<(), StoreError> {
-        self.round.remove(keys::event(&event.id));
+        self.stage(keys::event(&event.id), None);
         for &delivery in &event.deliveries {
-            self.round.remove(keys::delivery(delivery).to_vec());
+            self.stage(keys::delivery(delivery).to_vec(), None);
             for key in self.round.keys_with_prefix(&keys::attempts_of(delivery)).map_err(io_error)? {
-                self.round.remove(key);
+                self.stage(key, None);
             }
         }
         Ok(())
@@ -128,27 +166,31 @@ impl Records<'_, '_> {
     /// Writes a new event with its deliveries; their keys are new, so nothing is read back (the bytes are
     /// not copied for later reads in the round).
     pub fn put_accepted(&mut self, accepted: &super::Accepted) {
-        self.round.insert_new(keys::event(&accepted.event.id), accepted.event.encode());
+        self.staged_new.push((keys::event(&accepted.event.id), accepted.event.encode()));
         for delivery in &accepted.deliveries {
-            self.round.insert_new(keys::delivery(delivery.id).to_vec(), delivery.encode());
+            self.staged_new.push((keys::delivery(delivery.id).to_vec(), delivery.encode()));
         }
     }
 
     /// Quarantines the record under `key` if it does not decode (found so by a read outside a
     /// transition); says whether it did.
     pub fn quarantine_if_damaged(&mut self, key: &[u8]) -> Result<bool, StoreError> {
-        let before = self.store.corrupt.load(Ordering::Relaxed);
+        let before = self.quarantined;
         match key.first() {
             Some(&keys::EVENT) => drop(self.read::<EventRecord>(key)?),
             Some(&keys::DELIVERY) => drop(self.read::<DeliveryRecord>(key)?),
             Some(&keys::ATTEMPT) => drop(self.read::<AttemptRecord>(key)?),
             _ => {}
         }
-        Ok(self.store.corrupt.load(Ordering::Relaxed) > before)
+        Ok(self.quarantined > before)
     }
 
     fn read<T: Record>(&mut self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        let Some(value) = self.round.get(key).map_err(io_error)? else { return Ok(None) };
+        let value = match self.staged.get(key) {
+            Some(value) => value.clone(),
+            None => self.round.get(key).map_err(io_error)?,
+        };
+        let Some(value) = value else { return Ok(None) };
         match T::decode(&value) {
             Ok(record) => Ok(Some(record)),
             Err(reason) => {
@@ -156,9 +198,9 @@ impl Records<'_, '_> {
                     key = %keys::printable(key), %reason,
                     "Damaged record quarantined; the relay goes on without it. Inspect it with `GET /v1/quarantine`."
                 );
-                self.round.remove(key.to_vec());
-                self.round.insert(keys::quarantined(key), value);
-                self.store.corrupt.fetch_add(1, Ordering::Relaxed);
+                self.stage(key.to_vec(), None);
+                self.stage(keys::quarantined(key), Some(value));
+                self.quarantined += 1;
                 Ok(None)
             }
         }

@@ -152,6 +152,29 @@ secret = "s"
 id = "X-Id"
 "#;
 
+/// Before: durations and counts had no upper bound, so `retry = ["300000000years"]` passed `check` and
+/// overflowed the backoff arithmetic at run time (a panic), and a 10 MB `source` went into every body.
+#[test]
+fn values_past_their_upper_bounds_are_config_errors() {
+    let source = "x".repeat(300);
+    let text = format!(
+        "[relay]\nstate_dir = \"state\"\nretention = \"20000d\"\nsource = \"{source}\"\n\
+         [ingest]\nunix_socket = \"s.sock\"\nmax_body_bytes = 1073741824\n\
+         [delivery]\nretry = [\"1m\", \"300000000years\"]\ntimeout = \"31d\"\nconcurrency = 5000\n"
+    );
+    assert_problems(
+        &text,
+        &[
+            ("\"20000d\"", 1, "over the maximum of 3650 days"),
+            ("\"xxx", 1, "`source` must be at most 256 bytes"),
+            ("1073741824", 1, "`max_body_bytes` must be at most"),
+            ("\"300000000years\"", 1, "over the maximum of 30 days"),
+            ("\"31d\"", 1, "over the maximum of 30 days"),
+            ("5000", 1, "`concurrency` must be from 1 to 1024"),
+        ],
+    );
+}
+
 #[test]
 fn check_reports_dialect_conflicts_with_their_line_and_column() {
     assert_problems(
@@ -224,6 +247,11 @@ fn run_refuses_to_start_on_an_invalid_file() {
 fn usage_errors_exit_2() {
     assert_eq!(hookrelay(&["frobnicate"], None).status.code(), Some(2));
     assert_eq!(hookrelay(&["check", "--bogus"], None).status.code(), Some(2));
+    // Judged by the CLI itself, before any connection (the config file does not even exist).
+    let missing = Path::new("/nonexistent/relay.toml");
+    for args in [&["deliveries", "--limit", "0"][..], &["deliveries", "--status", "done"], &["resend"], &["erase"]] {
+        assert_eq!(hookrelay(args, Some(missing)).status.code(), Some(2), "{args:?}");
+    }
 }
 
 #[test]

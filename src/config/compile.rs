@@ -37,6 +37,13 @@ const RESERVED_HEADERS: &[&str] = &[
     "webhook-signature",
 ];
 
+/// Upper bounds of counts (SPEC §3: a value past them is a config error, never an overflow at run time).
+const MAX_CONCURRENCY: usize = 1024;
+const MAX_RETRIES: usize = 100;
+const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// `relay.source` is copied into every envelope.
+const MAX_SOURCE_BYTES: usize = 256;
+
 pub fn load(path: &Path) -> Result<Config, Diagnostics> {
     let file = absolute(path);
     let text = std::fs::read_to_string(&file).map_err(|error| {
@@ -50,8 +57,12 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
     let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
     let mut compiler = Compiler { reporter: Reporter::new(&file, &text), base_dir };
     let config = compiler.compile(&text, &file);
+    if config.is_none() && !compiler.reporter.has_errors() {
+        // Every path that yields no config reports why; this keeps a gap from ever passing as valid.
+        compiler.reporter.error(None, "the config is incomplete");
+    }
     compiler.reporter.finish()?;
-    Ok(config.expect("a config without diagnostics is complete"))
+    config.ok_or_else(|| Diagnostics(Vec::new()))
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -98,7 +109,10 @@ impl Compiler<'_> {
         if self.reporter.has_errors() {
             return None;
         }
-        let router = Router::new(routes).expect("patterns were compiled one by one");
+        let router = match Router::new(routes) {
+            Ok(router) => router,
+            Err(error) => return self.fail(None, format!("the event patterns cannot be combined: {error}")),
+        };
         let digest = Sha256::digest(text).into();
         let (relay, ingest, log) = (relay?, ingest?, log?);
         Some(Config { file: file.to_path_buf(), digest, relay, ingest, log, subscriptions, router })
@@ -141,7 +155,7 @@ impl Compiler<'_> {
             None => self.fail(section.span.clone(), "[relay] needs `state_dir`, the directory of the database"),
         };
         let retention = match &raw.retention {
-            Some(text) => self.duration(text),
+            Some(text) => self.duration_up_to(text, super::values::MAX_RETENTION, "3650 days"),
             None => Some(Duration::from_secs(7 * 24 * 3600)),
         };
         let max_pending = match &raw.max_pending {
@@ -149,7 +163,14 @@ impl Compiler<'_> {
             Some(n) => Some(*n.get_ref()),
             None => Some(1_000_000),
         };
-        let source = raw.source.as_ref().map(|s| s.get_ref().clone());
+        let source = match &raw.source {
+            Some(text) if text.get_ref().len() > MAX_SOURCE_BYTES => {
+                self.fail(text.span(), format!("`source` must be at most {MAX_SOURCE_BYTES} bytes"))
+            }
+            Some(text) => Some(Some(text.get_ref().clone())),
+            None => Some(None),
+        };
+        let source = source?;
         Some(RelaySettings { state_dir: state_dir?, source, retention: retention?, max_pending: max_pending? })
     }
 
@@ -180,6 +201,9 @@ impl Compiler<'_> {
         let token = raw.token.as_ref().and_then(|t| self.secret(t, t.span()));
         let max_body_bytes = match &raw.max_body_bytes {
             Some(n) if *n.get_ref() == 0 => self.fail(n.span(), "`max_body_bytes` must be at least 1"),
+            Some(n) if *n.get_ref() > MAX_BODY_BYTES => {
+                self.fail(n.span(), format!("`max_body_bytes` must be at most {MAX_BODY_BYTES} (64 MiB)"))
+            }
             Some(n) => usize::try_from(*n.get_ref()).ok(),
             None => Some(1024 * 1024),
         };
@@ -218,6 +242,9 @@ impl Compiler<'_> {
             }
         }
         if let Some(list) = &raw.retry {
+            if list.get_ref().len() > MAX_RETRIES {
+                self.reporter.error(Some(list.span()), format!("`retry` may list at most {MAX_RETRIES} delays"));
+            }
             let delays: Vec<_> = list.get_ref().iter().map(|d| self.duration(d)).collect();
             if let Some(delays) = delays.into_iter().collect::<Option<Vec<_>>>() {
                 settings.retry = delays;
@@ -233,8 +260,8 @@ impl Compiler<'_> {
         }
         if let Some(n) = &raw.concurrency {
             match usize::try_from(*n.get_ref()) {
-                Ok(n) if n >= 1 => settings.concurrency = n,
-                _ => self.reporter.error(Some(n.span()), "`concurrency` must be at least 1"),
+                Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => settings.concurrency = n,
+                _ => self.reporter.error(Some(n.span()), format!("`concurrency` must be from 1 to {MAX_CONCURRENCY}")),
             }
         }
         if let Some(scheme) = &raw.signature {

@@ -1,6 +1,12 @@
 //! Single values of the config file: secrets, durations, paths, header names, PEM files, socket modes.
 //! Each reports its problem at the value's position and returns `None`.
 
+/// The longest delay a config may name (SPEC §3).
+pub const MAX_DELAY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The longest retention: ten years.
+pub const MAX_RETENTION: Duration = Duration::from_secs(3650 * 24 * 3600);
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,9 +77,15 @@ impl Compiler<'_> {
         }
     }
 
+    /// A delay (timeout, retry): at most [`MAX_DELAY`], so that no arithmetic on it can overflow.
     pub(super) fn duration(&mut self, text: &Text) -> Option<Duration> {
+        self.duration_up_to(text, MAX_DELAY, "30 days")
+    }
+
+    pub(super) fn duration_up_to(&mut self, text: &Text, max: Duration, max_text: &str) -> Option<Duration> {
         match humantime::parse_duration(text.get_ref()) {
-            Ok(duration) => Some(duration),
+            Ok(duration) if duration <= max => Some(duration),
+            Ok(_) => self.fail(text.span(), format!("duration `{}` is over the maximum of {max_text}", text.get_ref())),
             Err(error) => self.fail(
                 text.span(),
                 format!("invalid duration `{}`: {error} (write e.g. \"500ms\", \"30s\" or \"1h 30m\")", text.get_ref()),

@@ -1,6 +1,7 @@
 //! The ingest server: HTTP/1.1 on the unix socket and on the loopback TCP port, same routes on both.
 
 mod accept;
+mod linger;
 mod patience;
 pub mod reply;
 mod routes;

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 use tracing::warn;
 
 use super::accept::{Acceptor, Refusal};
+use super::linger;
 use super::reply::{self, Reply};
 use crate::admin::{is_admin_path, Admin};
 use crate::clock::now_ms;
@@ -68,40 +69,42 @@ impl Routes {
 
     async fn ingest(&self, listener: Listener, request: Request<Incoming>) -> Reply {
         let config = self.acceptor.config.load_full();
+        let (parts, body) = request.into_parts();
         if listener == Listener::Tcp {
             if let Some(token) = &config.ingest.token {
-                let given = request.headers().get(AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-                if !given.is_some_and(|given| token.matches(given)) {
-                    return self.refuse(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
+                if !bearer(&parts.headers).is_some_and(|given| token.matches(given)) {
+                    let refusal =
+                        self.refuse(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
+                    return lingering(&parts.headers, body, refusal).await;
                 }
             }
         }
-        if !is_json(&request) {
-            return self.refuse(
+        if !is_json(&parts.headers) {
+            let refusal = self.refuse(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the events with Content-Type: application/json",
             );
+            return lingering(&parts.headers, body, refusal).await;
         }
         let limit = config.ingest.max_body_bytes;
         let too_large = || {
             self.refuse(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is over {limit} bytes"))
         };
-        let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limit as u64) {
-            return too_large();
+            return lingering(&parts.headers, body, too_large()).await;
         }
-        let reading = tokio::time::timeout(self.client_timeout, Limited::new(request.into_body(), limit).collect());
-        let body = match reading.await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => return too_large(),
-            Ok(Err(_)) => return self.refuse(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read"),
+        let body = match tokio::time::timeout(self.client_timeout, linger::read_limited(body, limit)).await {
+            Ok(linger::Body::Complete(bytes)) => bytes,
+            Ok(linger::Body::TooLarge(rest)) => return lingering(&parts.headers, rest, too_large()).await,
+            Ok(linger::Body::Broken) => {
+                return self.refuse(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read")
+            }
             Err(_) => {
                 let message =
                     format!("the body did not arrive within {}", humantime::format_duration(self.client_timeout));
-                let mut reply = self.refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout", message);
-                reply.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                return reply;
+                return closing(self.refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout", message));
             }
         };
         let submission = match parse_submission(&body) {
@@ -155,9 +158,31 @@ impl Routes {
     }
 }
 
+/// Answers `reply` once the unread rest of the body is discarded (see [`linger::discard`]); closes the
+/// connection after it when the body could not be read to its end.
+async fn lingering(headers: &HeaderMap, body: Incoming, reply: Reply) -> Reply {
+    if linger::discard(headers, body).await {
+        reply
+    } else {
+        closing(reply)
+    }
+}
+
+fn closing(mut reply: Reply) -> Reply {
+    reply.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    reply
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive (RFC 7235).
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+}
+
 /// `application/json`, with or without parameters such as `charset=utf-8`.
-fn is_json(request: &Request<Incoming>) -> bool {
-    let Some(value) = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     let media_type = value.split(';').next().unwrap_or("").trim();

@@ -81,7 +81,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         client_timeout,
     });
     let (servers, socket_path) = bind_listeners(&config.load(), &routes, &shutdown).await?;
-    systemd::ready(shutdown.stop.clone());
+    systemd::ready(shutdown.stop.clone(), store.clone());
 
     let broken = store.broken();
     let store_failed = tokio::select! {

@@ -1,0 +1,127 @@
+//! "No duplicate without a crash" (SPEC §7), black box: a fast 2xx receiver gets each `webhook-id`
+//! exactly once per subscription while events pour in and reloads (removing and re-adding a
+//! subscription, changing concurrency, SIGHUP) and requeues (bulk and by id) storm the relay.
+//!
+//! The default is a short storm that fits the suite; `HOOKRELAY_STORM_EVENTS=20000
+//! HOOKRELAY_STORM_SECONDS=30` runs the full one.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use support::client::{send, Call};
+use support::receiver::{always, Receiver};
+use support::relay::{unsigned_subscription, Setup, TestEnv};
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_webhook_id_arrives_once_per_subscription_through_reload_and_requeue_storms() {
+    let events = setting("HOOKRELAY_STORM_EVENTS", 2000) as usize;
+    let storm = Duration::from_secs(setting("HOOKRELAY_STORM_SECONDS", 4));
+    let env = TestEnv::new();
+    let (alpha, beta) = (Receiver::start(&env.ca, always(200)).await, Receiver::start(&env.ca, always(200)).await);
+    let flaky = Receiver::start(&env.ca, always(503)).await;
+    let config = |variant: usize| {
+        let alpha_extra = if variant % 2 == 0 { "concurrency = 8" } else { "concurrency = 3" };
+        let mut subscriptions = unsigned_subscription("alpha", &alpha.url("/"), alpha_extra);
+        if variant % 3 != 1 {
+            subscriptions += &unsigned_subscription("beta", &beta.url("/"), "");
+        }
+        subscriptions += &unsigned_subscription("flaky", &flaky.url("/"), "retry = []");
+        Setup { subscriptions, ..Setup::default() }
+    };
+    env.write_config(&config(0));
+    let relay = Arc::new(env.start_with_env(&[(hookrelay::relay::REMOVED_GRACE_VARIABLE, "10m")]).await);
+    let storming = Arc::new(AtomicBool::new(true));
+
+    let ingest = {
+        let relay = Arc::clone(&relay);
+        tokio::spawn(async move {
+            // Subscription → the events routed to it (beta is out of the config now and then).
+            let mut routed: HashMap<String, usize> = HashMap::new();
+            for batch in (0..events).collect::<Vec<_>>().chunks(50) {
+                let body: Vec<_> = batch
+                    .iter()
+                    .map(|i| json!({"type": "lab.completed", "id": format!("s-{i}"), "data": {"n": i}}))
+                    .collect();
+                let answer = relay.post_unix(&serde_json::to_string(&body).unwrap()).await;
+                assert_eq!(answer.status, 202, "{}", String::from_utf8_lossy(&answer.body));
+                for event in answer.json().as_array().unwrap() {
+                    for name in event["subscriptions"].as_array().unwrap() {
+                        *routed.entry(name.as_str().unwrap().to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            routed
+        })
+    };
+    let requeues = {
+        let (relay, storming) = (Arc::clone(&relay), Arc::clone(&storming));
+        tokio::spawn(async move {
+            let mut rounds = 0;
+            while storming.load(Ordering::Relaxed) {
+                for status in ["failed", "cancelled"] {
+                    let call = Call::post("/v1/deliveries/retry", json!({ "status": status }).to_string());
+                    assert_eq!(send(&relay.unix, call).await.status, 200);
+                }
+                let delivered = relay.admin_get("/v1/deliveries?status=delivered&limit=5").await;
+                for delivery in delivered["deliveries"].as_array().unwrap() {
+                    let path = format!("/v1/deliveries/{}/retry", delivery["id"].as_str().unwrap());
+                    assert_eq!(
+                        send(&relay.unix, Call::post(&path, "{}")).await.status,
+                        409,
+                        "delivered stays delivered"
+                    );
+                }
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let mut reloads = 0;
+    let mut pace = tokio::time::interval(Duration::from_millis(300));
+    let until = tokio::time::Instant::now() + storm;
+    while tokio::time::Instant::now() < until || !ingest.is_finished() {
+        pace.tick().await;
+        reloads += 1;
+        env.save_by_rename(&config(reloads));
+        if reloads % 4 == 0 {
+            relay.hangup();
+        }
+    }
+    storming.store(false, Ordering::Relaxed);
+    let routed = ingest.await.unwrap();
+    let requeue_rounds = requeues.await.unwrap();
+    env.save_by_rename(&config(0));
+    relay.hangup();
+
+    let expected = |name: &str| routed.get(name).copied().unwrap_or(0);
+    assert_eq!(expected("alpha"), events);
+    assert!(expected("beta") > 0);
+    let to_deliver = expected("alpha") + expected("beta");
+    relay.wait_for_log("Delivery succeeded.", to_deliver, |_| true).await;
+    let mut relay = Arc::into_inner(relay).expect("the storm tasks are done");
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+
+    for (name, receiver) in [("alpha", &alpha), ("beta", &beta)] {
+        let mut arrivals: HashMap<String, usize> = HashMap::new();
+        for _ in 0..receiver.count() {
+            *arrivals.entry(receiver.next().await.header("webhook-id").to_owned()).or_default() += 1;
+        }
+        let twice: Vec<_> = arrivals.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "{name}: arrived more than once: {twice:?}");
+        assert_eq!(arrivals.len(), expected(name), "{name}: every event routed to it arrived");
+    }
+    let succeeded = relay.logs().iter().filter(|l| l["message"] == "Delivery succeeded.").count();
+    assert_eq!(succeeded, to_deliver, "one recorded success per delivery");
+    assert!(reloads >= 4 && requeue_rounds >= 2, "the storms ran: {reloads} reloads, {requeue_rounds} requeue rounds");
+}

@@ -2,29 +2,40 @@
 //!
 //! # Layout
 //! ```text
-//! clinic app ──HTTP/unix──▶ ingest ──▶ router ──▶ store (sled, group commit + fdatasync) ──202──▶ clinic app
+//! clinic app ──HTTP/unix──▶ ingest ──▶ router ──▶ lifecycle: create ──▶ store (group commit + fdatasync) ──202──▶
 //!                                                   │
 //!            reload (notify + SIGHUP) ──▶ config (ArcSwap) ◀── every stage reads the current one
 //!                                                   ▼
-//!                      scheduler (in-memory due-time queues, rebuilt from the store at start)
+//!    ingest ─┐ workers ─┐ reload ─┐ admin ─┐ retention ─┐ recovery ─┐
+//!            ▼          ▼         ▼        ▼            ▼            ▼
+//!                lifecycle (the only writer of delivery state; transitions on the commit thread)
+//!                   ├─ store (every transition durable before it returns)
+//!                   ├─ scheduler (each delivery queued or in flight at most once)
+//!                   └─ backlog + metrics (updated in the same follow-up)
 //!                                                   ▼
 //!                 dispatch (per-subscription workers) ──▶ request (body + signature) ──▶ HTTPS client
-//!                                                   ▼
-//!                         attempt recorded in store ──▶ delivered | retry at T | failed
 //! ```
 //! - [`config`]: TOML → validated [`config::Config`]; every problem reported with line and column.
 //! - [`secret`]: the redacted [`secret::Secret`] type.
 //! - [`router`]: event type → subscription names (one `GlobSet`).
 //! - [`event`]: the ingest API's event objects: parsing, validation, compact JSON.
-//! - [`ingest`]: the HTTP/1.1 server on the unix socket and TCP listener.
-//! - [`store`]: the sled database, its key layout and invariants, and the group-commit flusher.
+//! - [`json`]: compacting JSON text byte for byte.
+//! - [`ingest`]: the HTTP/1.1 server on the unix socket and TCP listener, lingering close.
+//! - [`lifecycle`]: the owner of every delivery's state: create, attempt result, requeue, resend,
+//!   cancel, erase, purge, quarantine, recovery.
+//! - [`store`]: the sled database, its key layout and invariants, the group-commit thread and its
+//!   transitions.
 //! - [`scheduler`]: which deliveries are due, per subscription.
+//! - [`backlog`]: the count of unfinished deliveries behind `max_pending`.
 //! - [`delivery`]: workers, the outgoing request, signing, the HTTPS client, retry decisions.
-//! - [`reload`]: watches the config file (and SIGHUP), validates, swaps, cancels removed subscriptions' work.
-//! - [`admin`]: the unix-socket-only admin API (list, inspect, requeue).
+//! - [`reload`]: watches the config file (and SIGHUP), validates, swaps.
+//! - [`admin`]: the unix-socket-only admin API.
+//! - [`cli`]: the command line and the admin commands' client.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
-//! - [`retention`]: the background purge of finished records.
+//! - [`retention`]: the timer of the retention purge.
 //! - [`relay`]: wires the parts together and runs until shutdown.
+//! - [`shutdown`], [`systemd`], [`logging`], [`clock`], [`str_map`], [`limits`]: signals and grace,
+//!   sd_notify and the watchdog, tracing set-up, wall-clock helpers, a map helper, the open-file limit.
 
 pub mod admin;
 pub mod backlog;
@@ -36,6 +47,7 @@ pub mod event;
 pub mod ingest;
 pub mod json;
 pub mod lifecycle;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod relay;

@@ -32,6 +32,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let hangups = reload::hangup_signal().context("cannot listen for SIGHUP")?;
     let client_timeout = ingest::client_timeout()?;
     let removed_grace = removed_grace()?;
+    match crate::limits::raise_open_files() {
+        Ok((before, after)) if after > before => info!(before, after, "Open-file limit raised."),
+        Ok(_) => {}
+        Err(error) => warn!(%error, "Cannot raise the open-file limit."),
+    }
     let metrics = Arc::new(Metrics::default());
     let observer: FlushObserver = {
         let metrics = Arc::clone(&metrics);

@@ -153,14 +153,17 @@ id = "X-Id"
 "#;
 
 /// Before: durations and counts had no upper bound, so `retry = ["300000000years"]` passed `check` and
-/// overflowed the backoff arithmetic at run time (a panic), and a 10 MB `source` went into every body.
+/// overflowed the backoff arithmetic at run time (a panic), and a 10 MB `source` went into every body;
+/// urls with port 0 or a password passed too.
 #[test]
 fn values_past_their_upper_bounds_are_config_errors() {
     let source = "x".repeat(300);
     let text = format!(
         "[relay]\nstate_dir = \"state\"\nretention = \"20000d\"\nsource = \"{source}\"\n\
          [ingest]\nunix_socket = \"s.sock\"\nmax_body_bytes = 1073741824\n\
-         [delivery]\nretry = [\"1m\", \"300000000years\"]\ntimeout = \"31d\"\nconcurrency = 5000\n"
+         [delivery]\nretry = [\"1m\", \"300000000years\"]\ntimeout = \"31d\"\nconcurrency = 5000\n\
+         [[subscription]]\nname = \"a\"\nurl = \"https://127.0.0.1:0/\"\nevents = [\"*\"]\nsignature = \"none\"\n\
+         [[subscription]]\nname = \"b\"\nurl = \"https://user:pw@hooks.example/\"\nevents = [\"*\"]\nsignature = \"none\"\n"
     );
     assert_problems(
         &text,
@@ -171,6 +174,8 @@ fn values_past_their_upper_bounds_are_config_errors() {
             ("\"300000000years\"", 1, "over the maximum of 30 days"),
             ("\"31d\"", 1, "over the maximum of 30 days"),
             ("5000", 1, "`concurrency` must be from 1 to 1024"),
+            ("\"https://127.0.0.1:0/\"", 1, "port 0"),
+            ("\"https://user:pw@", 1, "must not hold a user or password"),
         ],
     );
 }

@@ -133,3 +133,40 @@ async fn hostile_receivers_each_end_in_a_failed_attempt_with_a_clear_error() {
     }
     assert_eq!((expired.count(), wrong_host.count(), self_signed.count()), (0, 0, 0), "no request went to them");
 }
+
+/// Before: a receiver that was down produced a WARN or ERROR line per attempt (200,000 deliveries wrote
+/// 200,592 lines in 26 s), more than journald keeps. Now: its first failed attempt and delivery in full,
+/// a summary a minute, the rest at DEBUG, and one line when it recovers.
+#[tokio::test]
+async fn a_receiver_that_is_down_costs_a_few_log_lines_not_one_per_attempt() {
+    let env = TestEnv::new();
+    let (down, up) = (Receiver::start(&env.ca, always(503)).await, Receiver::start(&env.ca, always(200)).await);
+    let setup = |url: &str| Setup {
+        subscriptions: unsigned_subscription("vet", url, "retry = [\"10ms\"]"),
+        ..Setup::default()
+    };
+    env.write_config(&setup(&down.url("/")));
+    let mut relay = env.start().await;
+    let events: Vec<_> = (0..500).map(|i| serde_json::json!({"type": "lab.completed", "data": i})).collect();
+    assert_eq!(relay.post_unix(&serde_json::to_string(&events).unwrap()).await.status, 202);
+    // Every delivery's two attempts, recorded (the quiet lines are at DEBUG, which the tests log).
+    relay.wait_for_log(FAILED, 500, |_| true).await;
+    env.save_by_rename(&setup(&up.url("/")));
+    relay.wait_for_log("Config reloaded.", 1, |_| true).await;
+    let requeue = support::client::Call::post("/v1/deliveries/retry", r#"{"status": "failed"}"#);
+    assert_eq!(support::client::send(&relay.unix, requeue).await.json()["requeued"], 500);
+    relay.wait_for_log("Delivery succeeded.", 500, |_| true).await;
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+
+    let logs = relay.logs();
+    let loud: Vec<_> = logs.iter().filter(|l| l["level"] == "WARN" || l["level"] == "ERROR").collect();
+    let messages: Vec<&str> = loud.iter().filter_map(|l| l["message"].as_str()).collect();
+    assert_eq!(
+        messages,
+        ["Delivery attempt failed; will retry.", FAILED],
+        "1,000 failed attempts: the first and the first failed delivery in full, the rest quiet"
+    );
+    let recovered = logs.iter().filter(|l| l["message"] == "Subscription recovered: an attempt succeeded again.");
+    assert_eq!(recovered.count(), 1);
+}

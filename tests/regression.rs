@@ -171,3 +171,37 @@ async fn send_submits_data_byte_for_byte() {
     let expected = r#"{"zeta":1,"alpha":[1.50,2e3,-0.0],"text":"caf\u00e9 \"q\"","nested":{"b":null,"a":true}}"#;
     assert_eq!(String::from_utf8_lossy(&body), expected);
 }
+
+/// Before: a `unix_socket` path naming the relay's own database file (`state/db`) was deleted at start
+/// (anything there was removed when nothing listened on it); the relay answered 202 into the unlinked
+/// file and lost every one of those events at the next start. `check` said ok.
+#[tokio::test]
+async fn a_unix_socket_path_naming_a_regular_file_is_refused_and_the_file_left_alone() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let mut relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"kept","data":1}"#).await.status, 202);
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+
+    let database = env.state_dir().join("db");
+    let size_before = std::fs::metadata(&database).unwrap().len();
+    let pointed_at_db = env.config_text(&Setup::default()).replace("\"relay.sock\"", "\"state/db\"");
+    std::fs::write(env.config_path(), &pointed_at_db).unwrap();
+    let checked = cli(&env, &["check"]).await;
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("names a regular file, not a socket"), "{checked:?}");
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["run", "-c"])
+        .arg(env.config_path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("not a socket"), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(std::fs::metadata(&database).unwrap().len(), size_before, "the database file is untouched");
+
+    env.write_config(&Setup::default());
+    let relay = env.start().await;
+    assert_eq!(relay.admin_get("/v1/events/kept").await["id"], "kept", "nothing was lost");
+}

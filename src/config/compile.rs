@@ -184,6 +184,15 @@ impl Compiler<'_> {
             self.reporter.error(section.span.clone(), "[ingest] needs `unix_socket`, `http` or both");
         }
         let unix_socket = raw.unix_socket.as_ref().map(|p| self.path(p));
+        if let (Some(text), Some(path)) = (&raw.unix_socket, &unix_socket) {
+            if let Some(kind) = crate::ingest::not_a_socket(path) {
+                let message = format!(
+                    "`unix_socket` {} names {kind}, not a socket; the relay would not remove it",
+                    path.display()
+                );
+                self.reporter.error(Some(text.span()), message);
+            }
+        }
         let socket_mode = match &raw.socket_mode {
             Some(mode) => self.socket_mode(mode),
             None => Some(0o660),
@@ -388,6 +397,13 @@ impl Compiler<'_> {
         }
         if parsed.host().is_none_or(str::is_empty) {
             return self.fail(url.span(), "`url` has no host");
+        }
+        if parsed.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // It would be sent as no header and logged by the connection pool: credentials go in `headers`.
+            return self.fail(url.span(), "`url` must not hold a user or password; put credentials in `headers`");
+        }
+        if parsed.port_u16() == Some(0) {
+            return self.fail(url.span(), "`url` has port 0, where nothing can listen");
         }
         Some(parsed)
     }

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod failure_log;
 pub mod request;
 pub mod sign;
 pub mod worker;

@@ -3,13 +3,14 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::backoff::next_delay;
 use super::client::{ClientPool, Outcome};
+use super::failure_log::{FailureLog, Loudness};
 use super::request;
 use crate::clock::now_ms;
 use crate::config::Subscription;
@@ -31,6 +32,7 @@ pub struct Dispatcher {
     /// Subscriptions that have a worker. A worker outlives its subscription's removal (it just waits), so a
     /// subscription that comes back finds it again.
     workers: Mutex<HashSet<String>>,
+    failures: FailureLog,
 }
 
 impl Dispatcher {
@@ -41,6 +43,7 @@ impl Dispatcher {
             clients: ClientPool::default(),
             tasks: TaskTracker::new(),
             workers: Mutex::default(),
+            failures: FailureLog::default(),
         }
     }
 
@@ -148,7 +151,7 @@ impl Dispatcher {
             })
             .await?;
         if let Some(Attempted { delivery, retry_at }) = recorded {
-            log_attempt(&delivery, &attempt, retry_at);
+            log_attempt(&self.failures, &delivery, &attempt, retry_at);
         }
         Ok(())
     }
@@ -181,23 +184,59 @@ fn settle(delivery: &mut DeliveryRecord, subscription: &Subscription, n: u32, ou
     }
 }
 
-fn log_attempt(delivery: &DeliveryRecord, attempt: &AttemptRecord, retry_at: Option<u64>) {
+/// Message of a failed attempt that will be retried.
+pub const WILL_RETRY: &str = "Delivery attempt failed; will retry.";
+/// Message of a delivery's last failed attempt.
+pub const GAVE_UP: &str = "Delivery failed after its last attempt; requeue it with `hookrelay retry`.";
+
+/// One line per attempt: success at INFO; failures through the [`FailureLog`], so that a failing
+/// subscription logs its first failure at WARN (ERROR when the delivery is failed), then a summary per
+/// minute, and every other failure at DEBUG.
+fn log_attempt(failures: &FailureLog, delivery: &DeliveryRecord, attempt: &AttemptRecord, retry_at: Option<u64>) {
     let status = attempt.status_code;
     let error = attempt.error.as_deref().unwrap_or("");
     let (event_id, delivery_id, subscription) = (&delivery.event_id, delivery.id, &delivery.subscription);
-    match (delivery.status, retry_at) {
-        (DeliveryStatus::Delivered, _) => info!(
-            %event_id, %delivery_id, %subscription, attempt = attempt.n, status, duration_ms = attempt.duration_ms,
-            "Delivery succeeded."
-        ),
-        (_, Some(at)) => warn!(
-            %event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, duration_ms = attempt.duration_ms,
-            next_attempt_in_ms = at.saturating_sub(now_ms()),
-            "Delivery attempt failed; will retry."
-        ),
-        _ => error!(
-            %event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, duration_ms = attempt.duration_ms,
-            "Delivery failed after its last attempt; requeue it with `hookrelay retry`."
-        ),
+    let next_attempt_in_ms = retry_at.map(|at| at.saturating_sub(now_ms()));
+    macro_rules! failed {
+        ($level:ident) => {
+            match retry_at {
+                Some(_) => $level!(
+                    %event_id, %delivery_id, %subscription, attempt = attempt.n, status, error,
+                    duration_ms = attempt.duration_ms, next_attempt_in_ms, "{}", WILL_RETRY
+                ),
+                None => $level!(
+                    %event_id, %delivery_id, %subscription, attempt = attempt.n, status, error,
+                    duration_ms = attempt.duration_ms, "{}", GAVE_UP
+                ),
+            }
+        };
+    }
+    match delivery.status {
+        DeliveryStatus::Delivered => {
+            if let Some(failed_attempts) = failures.succeeded(subscription) {
+                info!(%subscription, failed_attempts, "Subscription recovered: an attempt succeeded again.");
+            }
+            info!(
+                %event_id, %delivery_id, %subscription, attempt = attempt.n, status, duration_ms = attempt.duration_ms,
+                "Delivery succeeded."
+            )
+        }
+        // Erased while the attempt was out.
+        DeliveryStatus::Cancelled => debug!(%delivery_id, %subscription, "Attempt of a cancelled delivery recorded."),
+        DeliveryStatus::Pending | DeliveryStatus::Failed => {
+            match failures.failed(subscription, error, retry_at.is_none(), Instant::now()) {
+                Loudness::First if retry_at.is_some() => failed!(warn),
+                Loudness::First => failed!(error),
+                Loudness::Quiet => failed!(debug),
+                Loudness::Summary(streak) => {
+                    failed!(debug);
+                    warn!(
+                        %subscription, failed_attempts = streak.failed_attempts,
+                        failed_deliveries = streak.failed_deliveries, last_error = %streak.last_error,
+                        "Subscription still failing (failed attempts since the last summary; the rest at DEBUG)."
+                    )
+                }
+            }
+        }
     }
 }

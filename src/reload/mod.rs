@@ -26,6 +26,9 @@ use watch::ConfigWatcher;
 /// Quiet time after the last file event before the file is read.
 const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// A file that keeps changing is still read this long after the first change of a burst (SPEC §7).
+const MAX_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Trigger {
     /// The file (or its symlink) changed; an unchanged text is not reloaded.
@@ -93,8 +96,8 @@ async fn run(
     .await
 }
 
-/// Calls `act` once per burst of triggers, [`DEBOUNCE`] after the last one of the burst; `forced` when the
-/// burst held a SIGHUP.
+/// Calls `act` once per burst of triggers, [`DEBOUNCE`] after the last one of the burst, or [`MAX_WAIT`]
+/// after its first one if it goes on that long; `forced` when the burst held a SIGHUP.
 async fn settle(mut triggers: mpsc::UnboundedReceiver<Trigger>, stop: CancellationToken, mut act: impl FnMut(bool)) {
     loop {
         let mut forced = tokio::select! {
@@ -104,10 +107,12 @@ async fn settle(mut triggers: mpsc::UnboundedReceiver<Trigger>, stop: Cancellati
             },
             _ = stop.cancelled() => return,
         };
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
         loop {
+            let quiet = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + DEBOUNCE));
             tokio::select! {
                 trigger = triggers.recv() => forced |= trigger == Some(Trigger::Hangup),
-                _ = tokio::time::sleep(DEBOUNCE) => break,
+                _ = quiet => break,
                 _ = stop.cancelled() => return,
             }
         }
@@ -192,6 +197,14 @@ mod tests {
         let quick = DEBOUNCE / 4;
         let burst = vec![(quick, Trigger::FileChanged), (quick, Trigger::FileChanged), (quick, Trigger::FileChanged)];
         assert_eq!(acts_for(burst).await, [false]);
+    }
+
+    /// Before: a file rewritten every 10 ms was not reloaded until the writes stopped.
+    #[tokio::test(start_paused = true)]
+    async fn a_file_that_keeps_changing_is_still_read_every_two_seconds() {
+        let storm = vec![(Duration::from_millis(10), Trigger::FileChanged); 600];
+        let acts = acts_for(storm).await;
+        assert!((3..=4).contains(&acts.len()), "6 s of writes every 10 ms: {} reloads", acts.len());
     }
 
     #[tokio::test(start_paused = true)]

@@ -143,6 +143,24 @@ struct Syncer {
     panicked: bool,
 }
 
+/// Runs `work` until it does not fail for want of file descriptors: running out of them is not a broken
+/// store (SPEC §7), so the round waits (and with it the writers) until one is free.
+fn patiently<T>(mut work: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut warned = false;
+    loop {
+        match work() {
+            Err(error) if matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                if !warned {
+                    tracing::warn!(%error, "Out of file descriptors; the store's commit waits for one.");
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs `work`, catching a panic so that the commit thread (and every writer waiting on it) survives a bug
 /// in one transition; logs it and says whether `work` finished.
 fn survived(what: &str, work: impl FnOnce()) -> bool {
@@ -198,7 +216,7 @@ impl Syncer {
     fn make_durable(&mut self) -> io::Result<()> {
         self.db.flush().map_err(io::Error::other)?;
         self.db_file.sync_data()?;
-        self.sync_new_blobs()
+        patiently(|| self.sync_new_blobs())
     }
 
     /// sled writes values over ~128 KiB to files of their own without syncing them.

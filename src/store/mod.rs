@@ -1,19 +1,28 @@
 //! The store: the only source of truth about events and deliveries, in one embedded sled database.
 //!
 //! # Invariants
+//! - Every write goes through the group-commit thread ([`group_commit`]): plain writes, or
+//!   [`transition`]s, read-modify-writes that run there one after another, each seeing every write queued
+//!   before it. A transition's writes land in one sled batch, only if it decides without error, and its
+//!   caller is answered once they are durable (flushed and fdatasync'ed). Which transitions there are, and
+//!   what each may change, is [`crate::lifecycle`]'s table; nothing else changes a record.
 //! - An event and one delivery per subscription it matched are written in one atomic batch
 //!   ([`Records::put_accepted`]), and the producer is answered only after that batch is durable: an
 //!   answered event is on disk with all its deliveries, an unanswered one may be absent as a whole, never
 //!   half-present.
-//! - A delivery is `pending` until an attempt finishes it (`delivered` or `failed`) or its subscription is
-//!   removed (`cancelled`). Nothing marks a delivery as "in flight" on disk: after a crash every pending
-//!   delivery is due again, so an attempt cut off by the crash is repeated (at-least-once).
+//! - A delivery is `pending` until an attempt finishes it (`delivered` or `failed`), or it is cancelled
+//!   (its subscription stayed out of the config for the grace period, or its event was erased). Nothing
+//!   marks a delivery as "in flight" on disk: after a crash every pending delivery is due again, so an
+//!   attempt cut off by the crash is repeated (at-least-once).
 //! - An attempt's result is committed before its worker takes the next delivery, so a crash repeats at
 //!   most the attempts in flight at that moment (at most `concurrency` per subscription).
-//! - Finished deliveries (`delivered`, `failed`, `cancelled`) and their event are removed together, once
-//!   the event and every one of its deliveries are older than `relay.retention`
-//!   ([`crate::retention`]); an event with a pending delivery is never removed. The event record is also
-//!   the idempotency key, so an id can be reused after the retention period.
+//! - Finished deliveries and their event are removed together, once the event and every one of its
+//!   deliveries are older than `relay.retention` and none is queued or in flight; an event with a
+//!   pending delivery is never removed. The event record is also the idempotency key, so an id can be
+//!   reused after the retention period.
+//! - A record that does not decode is moved under the `q` prefix by the first transition that meets it
+//!   (quarantine), never deleted; reads outside transitions report it for that.
+//! - Reads run on the blocking pool or the commit thread, never on an async worker.
 //! - Everything is in one tree; the key layout is in [`keys`].
 
 mod encoding;

@@ -26,6 +26,8 @@ pub struct Setup {
     pub delivery: String,
     /// `[[subscription]]` tables.
     pub subscriptions: String,
+    /// `[log] level`; by default INFO, and every attempt's line (the quiet ones are at DEBUG).
+    pub log_level: &'static str,
 }
 
 /// A temp dir holding a config, the test CA, the state directory and the socket.
@@ -67,10 +69,14 @@ impl TestEnv {
         format!(
             "[relay]\nstate_dir = \"state\"\n{}\n\
              [ingest]\nunix_socket = \"relay.sock\"\nhttp = \"127.0.0.1:0\"\n{}\n\
-             [log]\nformat = \"json\"\nlevel = \"info\"\n\n\
+             [log]\nformat = \"json\"\nlevel = \"{}\"\n\n\
              [delivery]\nca_file = \"ca.pem\"\ntimeout = \"5s\"\nretry = [\"50ms\", \"50ms\"]\njitter = 0.0\n{}\n\
              {}\n",
-            setup.relay, setup.ingest, setup.delivery, setup.subscriptions
+            setup.relay,
+            setup.ingest,
+            if setup.log_level.is_empty() { "info,hookrelay::delivery::worker=debug" } else { setup.log_level },
+            setup.delivery,
+            setup.subscriptions
         )
     }
 

@@ -1,0 +1,23 @@
+//! Resource limits the relay sets for itself at start (SPEC §7: running out of file descriptors is not a
+//! disk failure). The soft open-file limit is often 1,024 (systemd's default) while the hard limit is far
+//! higher; a relay with many connections, sled's files and blob files needs more.
+
+use std::io;
+
+/// Raises the soft limit on open files to the hard limit; returns the soft limit before and after.
+pub fn raise_open_files() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit reads the struct it is given, which lives for the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((before, limit.rlim_cur))
+}

@@ -1,6 +1,9 @@
-//! Wall-clock helpers. Times are stored as Unix milliseconds and shown as RFC 3339 UTC.
+//! Clocks. Times are stored as Unix milliseconds (wall clock) and shown as RFC 3339 UTC, so that due times
+//! survive restarts; while the relay runs, waiting is measured on the monotonic clock (SPEC §7), so that
+//! a step of the system clock (NTP, a VM resume) neither stalls retries nor fires them early.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -8,6 +11,30 @@ use time::OffsetDateTime;
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The wall clock and the monotonic clock as read together once, at the first call.
+fn start() -> &'static (u64, Instant) {
+    static START: OnceLock<(u64, Instant)> = OnceLock::new();
+    START.get_or_init(|| (now_ms(), Instant::now()))
+}
+
+/// Milliseconds on the monotonic clock, counted from the first use of these clocks.
+pub fn mono_ms() -> u64 {
+    start().1.elapsed().as_millis() as u64
+}
+
+/// A wall-clock due time (Unix ms) as a monotonic one ([`mono_ms`]): as far from now as it is on the wall
+/// clock now; a time past is due now.
+pub fn wall_to_mono(due_ms: u64) -> u64 {
+    mono_ms() + due_ms.saturating_sub(now_ms())
+}
+
+/// The wall clock, but never ahead of the wall time at start plus the monotonic time since: a clock
+/// stepped forward must not make old records look older (the retention purge).
+pub fn bounded_now_ms() -> u64 {
+    let (wall_at_start, _) = *start();
+    now_ms().min(wall_at_start + mono_ms())
 }
 
 /// RFC 3339 in UTC, e.g. `2026-04-11T10:30:00Z` (fractional seconds only when there are some).

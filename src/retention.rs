@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::clock::now_ms;
+use crate::clock::bounded_now_ms;
 use crate::lifecycle::Deliveries;
 
 /// Purges run this often: a quarter of the retention period, within these bounds.
@@ -25,7 +25,8 @@ pub fn spawn(deliveries: Arc<Deliveries>, stop: CancellationToken) {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.cancelled() => return,
             }
-            let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
+            // A clock stepped forward must not purge early (idempotency keys included).
+            let cutoff = bounded_now_ms().saturating_sub(retention.as_millis() as u64);
             match deliveries.purge(cutoff).await {
                 Ok(purged) if purged.events > 0 => info!(
                     events = purged.events,

@@ -12,6 +12,9 @@
 //! - Queues of subscriptions not in the config may hold deliveries: the lifecycle owner cancels them
 //!   after the removal grace period (SPEC §7), and their worker takes nothing from them meanwhile.
 //!
+//! - Due times here are on the monotonic clock ([`crate::clock::mono_ms`]); the lifecycle owner converts
+//!   the stored wall-clock times when it queues a delivery.
+//!
 //! The store stays the source of truth: this index is rebuilt from it at start.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -27,7 +30,7 @@ use crate::str_map::entry;
 pub enum Next {
     /// Attempt this delivery now; call [`Scheduler::finished`] when done.
     Start(DeliveryId),
-    /// Nothing is due before this time (Unix ms).
+    /// Nothing is due before this time (monotonic ms).
     WaitUntil(u64),
     /// Nothing to do until notified (empty queue, or the concurrency limit is reached).
     Wait,

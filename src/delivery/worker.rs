@@ -12,7 +12,7 @@ use super::backoff::next_delay;
 use super::client::{ClientPool, Outcome};
 use super::failure_log::{FailureLog, Loudness};
 use super::request;
-use crate::clock::now_ms;
+use crate::clock::{mono_ms, now_ms};
 use crate::config::Subscription;
 use crate::lifecycle::{Attempted, Deliveries};
 use crate::scheduler::Next;
@@ -70,7 +70,7 @@ impl Dispatcher {
             let config = self.deliveries.config();
             let subscription = config.subscription(&name).filter(|s| s.enabled).cloned();
             let next = match &subscription {
-                Some(s) => scheduler.next(&name, s.delivery.concurrency, s.ordered, now_ms()),
+                Some(s) => scheduler.next(&name, s.delivery.concurrency, s.ordered, mono_ms()),
                 // Removed or disabled: hold everything until a config change wakes us.
                 None => Next::Wait,
             };
@@ -80,7 +80,7 @@ impl Dispatcher {
                     self.tasks.spawn(async move { dispatcher.attempt(subscription, id).await });
                 }
                 (Next::WaitUntil(due), _) => {
-                    let delay = Duration::from_millis(due.saturating_sub(now_ms()));
+                    let delay = Duration::from_millis(due.saturating_sub(mono_ms()));
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = wake.notified() => {}

@@ -123,10 +123,11 @@ impl Deliveries {
         self.backlog.unfinished()
     }
 
-    /// Queues a pending delivery once its transition is durable. A delivery of a subscription that is not
-    /// in the config waits in its queue for the removal grace period (see [`Deliveries::watch_removed`]).
+    /// Queues a pending delivery due at `due_ms` (wall clock, as stored) once its transition is durable;
+    /// the scheduler waits on the monotonic clock. A delivery of a subscription that is not in the config
+    /// waits in its queue for the removal grace period (see [`Deliveries::watch_removed`]).
     fn queue(self: &Arc<Self>, subscription: &str, id: DeliveryId, due_ms: u64) {
-        self.scheduler.enqueue(subscription, id, due_ms);
+        self.scheduler.enqueue(subscription, id, crate::clock::wall_to_mono(due_ms));
         if self.config.load().subscription(subscription).is_none() {
             self.watch_removed(subscription);
         }

@@ -48,6 +48,7 @@ impl Deliveries {
         let config = self.config.load_full();
         for found in found {
             for (subscription, deliveries) in found.pending {
+                let deliveries = deliveries.into_iter().map(|(id, due_ms)| (id, crate::clock::wall_to_mono(due_ms)));
                 let count = self.scheduler.enqueue_all(&subscription, deliveries) as u64;
                 recovered.pending += count;
                 if config.subscription(&subscription).is_none() {

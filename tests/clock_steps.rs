@@ -1,0 +1,68 @@
+//! Steps of the system clock (SPEC §7), through the real binary under libfaketime: retry due times are
+//! kept as wall-clock times on disk, but the relay waits on the monotonic clock, so a step back neither
+//! stalls a retry and a step forward does not fire it early. libfaketime fakes only the wall clock here
+//! (`FAKETIME_DONT_FAKE_MONOTONIC`), as NTP or a VM resume moves it; `.ci/run` installs it.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::receiver::{sequence, Receiver, Reply};
+use support::relay::{unsigned_subscription, RelayProcess, Setup, TestEnv};
+
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Starts a relay whose wall clock is offset by what `offset` holds (libfaketime syntax, e.g. `-1d`).
+async fn start_with_fake_clock(env: &TestEnv, retry: &str) -> (RelayProcess, Receiver, std::path::PathBuf) {
+    assert!(Path::new(LIBFAKETIME).exists(), "these tests need libfaketime: apt-get install libfaketime");
+    let receiver = Receiver::start(&env.ca, sequence(vec![Reply::status(503)], 200)).await;
+    env.write_config(&Setup {
+        subscriptions: unsigned_subscription("vet", &receiver.url("/"), &format!("retry = [\"{retry}\"]")),
+        ..Setup::default()
+    });
+    let offset = env.dir.path().join("faketime");
+    std::fs::write(&offset, "+0").unwrap();
+    let vars = [
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let relay = env.start_with_env(&vars).await;
+    (relay, receiver, offset)
+}
+
+/// Before: due times were wall-clock in memory too, so a step back of a day stalled every retry.
+#[tokio::test]
+async fn a_clock_stepped_back_a_day_does_not_stall_a_retry() {
+    let env = TestEnv::new();
+    let (relay, receiver, offset) = start_with_fake_clock(&env, "1s").await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"back","data":1}"#).await.status, 202);
+    let first = receiver.next().await;
+    relay.wait_for_log("Delivery attempt failed; will retry.", 1, |_| true).await;
+    std::fs::write(&offset, "-1d").unwrap();
+    let second = receiver.next().await;
+    assert_eq!(second.header("x-hookrelay-attempt"), "2");
+    assert!(second.at - first.at >= Duration::from_millis(950), "not early either: {:?}", second.at - first.at);
+}
+
+/// Before: after a step forward of an hour, the next time the worker looked at its queue (here: a new
+/// event arrives) it fired a retry due in 3 s at once, as it would one due in 10 minutes.
+#[tokio::test]
+async fn a_clock_stepped_forward_an_hour_does_not_fire_a_retry_early() {
+    let env = TestEnv::new();
+    let (relay, receiver, offset) = start_with_fake_clock(&env, "3s").await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"ahead","data":1}"#).await.status, 202);
+    let first = receiver.next().await;
+    relay.wait_for_log("Delivery attempt failed; will retry.", 1, |_| true).await;
+    std::fs::write(&offset, "+1h").unwrap();
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"wake","data":2}"#).await.status, 202);
+    let mut second = receiver.next().await;
+    if second.header("webhook-id") == "wake" {
+        second = receiver.next().await;
+    }
+    assert_eq!((second.header("webhook-id"), second.header("x-hookrelay-attempt")), ("ahead", "2"));
+    let waited = second.at - first.at;
+    assert!(waited >= Duration::from_millis(2950), "the retry waited its 3 s, not the clock's hour: {waited:?}");
+}

@@ -27,7 +27,24 @@ pub fn mono_ms() -> u64 {
 /// A wall-clock due time (Unix ms) as a monotonic one ([`mono_ms`]): as far from now as it is on the wall
 /// clock now; a time past is due now.
 pub fn wall_to_mono(due_ms: u64) -> u64 {
-    mono_ms() + due_ms.saturating_sub(now_ms())
+    ToMono::now().convert(due_ms)
+}
+
+/// [`wall_to_mono`] for many due times, both clocks read once.
+#[derive(Clone, Copy)]
+pub struct ToMono {
+    wall: u64,
+    mono: u64,
+}
+
+impl ToMono {
+    pub fn now() -> ToMono {
+        ToMono { wall: now_ms(), mono: mono_ms() }
+    }
+
+    pub fn convert(self, due_ms: u64) -> u64 {
+        self.mono + due_ms.saturating_sub(self.wall)
+    }
 }
 
 /// The wall clock, but never ahead of the wall time at start plus the monotonic time since: a clock

@@ -32,12 +32,14 @@ unsafe impl Sync for JemallocOptions {}
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run(args) => run(&args.config),
+        Command::Run(args) => {
+            run(&args.config.config, hookrelay::relay::Options { accept_damaged_store: args.accept_damaged_store })
+        }
         other => execute(other),
     }
 }
 
-fn run(path: &Path) -> ExitCode {
+fn run(path: &Path, options: hookrelay::relay::Options) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(diagnostics) => {
@@ -58,7 +60,7 @@ fn run(path: &Path) -> ExitCode {
     let outcome = runtime.block_on(async {
         let shutdown = Shutdown::default();
         shutdown.on_signals()?;
-        hookrelay::relay::run(config, shutdown).await
+        hookrelay::relay::run(config, shutdown, options).await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

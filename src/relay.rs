@@ -27,8 +27,15 @@ use crate::{reload, retention, systemd};
 /// removed subscription's work cancelled sooner or later than after 10 minutes.
 pub const REMOVED_GRACE_VARIABLE: &str = "HOOKRELAY_REMOVED_SUBSCRIPTION_GRACE";
 
+/// How `hookrelay run` was asked to start.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Options {
+    /// `--accept-damaged-store`: start even if the store holds fewer deliveries than its ledger says.
+    pub accept_damaged_store: bool,
+}
+
 /// Runs the relay until `shutdown` is triggered and everything in flight has finished or been abandoned.
-pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow::Result<()> {
     let hangups = reload::hangup_signal().context("cannot listen for SIGHUP")?;
     let client_timeout = ingest::client_timeout()?;
     let removed_grace = removed_grace()?;
@@ -53,6 +60,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let config = Arc::new(ArcSwap::from_pointee(config));
     let deliveries = Deliveries::new(store.clone(), Arc::clone(&config), Arc::clone(&metrics), removed_grace);
     let recovered = deliveries.recover().await.context("cannot read the store")?;
+    check_ledger(&store, recovered.deliveries, options)?;
     info!(
         state_dir = %config.load().relay.state_dir.display(),
         pending = recovered.pending,
@@ -107,6 +115,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Err(error) = store.commit().await {
         warn!(%error, "Final flush failed; the last attempt results may be repeated after restart.");
     }
+    if let Err(error) = store.flush_ledger() {
+        warn!(%error, "Cannot write the store's ledger; the next start checks less of the store.");
+    }
     if let Some(path) = socket_path {
         let _ = std::fs::remove_file(path);
     }
@@ -115,6 +126,36 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     info!("Relay stopped.");
     Ok(())
+}
+
+/// Damage is reported, never silent (SPEC §7): a store holding fewer delivery records than its ledger says
+/// it made durable was truncated, damaged or replaced. The relay refuses to start on it, with both figures,
+/// unless the operator accepts the damage; then the ledger starts over from what is there.
+fn check_ledger(store: &Store, found: u64, options: Options) -> anyhow::Result<()> {
+    match store.expected_deliveries() {
+        Some(expected) if found < expected => {
+            let missing = expected - found;
+            error!(
+                expected,
+                found,
+                missing,
+                "The store holds fewer deliveries than it had made durable: its database was truncated, damaged \
+                 or replaced."
+            );
+            if !options.accept_damaged_store {
+                anyhow::bail!(
+                    "the store in {} holds {found} deliveries, but had made {expected} durable ({missing} missing); \
+                     restore it from a backup, or start with `hookrelay run --accept-damaged-store` to go on \
+                     with what is left",
+                    store.dir().display()
+                );
+            }
+            warn!(expected, found, missing, "Starting on the damaged store, as --accept-damaged-store asks.");
+            store.reset_ledger(found).context("cannot write the store's ledger")
+        }
+        Some(_) => Ok(()),
+        None => store.reset_ledger(found).context("cannot write the store's ledger"),
+    }
 }
 
 /// [`REMOVED_GRACE`], or the duration in [`REMOVED_GRACE_VARIABLE`].

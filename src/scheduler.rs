@@ -62,9 +62,10 @@ impl Queue {
         if self.in_flight.contains(&id) {
             return false;
         }
-        self.remove(id);
+        if let Some(earlier) = self.by_id.insert(id, due_ms) {
+            self.by_due.remove(&(earlier, id));
+        }
         self.by_due.insert((due_ms, id));
-        self.by_id.insert(id, due_ms);
         true
     }
 }

@@ -205,3 +205,105 @@ async fn a_unix_socket_path_naming_a_regular_file_is_refused_and_the_file_left_a
     let relay = env.start().await;
     assert_eq!(relay.admin_get("/v1/events/kept").await["id"], "kept", "nothing was lost");
 }
+
+/// `hookrelay run` on this env's config, to its exit.
+async fn run_to_exit(env: &TestEnv) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["run", "-c"])
+        .arg(env.config_path())
+        .env(hookrelay::relay::REMOVED_GRACE_VARIABLE, "0s")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// Copies the files of a state directory, all but the ledger, from `from` to `to`.
+fn copy_database(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_name() == "ledger" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_database(&source, &target);
+        } else {
+            std::fs::copy(&source, &target).unwrap();
+        }
+    }
+}
+
+async fn post_held_events(relay: &RelayProcess, batches: std::ops::Range<usize>) {
+    for batch in batches {
+        let events: Vec<_> =
+            (0..100).map(|i| json!({"type": "lab.completed", "id": format!("t-{batch}-{i}"), "data": i})).collect();
+        assert_eq!(relay.post_unix(&serde_json::to_string(&events).unwrap()).await.status, 202);
+    }
+}
+
+/// Before: a database with deliveries missing (truncated, damaged, or replaced by an old copy) opened
+/// silently, INFO only; garbage at the start of `db` made sled panic (exit 101, a backtrace). Now the
+/// store's ledger notices the loss and the relay refuses to start, with both figures, unless told to
+/// accept it; a database sled cannot read is a clear error.
+#[tokio::test]
+async fn a_store_missing_deliveries_is_refused_with_both_figures_unless_accepted_and_garbage_is_not_a_panic() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let held = Setup { subscriptions: subscription("vet", &receiver.url("/"), "enabled = false"), ..Setup::default() };
+    env.write_config(&held);
+    let mut relay = env.start().await;
+    post_held_events(&relay, 0..10).await;
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    let old_copy = env.dir.path().join("old-copy");
+    copy_database(&env.state_dir(), &old_copy);
+    let mut relay = env.start().await;
+    post_held_events(&relay, 10..20).await;
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+
+    // An operator restores the old copy over the store.
+    for entry in std::fs::read_dir(env.state_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "ledger" {
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(path).unwrap()
+            } else {
+                std::fs::remove_file(path).unwrap()
+            }
+        }
+    }
+    copy_database(&old_copy, &env.state_dir());
+    let refused = run_to_exit(&env).await;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    let complaint = stderr.lines().find(|l| l.contains("fewer deliveries than it had made durable")).expect(&stderr);
+    let complaint: Value = serde_json::from_str(complaint).unwrap();
+    let figures = (complaint["level"].as_str(), complaint["expected"].as_u64(), complaint["found"].as_u64());
+    assert_eq!(figures, (Some("ERROR"), Some(2000), Some(1000)), "{complaint}");
+    assert!(stderr.contains("--accept-damaged-store"), "{stderr}");
+
+    let mut relay = RelayProcess::start_with_args(&env.config_path(), &[], &["--accept-damaged-store"]).await;
+    let accepted =
+        relay.wait_for_log("Starting on the damaged store, as --accept-damaged-store asks.", 1, |_| true).await;
+    assert_eq!((accepted["expected"].as_u64(), accepted["found"].as_u64()), (Some(2000), Some(1000)));
+    assert_eq!(relay.wait_for_log("Store opened.", 1, |_| true).await["pending"].as_u64(), Some(1000));
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    let again = env.start().await;
+    again.wait_for_log("Store opened.", 1, |_| true).await;
+    assert!(!again.logs().iter().any(|l| l["level"] == "ERROR"), "the ledger starts over from what was left");
+    drop(again);
+
+    let database = env.state_dir().join("db");
+    let mut garbage = std::fs::read(&database).unwrap();
+    garbage[..64].fill(0xA5);
+    std::fs::write(&database, &garbage).unwrap();
+    let failed = run_to_exit(&env).await;
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("cannot open the store"), "{stderr}");
+}

@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground.
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Validate the config file; print every problem as FILE:LINE:COL: message.
     Check(ConfigArg),
     /// Submit one event to the running daemon; prints its id.
@@ -53,6 +53,16 @@ pub struct ConfigArg {
     /// The config file.
     #[arg(short = 'c', long = "config", env = "HOOKRELAY_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Start even if the store holds fewer deliveries than it had made durable (a truncated, damaged or
+    /// replaced database); what is missing is logged, and the check starts over from what is there.
+    #[arg(long)]
+    pub accept_damaged_store: bool,
 }
 
 #[derive(Args)]

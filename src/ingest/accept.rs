@@ -96,7 +96,8 @@ impl Acceptor {
             let producer_id = event.id.is_some();
             let accepted = build_records(config, event, &mut ids, now)?;
             slots.push(Slot { candidate: candidates.len(), answer: answer(&accepted.event) });
-            candidates.push(Candidate { accepted, producer_id });
+            let encoded = accepted.encode();
+            candidates.push(Candidate { accepted, encoded, producer_id });
         }
         Ok((candidates, slots))
     }

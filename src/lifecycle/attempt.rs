@@ -111,6 +111,8 @@ impl Deliveries {
         let owner = Arc::clone(self);
         let duration = std::time::Duration::from_millis(attempt.duration_ms);
         let name = subscription.to_owned();
+        // Encoded here, on the worker's task, not on the commit thread.
+        let encoded = crate::store::Record::encode(&attempt);
         self.store
             .transition(move |records| {
                 let Some(mut delivery) = records.delivery(id)? else {
@@ -132,7 +134,11 @@ impl Deliveries {
                     None
                 };
                 records.put_delivery(&delivery);
-                records.put_attempt(id, &attempt);
+                if was_pending {
+                    records.put_encoded_attempt(id, attempt.n, encoded);
+                } else {
+                    records.put_attempt(id, &attempt);
+                }
                 let recorded = delivery.clone();
                 Ok(Change::then(Some(Attempted { delivery, retry_at }), move || {
                     let name = &recorded.subscription;

@@ -10,6 +10,8 @@ use crate::store::{Accepted, Answer, Change, EventRecord, StoreError};
 /// An event ingest has built the records for.
 pub struct Candidate {
     pub accepted: Accepted,
+    /// `accepted` encoded ([`Accepted::encode`]), by ingest's task rather than the commit thread.
+    pub encoded: crate::store::Writes,
     /// The producer gave the id: a known event under it is answered instead of stored again.
     pub producer_id: bool,
 }
@@ -46,18 +48,21 @@ impl Deliveries {
                 }
                 known.push(earlier);
             }
-            let fresh: Vec<Accepted> = candidates
-                .into_iter()
+            let new_deliveries: u64 = candidates
+                .iter()
                 .zip(&known)
                 .filter(|(_, known)| known.is_none())
-                .map(|(candidate, _)| candidate.accepted)
-                .collect();
-            let new_deliveries: u64 = fresh.iter().map(|a| a.deliveries.len() as u64).sum();
+                .map(|(candidate, _)| candidate.accepted.deliveries.len() as u64)
+                .sum();
             if !owner.backlog.try_reserve(new_deliveries, max_pending) {
                 return Ok(Change::only(Created::Backlogged(owner.backlog.unfinished())));
             }
-            for accepted in &fresh {
-                records.put_accepted(accepted);
+            let mut fresh: Vec<Accepted> = Vec::with_capacity(candidates.len());
+            for (candidate, known) in candidates.into_iter().zip(&known) {
+                if known.is_none() {
+                    records.put_accepted(candidate.encoded);
+                    fresh.push(candidate.accepted);
+                }
             }
             let fresh = Arc::new(fresh);
             let (queued, taken_back) = (Arc::clone(&owner), Arc::clone(&owner));

@@ -18,6 +18,8 @@ pub struct Recovered {
     pub unconfigured: u64,
     /// Damaged delivery records moved aside.
     pub quarantined: usize,
+    /// Delivery records found, whatever their status (for the ledger check).
+    pub deliveries: u64,
 }
 
 impl Deliveries {
@@ -28,11 +30,13 @@ impl Deliveries {
         struct Found {
             pending: HashMap<String, Vec<(DeliveryId, u64)>>,
             failed: HashMap<String, i64>,
+            deliveries: u64,
         }
         let store = self.store.clone();
         let (found, damaged) = blocking(move || {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
             store.scan_delivery_states(threads, Found::default, |found, id, state| {
+                found.deliveries += 1;
                 let subscription = state.subscription.as_ref();
                 match state.status {
                     DeliveryStatus::Failed => *entry(&mut found.failed, subscription) += 1,
@@ -46,9 +50,11 @@ impl Deliveries {
         .await?;
         let mut recovered = Recovered { quarantined: self.quarantine(damaged).await?, ..Recovered::default() };
         let config = self.config.load_full();
+        let to_mono = crate::clock::ToMono::now();
         for found in found {
+            recovered.deliveries += found.deliveries;
             for (subscription, deliveries) in found.pending {
-                let deliveries = deliveries.into_iter().map(|(id, due_ms)| (id, crate::clock::wall_to_mono(due_ms)));
+                let deliveries = deliveries.into_iter().map(|(id, due_ms)| (id, to_mono.convert(due_ms)));
                 let count = self.scheduler.enqueue_all(&subscription, deliveries) as u64;
                 recovered.pending += count;
                 if config.subscription(&subscription).is_none() {

@@ -150,7 +150,7 @@ impl Deliveries {
                 };
                 event.deliveries.push(fresh_id);
                 records.put_event(&event);
-                records.put_delivery(&fresh);
+                records.put_new_delivery(&fresh);
                 let owner = Arc::clone(&owner);
                 Ok(Change::then(Ok(fresh_id), move || {
                     owner.backlog.add(1);

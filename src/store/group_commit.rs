@@ -23,11 +23,14 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+use super::keys::DELIVERY;
+use super::ledger::Ledger;
 
 type Outcome = Result<(), Arc<io::Error>>;
 
@@ -79,6 +82,7 @@ impl GroupCommit {
     pub fn start(
         db: sled::Db,
         dir: &Path,
+        ledger: Arc<Mutex<Ledger>>,
         observer: Option<FlushObserver>,
         broken: CancellationToken,
     ) -> io::Result<GroupCommit> {
@@ -86,15 +90,18 @@ impl GroupCommit {
         // The directory entries of the database files must survive power loss too.
         File::open(dir)?.sync_all()?;
         let mut syncer =
-            Syncer { db, db_file, blobs_dir: dir.join("blobs"), synced_blobs: HashSet::new(), panicked: false };
+            Syncer { db, db_file, blobs_dir: dir.join("blobs"), synced_blobs: HashSet::new(), panicked: false, ledger };
         let (queue, requests) = mpsc::channel::<Request>();
         std::thread::Builder::new().name("hookrelay-commit".into()).spawn(move || {
             while let Ok(first) = requests.recv() {
                 let mut round = vec![first];
                 round.extend(requests.try_iter());
                 let started = Instant::now();
-                let (applied, completions) = syncer.apply(round);
-                let result = applied.and_then(|()| syncer.make_durable()).map_err(Arc::new);
+                let (applied, completions, created) = syncer.apply(round);
+                let result = applied
+                    .and_then(|()| syncer.make_durable())
+                    .and_then(|()| patiently(|| lock(&syncer.ledger).raise(created)))
+                    .map_err(Arc::new);
                 if result.is_err() {
                     broken.cancel();
                 }
@@ -141,6 +148,11 @@ struct Syncer {
     /// A transition panicked (a bug): what it did in memory is unknown, so the store counts as broken and
     /// the relay restarts, rebuilding its state from the disk.
     panicked: bool,
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs `work` until it does not fail for want of file descriptors: running out of them is not a broken
@@ -179,8 +191,8 @@ impl Syncer {
     /// once. A request's writes always go in one batch: an event and its deliveries are atomic. Returns
     /// the completions to run once the round's outcome is known; after a failure the remaining requests
     /// are not applied (the store is broken) but still completed, with the error.
-    fn apply(&mut self, requests: Vec<Request>) -> (io::Result<()>, Vec<Completion>) {
-        let mut round = Round::new(&self.db);
+    fn apply(&mut self, requests: Vec<Request>) -> (io::Result<()>, Vec<Completion>, u64) {
+        let mut round = Round::new(&self.db, &self.ledger);
         let mut completions: Vec<Completion> = Vec::with_capacity(requests.len());
         let mut result = Ok(());
         for request in requests {
@@ -210,7 +222,8 @@ impl Syncer {
         if result.is_ok() {
             result = round.apply_batch();
         }
-        (result.and(round.failure.take().map_or(Ok(()), Err)), completions)
+        let created = round.created;
+        (result.and(round.failure.take().map_or(Ok(()), Err)), completions, created)
     }
 
     fn make_durable(&mut self) -> io::Result<()> {
@@ -254,6 +267,11 @@ impl Syncer {
 /// one applies the pending batch first (rare: a repeat of an event in the round that accepted it).
 pub struct Round<'a> {
     db: &'a sled::Db,
+    ledger: &'a Mutex<Ledger>,
+    /// New delivery records applied in this round (the ledger is raised by them once it is durable).
+    created: u64,
+    /// Delivery records the pending batch removes (the ledger is lowered by them before it applies).
+    removing: u64,
     batch: sled::Batch,
     bytes: usize,
     /// Transitions' writes not yet applied; `None` is a removal.
@@ -265,9 +283,12 @@ pub struct Round<'a> {
 }
 
 impl<'a> Round<'a> {
-    fn new(db: &'a sled::Db) -> Round<'a> {
+    fn new(db: &'a sled::Db, ledger: &'a Mutex<Ledger>) -> Round<'a> {
         Round {
             db,
+            ledger,
+            created: 0,
+            removing: 0,
             batch: sled::Batch::default(),
             bytes: 0,
             overlay: HashMap::new(),
@@ -285,6 +306,7 @@ impl<'a> Round<'a> {
     /// Writes a key that nothing in the round has read: the value is not kept for later reads.
     pub fn insert_new(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.bytes += key.len() + value.len();
+        self.created += u64::from(key.first() == Some(&DELIVERY));
         self.overlay.remove(&key);
         self.blind.insert(key.clone());
         self.batch.insert(key, value);
@@ -297,6 +319,14 @@ impl<'a> Round<'a> {
         self.overlay.clear();
         self.blind.clear();
         self.bytes = 0;
+        if self.removing > 0 {
+            // Before sled may write the removals: the ledger on disk never claims more than is there.
+            let removing = std::mem::take(&mut self.removing);
+            if let Err(error) = patiently(|| lock(self.ledger).lower(removing)) {
+                self.failure = Some(io::Error::new(error.kind(), error.to_string()));
+                return Err(error);
+            }
+        }
         let result = self.db.apply_batch(std::mem::take(&mut self.batch));
         if let Err(error) = &result {
             self.failure = Some(io::Error::other(error.to_string()));
@@ -335,6 +365,7 @@ impl<'a> Round<'a> {
 
     pub fn remove(&mut self, key: Vec<u8>) {
         self.bytes += key.len();
+        self.removing += u64::from(key.first() == Some(&DELIVERY));
         self.batch.remove(key.clone());
         self.overlay.insert(key, None);
     }

@@ -28,6 +28,7 @@
 mod encoding;
 mod group_commit;
 mod keys;
+mod ledger;
 mod records;
 mod state_scan;
 mod transition;
@@ -35,16 +36,16 @@ mod transition;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-pub use group_commit::FlushObserver;
+pub use group_commit::{FlushObserver, Writes};
 pub use keys::printable as printable_key;
 pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
 pub use transition::{Answer, Change, Records};
 
-use encoding::Record;
+pub use encoding::Record;
 use group_commit::GroupCommit;
 
 /// sled's page cache. Its default (1 GB) is far more than a relay needs: it reads back mostly what it
@@ -79,13 +80,30 @@ pub struct Accepted {
     pub deliveries: Vec<DeliveryRecord>,
 }
 
+impl Accepted {
+    /// The records' keys and bytes, for [`Records::put_accepted`]: encoded by the caller (ingest, on
+    /// many tasks at once), so that the commit thread only moves them.
+    pub fn encode(&self) -> group_commit::Writes {
+        let mut writes = Vec::with_capacity(1 + self.deliveries.len());
+        writes.push((keys::event(&self.event.id), self.event.encode()));
+        for delivery in &self.deliveries {
+            writes.push((keys::delivery(delivery.id).to_vec(), delivery.encode()));
+        }
+        writes
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
+    dir: std::path::PathBuf,
     db: sled::Db,
     committer: GroupCommit,
     broken: CancellationToken,
     /// Damaged records quarantined since the store was opened.
     corrupt: Arc<AtomicU64>,
+    ledger: Arc<Mutex<ledger::Ledger>>,
+    /// Whether the store had a ledger when it was opened.
+    had_ledger: bool,
 }
 
 impl Store {
@@ -94,11 +112,40 @@ impl Store {
     pub fn open(dir: &Path, flush_observer: Option<FlushObserver>) -> Result<Store, StoreError> {
         let open_error = |source| StoreError::Open { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(open_error)?;
-        let db =
-            sled::Config::new().path(dir).cache_capacity(CACHE_CAPACITY_BYTES).flush_every_ms(Some(1000)).open()?;
+        let db = open_sled(dir)?;
+        let (ledger, found) = ledger::Ledger::open(dir).map_err(open_error)?;
+        let ledger = Arc::new(Mutex::new(ledger));
         let broken = CancellationToken::new();
-        let committer = GroupCommit::start(db.clone(), dir, flush_observer, broken.clone()).map_err(open_error)?;
-        Ok(Store { db, committer, broken, corrupt: Arc::default() })
+        let committer = GroupCommit::start(db.clone(), dir, Arc::clone(&ledger), flush_observer, broken.clone())
+            .map_err(open_error)?;
+        let dir = dir.to_path_buf();
+        Ok(Store { dir, db, committer, broken, corrupt: Arc::default(), ledger, had_ledger: found.is_some() })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// How many delivery records the store should hold at least, by its ledger ([`ledger`]); `None` for a
+    /// store that had no ledger yet. Compare with what the start-up scan found.
+    pub fn expected_deliveries(&self) -> Option<u64> {
+        self.had_ledger.then(|| self.lock_ledger().count())
+    }
+
+    /// Takes what the start-up scan found as the ledger's bound from now on (a store new to the ledger, or
+    /// damage the operator accepted).
+    pub fn reset_ledger(&self, found: u64) -> Result<(), StoreError> {
+        self.lock_ledger().reset(found).map_err(|error| StoreError::Durability(Arc::new(error)))
+    }
+
+    /// Writes the ledger's bound now (at shutdown, after the last commit).
+    pub fn flush_ledger(&self) -> Result<(), StoreError> {
+        self.lock_ledger().flush().map_err(|error| StoreError::Durability(Arc::new(error)))
+    }
+
+    fn lock_ledger(&self) -> std::sync::MutexGuard<'_, ledger::Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Cancelled once a commit has failed (a full disk, a file-size limit, an I/O error). There is no way
@@ -216,6 +263,36 @@ impl Store {
         match self.db.get(key)? {
             Some(value) => decode(key, &value).map(Some),
             None => Ok(None),
+        }
+    }
+}
+
+/// Opens sled; a damaged file can make sled panic (e.g. garbage at the start of `db`), which becomes an
+/// error here instead of a crash with a backtrace.
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = crate::logging::while_opening_the_store(|| {
+        std::panic::catch_unwind(|| {
+            sled::Config::new().path(dir).cache_capacity(CACHE_CAPACITY_BYTES).flush_every_ms(Some(1000)).open()
+        })
+    });
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(result) => Ok(result?),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(StoreError::Open {
+                path: dir.display().to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the database is damaged: sled failed reading it ({what})"),
+                ),
+            })
         }
     }
 }

@@ -139,12 +139,22 @@ impl Records<'_, '_> {
         Ok(attempts)
     }
 
+    /// Writes a delivery made by this transition (its key is new: resend).
+    pub fn put_new_delivery(&mut self, delivery: &DeliveryRecord) {
+        self.staged_new.push((keys::delivery(delivery.id).to_vec(), delivery.encode()));
+    }
+
     pub fn put_delivery(&mut self, delivery: &DeliveryRecord) {
         self.stage(keys::delivery(delivery.id).to_vec(), Some(delivery.encode()));
     }
 
     pub fn put_event(&mut self, event: &EventRecord) {
         self.stage(keys::event(&event.id), Some(event.encode()));
+    }
+
+    /// An attempt already encoded ([`Record::encode`]) by the caller.
+    pub fn put_encoded_attempt(&mut self, id: DeliveryId, n: u32, encoded: Vec<u8>) {
+        self.stage(keys::attempt(id, n).to_vec(), Some(encoded));
     }
 
     pub fn put_attempt(&mut self, id: DeliveryId, attempt: &AttemptRecord) {
@@ -163,13 +173,10 @@ impl Records<'_, '_> {
         Ok(())
     }
 
-    /// Writes a new event with its deliveries; their keys are new, so nothing is read back (the bytes are
-    /// not copied for later reads in the round).
-    pub fn put_accepted(&mut self, accepted: &super::Accepted) {
-        self.staged_new.push((keys::event(&accepted.event.id), accepted.event.encode()));
-        for delivery in &accepted.deliveries {
-            self.staged_new.push((keys::delivery(delivery.id).to_vec(), delivery.encode()));
-        }
+    /// Writes a new event with its deliveries, encoded by [`super::Accepted::encode`]; their keys are new,
+    /// so nothing is read back (the bytes are not copied for later reads in the round).
+    pub fn put_accepted(&mut self, encoded: super::group_commit::Writes) {
+        self.staged_new.extend(encoded);
     }
 
     /// Quarantines the record under `key` if it does not decode (found so by a read outside a

@@ -141,9 +141,15 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts `hookrelay run -c config` and waits for its "Relay ready." line.
     pub async fn start(config: &std::path::Path, vars: &[(&str, &str)]) -> RelayProcess {
+        Self::start_with_args(config, vars, &[]).await
+    }
+
+    /// [`RelayProcess::start`] with more arguments to `run`.
+    pub async fn start_with_args(config: &std::path::Path, vars: &[(&str, &str)], args: &[&str]) -> RelayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
             .args(["run", "-c"])
             .arg(config)
+            .args(args)
             .env_remove("RUST_LOG")
             // Removed subscriptions' work is cancelled at once unless a test asks for the grace period.
             .env(hookrelay::relay::REMOVED_GRACE_VARIABLE, "0s")

@@ -163,8 +163,17 @@ fn location(prefix: &str) -> String {
 }
 
 /// serde_json's message without its "at line 1 column 9" suffix, which points into a sub-document.
+/// serde's message without its position, except for an unknown field: its name comes from the request
+/// and may hold patient data, so the answer gives where it is instead (SPEC §4 names the field for the
+/// relay's own fields only).
 fn serde_message(error: &serde_json::Error) -> String {
     let text = error.to_string();
+    if text.starts_with("unknown field") {
+        return format!(
+            "has an unknown field (at column {} of the event); an event has only `type`, `id`, `occurred_at` and `data`",
+            error.column()
+        );
+    }
     match text.find(" at line ") {
         Some(cut) => text[..cut].to_owned(),
         None => text,
@@ -226,7 +235,7 @@ mod tests {
             (r#"{"type": "a", "id": "", "data": 1}"#, "`id` must be 1-128 printable ASCII"),
             (r#"{"type": "a", "id": "caf\u00e9", "data": 1}"#, "`id` must be 1-128 printable ASCII"),
             (r#"{"type": "a", "occurred_at": "yesterday", "data": 1}"#, "`occurred_at` must be an RFC 3339"),
-            (r#"{"type": "a", "data": 1, "occured_at": "x"}"#, "unknown field `occured_at`"),
+            (r#"{"type": "a", "data": 1, "occured_at": "x"}"#, "has an unknown field (at column 37 of the event)"),
             (r#"[{"type": "a", "data": 1}, {"type": "b"}]"#, "`[1].data` is required"),
             (r#"[{"type": "a", "data": 1}, 7]"#, "`[1]` must be an event object"),
             (r#"[]"#, "the batch is empty"),

@@ -15,7 +15,8 @@ use crate::lifecycle::Deliveries;
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Purges in the background until `stop`; the period is read from the current config each round.
+/// Purges in the background until `stop`; the period is read from the current config each round, and again
+/// at each reload (a reload that lowers `retention` does not wait out the old period).
 pub fn spawn(deliveries: Arc<Deliveries>, stop: CancellationToken) {
     tokio::spawn(async move {
         loop {
@@ -23,6 +24,8 @@ pub fn spawn(deliveries: Arc<Deliveries>, stop: CancellationToken) {
             let interval = (retention / 4).clamp(MIN_INTERVAL, MAX_INTERVAL);
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                // A reload may have shortened the period: wait for the new one from now.
+                _ = deliveries.next_reload() => continue,
                 _ = stop.cancelled() => return,
             }
             // A clock stepped forward must not purge early (idempotency keys included).

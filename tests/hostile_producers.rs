@@ -206,3 +206,36 @@ async fn an_oversized_body_gets_a_readable_413_on_both_listeners() {
     }
     drop(relay);
 }
+
+/// Before: with the soft open-file limit at 1,024 and no cap on connections, 1,100 idle TCP connections
+/// (anyone on the machine may open them; the token is checked per request) used up the relay's file
+/// descriptors: every accept failed, the clinic app was locked out of the unix socket, and the next
+/// commit's failure to open a file made the relay exit 1. Here the limit is 128 (a cap of 32 per
+/// listener) and 150 connections are opened: more than the relay could hold without the cap, fewer than
+/// the cap plus the listen backlog (128), so that every connect completes.
+#[tokio::test]
+async fn idle_tcp_connections_past_the_cap_leave_the_unix_socket_and_the_store_working() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let relay = support::relay::RelayProcess::start_under(
+        &["prlimit", "--nofile=128:128", "--"],
+        &env.config_path(),
+        &[(hookrelay::relay::REMOVED_GRACE_VARIABLE, "0s")],
+        &[],
+    )
+    .await;
+    let Target::Tcp(address) = *relay.tcp() else { unreachable!() };
+    let mut idle = Vec::new();
+    for _ in 0..150 {
+        idle.push(within("an idle connection", TcpStream::connect(address)).await.unwrap());
+    }
+    for i in 0..20 {
+        let event = format!(r#"{{"type":"lab.completed","id":"app-{i}","data":{i}}}"#);
+        assert_eq!(relay.post_unix(&event).await.status, 202, "the clinic app still gets in");
+    }
+    assert_eq!(send(&relay.unix, Call::get("/readyz")).await.status, 200);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", relay.pid())).unwrap();
+    assert!(limits.lines().any(|l| l.starts_with("Max open files") && l.contains("128")), "{limits}");
+    drop(idle);
+    assert_served(&relay, "after-the-flood").await;
+}

@@ -170,3 +170,24 @@ async fn a_receiver_that_is_down_costs_a_few_log_lines_not_one_per_attempt() {
     let recovered = logs.iter().filter(|l| l["message"] == "Subscription recovered: an attempt succeeded again.");
     assert_eq!(recovered.count(), 1);
 }
+
+/// Before: a 2xx answer with more than 100 headers (hyper's default limit) counted as a failed attempt,
+/// and the receiver got the delivery again.
+#[tokio::test]
+async fn a_2xx_answer_with_many_headers_is_a_success() {
+    let env = TestEnv::new();
+    let mut crowded = Reply::status(200);
+    for i in 0..150 {
+        crowded = crowded.with_header(Box::leak(format!("x-extra-{i}").into_boxed_str()), "1");
+    }
+    let receiver = Receiver::start(&env.ca, support::receiver::sequence(vec![crowded], 200)).await;
+    env.write_config(&Setup {
+        subscriptions: unsigned_subscription("vet", &receiver.url("/"), "retry = [\"50ms\"]"),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"crowded","data":1}"#).await.status, 202);
+    let succeeded = relay.wait_for_log("Delivery succeeded.", 1, |_| true).await;
+    assert_eq!(succeeded["attempt"], 1, "the first answer was a success: {succeeded}");
+    assert_eq!(receiver.count(), 1);
+}

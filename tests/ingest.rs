@@ -28,7 +28,7 @@ async fn every_rejection_answers_its_status_and_stores_nothing() {
         (r#"{"type": "a", "id": "r-data"}"#, "`data` is required"),
         (r#"{"type": "no spaces", "id": "r-type", "data": 1}"#, "`type`"),
         (r#"{"type": "a", "id": "r-when", "occurred_at": "soon", "data": 1}"#, "`occurred_at`"),
-        (r#"{"type": "a", "id": "r-extra", "data": 1, "patient": "x"}"#, "`patient`"),
+        (r#"{"type": "a", "id": "r-extra", "data": 1, "patient": "x"}"#, "has an unknown field (at column 51"),
         (r#"[{"type": "a", "id": "r-batch-ok", "data": 1}, {"type": "b", "id": "r-batch-bad"}]"#, "`[1].data`"),
         ("[]", "at least one event"),
     ];

@@ -107,6 +107,26 @@ async fn finished_records_and_their_idempotency_keys_are_purged_after_retention(
     assert_eq!(reused.status, 202, "the id is free again once its record is purged");
 }
 
+/// Before: a reload that lowered `retention` waited out the purge interval of the old value (up to an hour).
+#[tokio::test]
+async fn a_reload_that_lowers_retention_purges_on_the_new_schedule() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let with_retention = |retention: &str| Setup {
+        relay: format!("retention = \"{retention}\""),
+        subscriptions: subscription("vet", &receiver.url("/"), ""),
+        ..Setup::default()
+    };
+    env.write_config(&with_retention("2h"));
+    let relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"a","id":"soon-old","data":1}"#).await.status, 202);
+    relay.wait_for_log("Delivery succeeded.", 1, |_| true).await;
+    env.save_by_rename(&with_retention("1s"));
+    relay.wait_for_log("Config reloaded.", 1, |_| true).await;
+    let purged = relay.wait_for_log("Purged finished records older than the retention period.", 1, |_| true).await;
+    assert_eq!(purged["events"].as_u64(), Some(1));
+}
+
 #[tokio::test]
 async fn systemd_is_told_ready_watchdog_and_stopping() {
     let env = TestEnv::new();
@@ -132,4 +152,23 @@ async fn receive(socket: &UnixDatagram) -> String {
     let mut buffer = [0u8; 256];
     let n = within("a notification", socket.recv(&mut buffer)).await.unwrap();
     String::from_utf8_lossy(&buffer[..n]).into_owned()
+}
+
+/// Before: the relay ran with the soft open-file limit it was given (1,024 under systemd by default).
+#[tokio::test]
+async fn the_open_file_soft_limit_is_raised_to_the_hard_limit_at_start() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let relay = support::relay::RelayProcess::start_under(
+        &["prlimit", "--nofile=256:4096", "--"],
+        &env.config_path(),
+        &[(hookrelay::relay::REMOVED_GRACE_VARIABLE, "0s")],
+        &[],
+    )
+    .await;
+    let raised = relay.wait_for_log("Open-file limit raised.", 1, |_| true).await;
+    assert_eq!((raised["before"].as_u64(), raised["after"].as_u64()), (Some(256), Some(4096)));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", relay.pid())).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    assert_eq!(line.split_whitespace().skip(3).take(2).collect::<Vec<_>>(), ["4096", "4096"], "{line}");
 }

@@ -307,3 +307,17 @@ async fn a_store_missing_deliveries_is_refused_with_both_figures_unless_accepted
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stderr.contains("cannot open the store"), "{stderr}");
 }
+
+/// Before: a 400 for an unknown field repeated the field's name, which can carry patient data (a producer
+/// that put a name where a key belongs); the answer now says where the field is.
+#[tokio::test]
+async fn an_unknown_field_is_located_not_echoed() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let relay = env.start().await;
+    let answer = relay.post_unix(r#"[{"type":"a","data":1},{"type":"a","data":1,"Jane Doe 1961-02-03":true}]"#).await;
+    assert_eq!(answer.status, 400);
+    let message = answer.error_message();
+    assert!(message.starts_with("`[1]`: has an unknown field (at column"), "{message}");
+    assert!(!String::from_utf8_lossy(&answer.body).contains("Jane"), "{message}");
+}

@@ -45,8 +45,19 @@ pub struct HttpsClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
+/// Headers a receiver's answer may have: hyper's default is 100, and a 2xx with more would count as a
+/// failed attempt and be sent again; this is generous and still bounded.
+const MAX_RESPONSE_HEADERS: usize = 1000;
+
 impl HttpsClient {
-    pub fn new(extra_roots: &[CertificateDer<'static>]) -> Result<HttpsClient, rustls::Error> {
+    /// A client for one subscription: at most `concurrency` idle connections are kept, and a connect
+    /// that outlives its attempt gives up after `timeout` (SPEC §7: connections to a subscriber stay
+    /// bounded by its concurrency).
+    pub fn new(
+        extra_roots: &[CertificateDer<'static>],
+        concurrency: usize,
+        timeout: Duration,
+    ) -> Result<HttpsClient, rustls::Error> {
         let mut roots = RootCertStore::empty();
         roots.add_parsable_certificates(system_roots().iter().cloned());
         for root in extra_roots {
@@ -60,12 +71,17 @@ impl HttpsClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
             .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(concurrency)
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
+            .build(connector);
         Ok(HttpsClient { inner })
     }
 
@@ -153,26 +169,36 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
-/// Clients shared by subscriptions with the same trusted roots, so connections are pooled across them.
+/// One client per subscription, made again when its roots, concurrency or timeout change.
 #[derive(Default)]
 pub struct ClientPool {
-    clients: Mutex<HashMap<[u8; 32], HttpsClient>>,
+    clients: Mutex<HashMap<String, ([u8; 32], HttpsClient)>>,
 }
 
 impl ClientPool {
-    pub fn client(&self, extra_roots: &[CertificateDer<'static>]) -> Result<HttpsClient, rustls::Error> {
+    pub fn client(
+        &self,
+        subscription: &str,
+        extra_roots: &[CertificateDer<'static>],
+        concurrency: usize,
+        timeout: Duration,
+    ) -> Result<HttpsClient, rustls::Error> {
         let mut hash = Sha256::new();
         for root in extra_roots {
             hash.update((root.len() as u64).to_be_bytes());
             hash.update(root);
         }
-        let key: [u8; 32] = hash.finalize().into();
-        let mut clients = self.clients.lock().unwrap();
-        if let Some(client) = clients.get(&key) {
-            return Ok(client.clone());
+        hash.update((concurrency as u64).to_be_bytes());
+        hash.update(timeout.as_nanos().to_be_bytes());
+        let settings: [u8; 32] = hash.finalize().into();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((made_for, client)) = clients.get(subscription) {
+            if *made_for == settings {
+                return Ok(client.clone());
+            }
         }
-        let client = HttpsClient::new(extra_roots)?;
-        clients.insert(key, client.clone());
+        let client = HttpsClient::new(extra_roots, concurrency, timeout)?;
+        clients.insert(subscription.to_owned(), (settings, client.clone()));
         Ok(client)
     }
 }

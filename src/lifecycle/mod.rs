@@ -81,6 +81,8 @@ pub struct Deliveries {
     /// it belongs to: a subscription that comes back ends it, and a later removal starts a new one.
     graced: Mutex<HashMap<String, u64>>,
     removals: AtomicU64,
+    /// Signalled at every reload, so that timers that depend on the config (the purge) look again.
+    reloaded: tokio::sync::Notify,
 }
 
 impl Deliveries {
@@ -101,6 +103,7 @@ impl Deliveries {
             removed_grace,
             graced: Mutex::default(),
             removals: AtomicU64::new(0),
+            reloaded: tokio::sync::Notify::new(),
         })
     }
 
@@ -146,6 +149,12 @@ impl Deliveries {
             self.watch_removed(name);
         }
         self.scheduler.wake_all();
+        self.reloaded.notify_waiters();
+    }
+
+    /// Resolves at the next reload.
+    pub async fn next_reload(&self) {
+        self.reloaded.notified().await
     }
 
     fn graced(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {

@@ -146,7 +146,23 @@ impl RelayProcess {
 
     /// [`RelayProcess::start`] with more arguments to `run`.
     pub async fn start_with_args(config: &std::path::Path, vars: &[(&str, &str)], args: &[&str]) -> RelayProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        Self::start_under(&[], config, vars, args).await
+    }
+
+    /// [`RelayProcess::start_with_args`] under a wrapper command, e.g. `["prlimit", "--nofile=600", "--"]`.
+    pub async fn start_under(
+        wrapper: &[&str],
+        config: &std::path::Path,
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> RelayProcess {
+        let binary = env!("CARGO_BIN_EXE_hookrelay");
+        let (program, before) = match wrapper.split_first() {
+            Some((program, rest)) => (*program, [rest, &[binary]].concat()),
+            None => (binary, Vec::new()),
+        };
+        let mut child = Command::new(program)
+            .args(before)
             .args(["run", "-c"])
             .arg(config)
             .args(args)

@@ -56,7 +56,11 @@ pub fn bounded_now_ms() -> u64 {
 
 /// RFC 3339 in UTC, e.g. `2026-04-11T10:30:00Z` (fractional seconds only when there are some).
 pub fn rfc3339_utc(time: OffsetDateTime) -> String {
-    time.to_offset(time::UtcOffset::UTC).format(&Rfc3339).expect("every UTC date formats as RFC 3339")
+    // Ingest admits only times that are years 0000-9999 in UTC; anything else shows as the epoch rather
+    // than a panic.
+    time.checked_to_offset(time::UtcOffset::UTC)
+        .and_then(|utc| utc.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
 }
 
 /// A stored millisecond timestamp as RFC 3339 UTC.

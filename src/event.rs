@@ -135,12 +135,19 @@ fn parse_event(raw: &RawValue, prefix: &str) -> Result<NewEvent, InvalidEvent> {
 
     let occurred_at_text = string_field(fields.occurred_at, &field("occurred_at"))?;
     let occurred_at = match &occurred_at_text {
-        Some(text) => Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-            InvalidEvent::new(format!(
-                "{} must be an RFC 3339 date-time such as 2026-04-11T10:30:00Z",
-                field("occurred_at")
-            ))
-        })?),
+        Some(text) => {
+            // In UTC it must still be a year of RFC 3339 (0000-9999): `9999-12-31T23:30:00-01:00` is not.
+            let in_utc = OffsetDateTime::parse(text, &Rfc3339)
+                .ok()
+                .and_then(|time| time.checked_to_offset(time::UtcOffset::UTC))
+                .filter(|time| (0..=9999).contains(&time.year()));
+            Some(in_utc.ok_or_else(|| {
+                InvalidEvent::new(format!(
+                    "{} must be an RFC 3339 date-time such as 2026-04-11T10:30:00Z",
+                    field("occurred_at")
+                ))
+            })?)
+        }
         None => None,
     };
 
@@ -235,6 +242,8 @@ mod tests {
             (r#"{"type": "a", "id": "", "data": 1}"#, "`id` must be 1-128 printable ASCII"),
             (r#"{"type": "a", "id": "caf\u00e9", "data": 1}"#, "`id` must be 1-128 printable ASCII"),
             (r#"{"type": "a", "occurred_at": "yesterday", "data": 1}"#, "`occurred_at` must be an RFC 3339"),
+            (r#"{"type": "a", "data": 1, "occurred_at": "9999-12-31T23:30:00-01:00"}"#, "`occurred_at`"),
+            (r#"{"type": "a", "data": 1, "occurred_at": "0000-01-01T00:30:00+01:00"}"#, "`occurred_at`"),
             (r#"{"type": "a", "data": 1, "occured_at": "x"}"#, "has an unknown field (at column 37 of the event)"),
             (r#"[{"type": "a", "data": 1}, {"type": "b"}]"#, "`[1].data` is required"),
             (r#"[{"type": "a", "data": 1}, 7]"#, "`[1]` must be an event object"),

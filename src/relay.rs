@@ -153,8 +153,8 @@ fn check_ledger(store: &Store, found: u64, options: Options) -> anyhow::Result<(
             warn!(expected, found, missing, "Starting on the damaged store, as --accept-damaged-store asks.");
             store.reset_ledger(found).context("cannot write the store's ledger")
         }
-        Some(_) => Ok(()),
-        None => store.reset_ledger(found).context("cannot write the store's ledger"),
+        // What is there is the bound from now on (a crash may have left the file behind).
+        _ => store.reset_ledger(found).context("cannot write the store's ledger"),
     }
 }
 

@@ -19,15 +19,17 @@ const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 /// at each reload (a reload that lowers `retention` does not wait out the old period).
 pub fn spawn(deliveries: Arc<Deliveries>, stop: CancellationToken) {
     tokio::spawn(async move {
+        let mut last = tokio::time::Instant::now();
         loop {
             let retention = deliveries.config().relay.retention;
             let interval = (retention / 4).clamp(MIN_INTERVAL, MAX_INTERVAL);
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                // A reload may have shortened the period: wait for the new one from now.
+                _ = tokio::time::sleep_until(last + interval) => {}
+                // A reload may have changed the period: the next purge is due that long after the last.
                 _ = deliveries.next_reload() => continue,
                 _ = stop.cancelled() => return,
             }
+            last = tokio::time::Instant::now();
             // A clock stepped forward must not purge early (idempotency keys included).
             let cutoff = bounded_now_ms().saturating_sub(retention.as_millis() as u64);
             match deliveries.purge(cutoff).await {

@@ -24,6 +24,8 @@ pub fn ready(stop: CancellationToken, store: Store) {
                 match tokio::time::timeout(period / 2, store.commit()).await {
                     Ok(Ok(())) => notify(NotifyState::Watchdog),
                     Ok(Err(error)) => warn!(%error, "The store cannot commit; not pinging the watchdog."),
+                    // Out of file descriptors is not a hang (SPEC §7): the commit goes on once one is free.
+                    Err(_) if store.waiting_for_descriptors() => notify(NotifyState::Watchdog),
                     Err(_) => warn!("The store's commit thread did not answer in time; not pinging the watchdog."),
                 }
             }

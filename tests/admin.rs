@@ -231,3 +231,64 @@ async fn a_removed_subscription_s_cancelled_deliveries_can_be_requeued_when_it_c
     let made_before = cancelled["deliveries"][0]["attempts"].as_u64().unwrap();
     assert_eq!(request.header("x-hookrelay-attempt"), (made_before + 1).to_string(), "numbering goes on");
 }
+
+/// SPEC §2 and §5: `resend` sends a finished delivery again (same `webhook-id`, same bytes, a new delivery
+/// id); `erase` removes an event's data and its stored response bodies and cancels its pending deliveries,
+/// keeping ids, types and statuses.
+#[tokio::test]
+async fn resend_repeats_a_delivery_and_erase_removes_the_data_and_cancels_what_is_pending() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup {
+        subscriptions: subscription("vet", &receiver.url("/"), "")
+            + &subscription("held", &receiver.url("/"), "enabled = false"),
+        ..Setup::default()
+    });
+    let mut relay = env.start().await;
+    let event = r#"{"type":"lab.completed","id":"e-1","data":{"patient":{"name":"Jane-Marker"},"b":1.50}}"#;
+    assert_eq!(relay.post_unix(event).await.status, 202);
+    let first = receiver.next().await;
+    relay.wait_for_log("Delivery succeeded.", 1, |_| true).await;
+    let deliveries = relay.admin_get("/v1/events/e-1").await["deliveries"].clone();
+    let id_of = |name: &str| {
+        let found = deliveries.as_array().unwrap().iter().find(|d| d["subscription"] == name).unwrap();
+        found["id"].as_str().unwrap().to_owned()
+    };
+    let (delivered, pending) = (id_of("vet"), id_of("held"));
+
+    let resent = stdout(&cli(&env, &["resend", &delivered]).await);
+    let again = receiver.next().await;
+    assert_eq!(again.header("webhook-id"), "e-1");
+    assert_eq!(again.body, first.body, "the same bytes");
+    let fresh = again.header("x-hookrelay-delivery").to_owned();
+    assert_ne!(fresh, delivered);
+    assert_eq!(resent.trim(), format!("{delivered}: resent as {fresh}"));
+    relay.wait_for_log("Delivery succeeded.", 2, |_| true).await;
+    let refused = cli(&env, &["resend", &pending]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is pending"), "{refused:?}");
+
+    let erased = stdout(&cli(&env, &["erase", "e-1"]).await);
+    assert_eq!(erased.trim(), "e-1: erased; 1 pending deliveries cancelled");
+    let shown = relay.admin_get("/v1/events/e-1").await;
+    assert_eq!(shown["data"], Value::Null);
+    assert!(shown["erased_at"].is_string(), "{shown}");
+    let statuses: Vec<_> = shown["deliveries"].as_array().unwrap().iter().map(|d| d["status"].clone()).collect();
+    assert_eq!(statuses, [json!("delivered"), json!("cancelled"), json!("delivered")], "{shown}");
+    let attempts = relay.admin_get(&format!("/v1/deliveries/{delivered}")).await["attempts"].clone();
+    assert_eq!(attempts[0]["response_body"], Value::Null, "no stored response body is left");
+    for (args, why) in [(["resend", &delivered], "erased"), (["retry", &pending], "erased")] {
+        let refused = cli(&env, &args).await;
+        assert_eq!(refused.status.code(), Some(1), "{args:?}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains(why), "{args:?}: {refused:?}");
+    }
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    let db = sled::open(env.state_dir()).unwrap();
+    for entry in db.iter() {
+        let (key, value) = entry.unwrap();
+        let text = String::from_utf8_lossy(&value);
+        assert!(!text.contains("Jane-Marker"), "erased data is left under {key:?}");
+        assert!(!text.contains("{\"ok\":true}"), "a response body is left under {key:?}");
+    }
+}

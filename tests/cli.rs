@@ -254,7 +254,14 @@ fn usage_errors_exit_2() {
     assert_eq!(hookrelay(&["check", "--bogus"], None).status.code(), Some(2));
     // Judged by the CLI itself, before any connection (the config file does not even exist).
     let missing = Path::new("/nonexistent/relay.toml");
-    for args in [&["deliveries", "--limit", "0"][..], &["deliveries", "--status", "done"], &["resend"], &["erase"]] {
+    let cases = [
+        &["deliveries", "--limit", "0"][..],
+        &["deliveries", "--status", "done"],
+        &["retry", "--failed", "--since", "soon"],
+        &["resend"],
+        &["erase"],
+    ];
+    for args in cases {
         assert_eq!(hookrelay(args, Some(missing)).status.code(), Some(2), "{args:?}");
     }
 }

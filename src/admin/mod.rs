@@ -88,20 +88,11 @@ impl Admin {
         })
     }
 
-    /// Runs a read of the store on the blocking pool; records found damaged on the way are quarantined.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Store, &mut Vec<Vec<u8>>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store = self.deliveries.store().clone();
-        let (value, damaged) = tokio::task::spawn_blocking(move || {
-            let mut damaged = Vec::new();
-            read(&store, &mut damaged).map(|value| (value, damaged))
-        })
-        .await
-        .unwrap_or(Err(StoreError::Stopped))?;
-        self.deliveries.quarantine(damaged).await?;
-        Ok(value)
+        read_store(&self.deliveries, read).await
     }
 
     async fn list(&self, query: Option<String>) -> Result<Reply, StoreError> {
@@ -241,8 +232,11 @@ impl Admin {
         };
         let cutoff = since.map(|since| now_ms().saturating_sub(since.as_millis() as u64));
         let subscription = filter.subscription;
-        let chosen = self
-            .read(move |store, damaged| {
+        // The scan and the requeue run in a task of their own: once the request is read, all of it is
+        // carried out even if this client hangs up. The requeue checks each delivery again.
+        let deliveries = Arc::clone(&self.deliveries);
+        let task = tokio::spawn(async move {
+            let chosen = read_store(&deliveries, move |store, damaged| {
                 let mut chosen = Vec::new();
                 for delivery in store.deliveries() {
                     let Some(delivery) = keep_damaged(delivery.map(Some), damaged)? else { continue };
@@ -256,12 +250,28 @@ impl Admin {
                 Ok(chosen)
             })
             .await?;
-        // One transition: the deliveries are checked again there, and all are requeued even if this
-        // client hangs up now.
-        let requeued = self.deliveries.requeue(chosen).await?.iter().filter(|r| r.is_ok()).count();
+            Ok::<_, StoreError>(deliveries.requeue(chosen).await?.iter().filter(|r| r.is_ok()).count())
+        });
+        let requeued = task.await.unwrap_or(Err(StoreError::Stopped))?;
         info!(requeued, "Deliveries requeued by an operator.");
         Ok(reply::json(StatusCode::OK, &json!({ "requeued": requeued })))
     }
+}
+
+/// Runs a read of the store on the blocking pool; records found damaged on the way are quarantined.
+async fn read_store<T: Send + 'static>(
+    deliveries: &Arc<Deliveries>,
+    read: impl FnOnce(&Store, &mut Vec<Vec<u8>>) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = deliveries.store().clone();
+    let (value, damaged) = tokio::task::spawn_blocking(move || {
+        let mut damaged = Vec::new();
+        read(&store, &mut damaged).map(|value| (value, damaged))
+    })
+    .await
+    .unwrap_or(Err(StoreError::Stopped))?;
+    deliveries.quarantine(damaged).await?;
+    Ok(value)
 }
 
 /// A read's record, or `None` with its key noted when it is damaged.

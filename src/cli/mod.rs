@@ -131,6 +131,7 @@ pub struct RetryArgs {
     subscription: Option<String>,
     /// Only deliveries that failed within this long, e.g. 2h.
     #[arg(long, requires = "failed")]
+    #[arg(value_parser = parse_since)]
     since: Option<String>,
 }
 
@@ -203,6 +204,11 @@ fn send(args: SendArgs) -> Result<String, String> {
     let answer =
         client(&args.config)?.post_bytes("/v1/events", event_body(&args.event_type, args.id.as_deref(), data)?)?;
     Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// `--since` is judged by the command itself (a usage error before any connection).
+fn parse_since(text: &str) -> Result<String, String> {
+    humantime::parse_duration(text).map(|_| text.to_owned()).map_err(|e| format!("not a duration such as 2h: {e}"))
 }
 
 /// The event object `send` posts: DATA byte for byte (key order, number text and escapes as given; the

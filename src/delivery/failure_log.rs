@@ -32,12 +32,37 @@ pub struct Streak {
 }
 
 struct State {
+    /// In a streak: failures since the last success.
+    failing: bool,
     summarized_at: Instant,
     since_summary: Streak,
     /// Failed attempts in the whole streak.
     total: u64,
     /// A failed delivery of this streak was logged in full.
     failed_delivery_logged: bool,
+    /// When a streak's first failure, or a recovery, was last logged in full: a receiver that fails and
+    /// succeeds by turns gets at most one of each per interval, not one per attempt.
+    first_logged_at: Option<Instant>,
+    recovery_logged_at: Option<Instant>,
+}
+
+impl State {
+    fn new() -> State {
+        State {
+            failing: false,
+            summarized_at: Instant::now(),
+            since_summary: Streak::default(),
+            total: 0,
+            failed_delivery_logged: false,
+            first_logged_at: None,
+            recovery_logged_at: None,
+        }
+    }
+}
+
+/// Whether `at` is unset or at least an interval before `now`.
+fn due(at: Option<Instant>, now: Instant) -> bool {
+    at.is_none_or(|at| now.duration_since(at) >= SUMMARY_INTERVAL)
 }
 
 /// Failure streaks per subscription.
@@ -50,16 +75,25 @@ impl FailureLog {
     /// A failed attempt of `subscription` at `now`; `delivery_failed` when it was the delivery's last.
     pub fn failed(&self, subscription: &str, error: &str, delivery_failed: bool, now: Instant) -> Loudness {
         let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(state) = streaks.get_mut(subscription) else {
-            let state = State {
-                summarized_at: now,
-                since_summary: Streak::default(),
-                total: 1,
-                failed_delivery_logged: delivery_failed,
-            };
-            streaks.insert(subscription.to_owned(), state);
-            return Loudness::First;
-        };
+        let state = streaks.entry(subscription.to_owned()).or_insert_with(State::new);
+        if !state.failing {
+            state.failing = true;
+            state.total = 0;
+            state.failed_delivery_logged = false;
+            if due(state.first_logged_at, now) {
+                // A streak logged in full starts its summaries afresh; one that is not (a flapping
+                // receiver) goes on with the summaries of the last.
+                state.summarized_at = now;
+                state.first_logged_at = Some(now);
+                state.total = 1;
+                state.failed_delivery_logged = delivery_failed;
+                let unreported = std::mem::take(&mut state.since_summary);
+                if unreported.failed_attempts > 0 {
+                    return Loudness::Summary(unreported);
+                }
+                return Loudness::First;
+            }
+        }
         state.total += 1;
         if delivery_failed && !state.failed_delivery_logged {
             state.failed_delivery_logged = true;
@@ -75,10 +109,17 @@ impl FailureLog {
         Loudness::Summary(std::mem::take(&mut state.since_summary))
     }
 
-    /// A successful attempt: ends the subscription's streak; returns its failed attempts if it had one.
-    pub fn succeeded(&self, subscription: &str) -> Option<u64> {
+    /// A successful attempt at `now`: ends the subscription's streak. Returns the streak's failed attempts
+    /// when the recovery is to be logged (at most once per interval).
+    pub fn succeeded(&self, subscription: &str, now: Instant) -> Option<u64> {
         let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
-        streaks.remove(subscription).map(|state| state.total)
+        let state = streaks.get_mut(subscription).filter(|state| state.failing)?;
+        state.failing = false;
+        if !due(state.recovery_logged_at, now) {
+            return None;
+        }
+        state.recovery_logged_at = Some(now);
+        Some(state.total)
     }
 }
 
@@ -103,8 +144,29 @@ mod tests {
         assert_eq!(streak.last_error, "reset");
         assert_eq!(log.failed("s", "503", false, at(60_001)), Loudness::Quiet, "the next one a minute later");
         assert!(matches!(log.failed("s", "503", false, at(120_000)), Loudness::Summary(s) if s.failed_attempts == 2));
-        assert_eq!(log.succeeded("s"), Some(1003));
-        assert_eq!(log.succeeded("s"), None);
-        assert_eq!(log.failed("s", "503", false, at(120_001)), Loudness::First, "a new streak");
+        assert_eq!(log.succeeded("s", at(120_000)), Some(1003));
+        assert_eq!(log.succeeded("s", at(120_000)), None, "no streak to end");
+        assert_eq!(log.failed("s", "503", false, at(200_000)), Loudness::First, "a new streak");
+    }
+
+    /// A receiver that fails and succeeds by turns must not log a line per attempt either.
+    #[test]
+    fn a_flapping_receiver_logs_one_first_failure_and_one_recovery_per_interval() {
+        let log = FailureLog::default();
+        let start = Instant::now();
+        let mut loud = 0;
+        for i in 0..1000u64 {
+            let now = start + Duration::from_millis(i * 10);
+            if !matches!(log.failed("s", "503", false, now), Loudness::Quiet) {
+                loud += 1;
+            }
+            if log.succeeded("s", now).is_some() {
+                loud += 1;
+            }
+        }
+        assert_eq!(loud, 2, "10 s of alternating answers: one first failure and one recovery");
+        let later = start + SUMMARY_INTERVAL + Duration::from_secs(1);
+        let Loudness::Summary(streak) = log.failed("s", "503", false, later) else { panic!("a summary is due") };
+        assert_eq!(streak.failed_attempts, 999, "the quiet failures of a minute of flapping are summed up");
     }
 }

@@ -216,7 +216,7 @@ fn log_attempt(failures: &FailureLog, delivery: &DeliveryRecord, attempt: &Attem
     }
     match delivery.status {
         DeliveryStatus::Delivered => {
-            if let Some(failed_attempts) = failures.succeeded(subscription) {
+            if let Some(failed_attempts) = failures.succeeded(subscription, Instant::now()) {
                 info!(%subscription, failed_attempts, "Subscription recovered: an attempt succeeded again.");
             }
             info!(

@@ -42,10 +42,11 @@ pub async fn read_limited(mut body: Incoming, limit: usize) -> Body {
 
 /// Reads and discards what is left of a body that will not be used, within [`LINGER_BYTES`] and
 /// [`LINGER_TIME`]. A client that asked `Expect: 100-continue` has not sent the body and will not once
-/// it reads the early answer, so nothing is read then. Returns whether the body was read to its end
-/// (if not, the connection should close after the answer).
-pub async fn discard(headers: &HeaderMap, mut body: Incoming) -> bool {
-    if headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
+/// it reads the early answer, so nothing is read then, unless reading had begun (`begun`: hyper then
+/// sent the 100 and the body is on its way). Returns whether the body was read to its end (if not, the
+/// connection should close after the answer).
+pub async fn discard(headers: &HeaderMap, mut body: Incoming, begun: bool) -> bool {
+    if !begun && headers.get(EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")) {
         return false;
     }
     let reading = async {

@@ -75,7 +75,7 @@ impl Routes {
                 if !bearer(&parts.headers).is_some_and(|given| token.matches(given)) {
                     let refusal =
                         self.refuse(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
-                    return lingering(&parts.headers, body, refusal).await;
+                    return lingering(&parts.headers, body, false, refusal).await;
                 }
             }
         }
@@ -85,7 +85,7 @@ impl Routes {
                 "unsupported_media_type",
                 "send the events with Content-Type: application/json",
             );
-            return lingering(&parts.headers, body, refusal).await;
+            return lingering(&parts.headers, body, false, refusal).await;
         }
         let limit = config.ingest.max_body_bytes;
         let too_large = || {
@@ -93,11 +93,11 @@ impl Routes {
         };
         let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limit as u64) {
-            return lingering(&parts.headers, body, too_large()).await;
+            return lingering(&parts.headers, body, false, too_large()).await;
         }
         let body = match tokio::time::timeout(self.client_timeout, linger::read_limited(body, limit)).await {
             Ok(linger::Body::Complete(bytes)) => bytes,
-            Ok(linger::Body::TooLarge(rest)) => return lingering(&parts.headers, rest, too_large()).await,
+            Ok(linger::Body::TooLarge(rest)) => return lingering(&parts.headers, rest, true, too_large()).await,
             Ok(linger::Body::Broken) => {
                 return self.refuse(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read")
             }
@@ -160,8 +160,8 @@ impl Routes {
 
 /// Answers `reply` once the unread rest of the body is discarded (see [`linger::discard`]); closes the
 /// connection after it when the body could not be read to its end.
-async fn lingering(headers: &HeaderMap, body: Incoming, reply: Reply) -> Reply {
-    if linger::discard(headers, body).await {
+async fn lingering(headers: &HeaderMap, body: Incoming, begun: bool, reply: Reply) -> Reply {
+    if linger::discard(headers, body, begun).await {
         reply
     } else {
         closing(reply)

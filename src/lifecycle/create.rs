@@ -54,7 +54,8 @@ impl Deliveries {
                 .filter(|(_, known)| known.is_none())
                 .map(|(candidate, _)| candidate.accepted.deliveries.len() as u64)
                 .sum();
-            if !owner.backlog.try_reserve(new_deliveries, max_pending) {
+            // Nothing new to count (repeats, events no subscription takes) is never refused for capacity.
+            if new_deliveries > 0 && !owner.backlog.try_reserve(new_deliveries, max_pending) {
                 return Ok(Change::only(Created::Backlogged(owner.backlog.unfinished())));
             }
             let mut fresh: Vec<Accepted> = Vec::with_capacity(candidates.len());

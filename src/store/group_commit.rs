@@ -22,6 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -98,10 +99,7 @@ impl GroupCommit {
                 round.extend(requests.try_iter());
                 let started = Instant::now();
                 let (applied, completions, created) = syncer.apply(round);
-                let result = applied
-                    .and_then(|()| syncer.make_durable())
-                    .and_then(|()| patiently(|| lock(&syncer.ledger).raise(created)))
-                    .map_err(Arc::new);
+                let result = applied.and_then(|()| syncer.make_durable()).map_err(Arc::new);
                 if result.is_err() {
                     broken.cancel();
                 }
@@ -115,6 +113,10 @@ impl GroupCommit {
                 }
                 if syncer.panicked {
                     broken.cancel();
+                }
+                // After the answers: a rewrite of the ledger (once a second at most) need not delay them.
+                if result.is_ok() {
+                    lock(&syncer.ledger).raise(created);
                 }
             }
         })?;
@@ -155,22 +157,29 @@ fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
     ledger.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Set while a commit waits for a file descriptor (see [`patiently`]): the relay is alive, only starved,
+/// and the watchdog must not have it killed for that.
+pub static WAITING_FOR_DESCRIPTORS: AtomicBool = AtomicBool::new(false);
+
 /// Runs `work` until it does not fail for want of file descriptors: running out of them is not a broken
 /// store (SPEC §7), so the round waits (and with it the writers) until one is free.
 fn patiently<T>(mut work: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let mut warned = false;
-    loop {
+    let outcome = loop {
         match work() {
             Err(error) if matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                 if !warned {
                     tracing::warn!(%error, "Out of file descriptors; the store's commit waits for one.");
+                    WAITING_FOR_DESCRIPTORS.store(true, Ordering::Release);
                     warned = true;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            other => return other,
+            other => break other,
         }
-    }
+    };
+    WAITING_FOR_DESCRIPTORS.store(false, Ordering::Release);
+    outcome
 }
 
 /// Runs `work`, catching a panic so that the commit thread (and every writer waiting on it) survives a bug
@@ -322,7 +331,8 @@ impl<'a> Round<'a> {
         if self.removing > 0 {
             // Before sled may write the removals: the ledger on disk never claims more than is there.
             let removing = std::mem::take(&mut self.removing);
-            if let Err(error) = patiently(|| lock(self.ledger).lower(removing)) {
+            lock(self.ledger).lower(removing);
+            if let Err(error) = patiently(|| lock(self.ledger).write_lowered()) {
                 self.failure = Some(io::Error::new(error.kind(), error.to_string()));
                 return Err(error);
             }

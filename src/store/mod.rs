@@ -122,6 +122,11 @@ impl Store {
         Ok(Store { dir, db, committer, broken, corrupt: Arc::default(), ledger, had_ledger: found.is_some() })
     }
 
+    /// Whether a commit is waiting for a file descriptor (the process is out of them) right now.
+    pub fn waiting_for_descriptors(&self) -> bool {
+        group_commit::WAITING_FOR_DESCRIPTORS.load(Ordering::Acquire)
+    }
+
     /// The state directory.
     pub fn dir(&self) -> &Path {
         &self.dir

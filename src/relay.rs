@@ -30,7 +30,8 @@ pub const REMOVED_GRACE_VARIABLE: &str = "HOOKRELAY_REMOVED_SUBSCRIPTION_GRACE";
 /// How `hookrelay run` was asked to start.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Options {
-    /// `--accept-damaged-store`: start even if the store holds fewer deliveries than its ledger says.
+    /// `--accept-damaged-store`: start even if the store holds fewer deliveries than its ledger says (the
+    /// figures are logged).
     pub accept_damaged_store: bool,
 }
 

@@ -192,11 +192,6 @@ impl Scheduler {
         let queued = queue.by_due.iter().filter(|(_, queued)| *queued == id).count();
         queued + usize::from(queue.in_flight.contains(&id))
     }
-
-    /// Every subscription that has a queue, configured or not.
-    pub fn subscriptions(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! A model test of the lifecycle owner (SPEC §7 "no duplicate without a crash", "no transition lost"):
-//! random interleavings of create (through the real acceptor), attempt start and end (success or
+//! random sequences (each step awaited; `tests/storm.rs` runs transitions at once) of create (through the real acceptor), attempt start and end (success or
 //! failure), reloads that remove, re-add or disable a subscription, the end of a removal grace period,
 //! requeue, resend, erase, purge and restart, against the real store in a temp dir and the real
 //! scheduler. After every step, once every transition has completed, it checks:

@@ -1,6 +1,7 @@
-//! "No duplicate without a crash" (SPEC §7), black box: a fast 2xx receiver gets each `webhook-id`
-//! exactly once per subscription while events pour in and reloads (removing and re-adding a
-//! subscription, changing concurrency, SIGHUP) and requeues (bulk and by id) storm the relay.
+//! "No duplicate without a crash" (SPEC §7), black box: receivers get each `webhook-id` exactly once per
+//! subscription as a success, and each attempt of it once, while events pour in and reloads (removing and
+//! re-adding a subscription, changing concurrency, SIGHUP) and requeues (bulk and by id) storm the relay.
+//! The counted receivers fail every third request, so retries (and an occasional requeue) are in the mix.
 //!
 //! The default is a short storm that fits the suite; `HOOKRELAY_STORM_EVENTS=20000
 //! HOOKRELAY_STORM_SECONDS=30` runs the full one.
@@ -15,7 +16,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use support::client::{send, Call};
-use support::receiver::{always, Receiver};
+use support::receiver::{always, Receiver, Reply, Script};
 use support::relay::{unsigned_subscription, Setup, TestEnv};
 
 fn setting(name: &str, default: u64) -> u64 {
@@ -27,13 +28,17 @@ async fn each_webhook_id_arrives_once_per_subscription_through_reload_and_requeu
     let events = setting("HOOKRELAY_STORM_EVENTS", 2000) as usize;
     let storm = Duration::from_secs(setting("HOOKRELAY_STORM_SECONDS", 4));
     let env = TestEnv::new();
-    let (alpha, beta) = (Receiver::start(&env.ca, always(200)).await, Receiver::start(&env.ca, always(200)).await);
+    // Every third request fails: `n % 3 == 0` is a 503, so a request's outcome is known from its number.
+    let third_fails: Script = Arc::new(|n| Reply::status(if n % 3 == 0 { 503 } else { 200 }));
+    let (alpha, beta) =
+        (Receiver::start(&env.ca, third_fails.clone()).await, Receiver::start(&env.ca, third_fails).await);
+    let patient = format!("retry = [{}]", vec!["\"20ms\""; 20].join(", "));
     let flaky = Receiver::start(&env.ca, always(503)).await;
     let config = |variant: usize| {
         let alpha_extra = if variant % 2 == 0 { "concurrency = 8" } else { "concurrency = 3" };
-        let mut subscriptions = unsigned_subscription("alpha", &alpha.url("/"), alpha_extra);
+        let mut subscriptions = unsigned_subscription("alpha", &alpha.url("/"), &format!("{alpha_extra}\n{patient}"));
         if variant % 3 != 1 {
-            subscriptions += &unsigned_subscription("beta", &beta.url("/"), "");
+            subscriptions += &unsigned_subscription("beta", &beta.url("/"), &patient);
         }
         subscriptions += &unsigned_subscription("flaky", &flaky.url("/"), "retry = []");
         Setup { subscriptions, ..Setup::default() }
@@ -116,13 +121,22 @@ async fn each_webhook_id_arrives_once_per_subscription_through_reload_and_requeu
     assert!(relay.wait_exit().await.success());
 
     for (name, receiver) in [("alpha", &alpha), ("beta", &beta)] {
-        let mut arrivals: HashMap<String, usize> = HashMap::new();
+        // Every request the receiver got, counted after the relay stopped: none is left out.
+        let mut attempts: HashMap<(String, String), usize> = HashMap::new();
+        let mut successes: HashMap<String, usize> = HashMap::new();
         for _ in 0..receiver.count() {
-            *arrivals.entry(receiver.next().await.header("webhook-id").to_owned()).or_default() += 1;
+            let request = receiver.next().await;
+            let id = request.header("webhook-id").to_owned();
+            *attempts.entry((id.clone(), request.header("x-hookrelay-attempt").to_owned())).or_default() += 1;
+            if request.n % 3 != 0 {
+                *successes.entry(id).or_default() += 1;
+            }
         }
-        let twice: Vec<_> = arrivals.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(twice.is_empty(), "{name}: arrived more than once: {twice:?}");
-        assert_eq!(arrivals.len(), expected(name), "{name}: every event routed to it arrived");
+        let repeated: Vec<_> = attempts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(repeated.is_empty(), "{name}: an attempt arrived more than once: {repeated:?}");
+        let twice: Vec<_> = successes.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "{name}: delivered more than once: {twice:?}");
+        assert_eq!(successes.len(), expected(name), "{name}: every event routed to it was delivered");
     }
     let succeeded = relay.logs().iter().filter(|l| l["message"] == "Delivery succeeded.").count();
     assert_eq!(succeeded, to_deliver, "one recorded success per delivery");

@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// Start even if the store holds fewer deliveries than it had made durable (a truncated, damaged or
-    /// replaced database); what is missing is logged, and the check starts over from what is there.
+    /// replaced database); how many are missing is logged, and the check starts over from what is there.
     #[arg(long)]
     pub accept_damaged_store: bool,
 }

@@ -76,28 +76,31 @@ impl Acceptor {
     /// different body under it is a conflict); the store decides whether a candidate is known.
     fn candidates(&self, config: &Config, events: Vec<NewEvent>) -> Result<(Vec<Candidate>, Vec<Slot>), Refusal> {
         let now = now_ms();
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        // The id lock is held for one id at a time, not while records are built and encoded.
+        let mut next_ulid = || {
+            let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+            ids.generate().unwrap_or_else(|_| ulid::Ulid::new())
+        };
         let mut candidates: Vec<Candidate> = Vec::with_capacity(events.len());
-        let mut slots = Vec::with_capacity(events.len());
+        let mut slots: Vec<Slot> = Vec::with_capacity(events.len());
         // Producer id → index in `candidates`, for this request.
         let mut in_this_request: HashMap<String, usize> = HashMap::new();
         for event in events {
             if let Some(id) = &event.id {
                 if let Some(&index) = in_this_request.get(id) {
-                    let first = &candidates[index].accepted.event;
-                    if first.fingerprint != event.fingerprint {
+                    if candidates[index].fingerprint != event.fingerprint {
                         return Err(Refusal::Conflict(id.clone()));
                     }
-                    slots.push(Slot { candidate: index, answer: answer(first) });
+                    let first = slots.iter().find(|slot| slot.candidate == index).map(|slot| slot.answer.clone());
+                    slots.push(Slot { candidate: index, answer: first.unwrap_or(Value::Null) });
                     continue;
                 }
                 in_this_request.insert(id.clone(), candidates.len());
             }
             let producer_id = event.id.is_some();
-            let accepted = build_records(config, event, &mut ids, now)?;
+            let accepted = build_records(config, event, &mut next_ulid, now)?;
             slots.push(Slot { candidate: candidates.len(), answer: answer(&accepted.event) });
-            let encoded = accepted.encode();
-            candidates.push(Candidate { accepted, encoded, producer_id });
+            candidates.push(Candidate::new(accepted, producer_id));
         }
         Ok((candidates, slots))
     }
@@ -110,8 +113,12 @@ struct Slot {
     answer: Value,
 }
 
-fn build_records(config: &Config, event: NewEvent, ids: &mut ulid::Generator, now: u64) -> Result<Accepted, Refusal> {
-    let mut next_ulid = || ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+fn build_records(
+    config: &Config,
+    event: NewEvent,
+    next_ulid: &mut impl FnMut() -> ulid::Ulid,
+    now: u64,
+) -> Result<Accepted, Refusal> {
     let id = event.id.unwrap_or_else(|| format!("evt_{}", next_ulid()));
     let subscriptions: Vec<String> = config.router.route(&event.event_type).into_iter().map(str::to_owned).collect();
     let deliveries: Vec<DeliveryRecord> = subscriptions

@@ -5,15 +5,28 @@
 use std::sync::Arc;
 
 use super::Deliveries;
-use crate::store::{Accepted, Answer, Change, EventRecord, StoreError};
+use crate::store::{Accepted, Answer, Change, DeliveryId, EventRecord, StoreError, Writes};
 
-/// An event ingest has built the records for.
+/// An event ingest has built the records for: what the transition needs of them, and their bytes.
 pub struct Candidate {
-    pub accepted: Accepted,
-    /// `accepted` encoded ([`Accepted::encode`]), by ingest's task rather than the commit thread.
-    pub encoded: crate::store::Writes,
+    pub event_id: String,
+    pub fingerprint: String,
     /// The producer gave the id: a known event under it is answered instead of stored again.
     pub producer_id: bool,
+    /// Its deliveries, to queue once durable: subscription, id, due time (Unix ms).
+    pub deliveries: Vec<(String, DeliveryId, u64)>,
+    /// The records, encoded by ingest's task rather than the commit thread.
+    pub encoded: Writes,
+}
+
+impl Candidate {
+    /// Encodes `accepted` and keeps only what the transition needs; the payload lives on in the bytes only.
+    pub fn new(accepted: Accepted, producer_id: bool) -> Candidate {
+        let encoded = accepted.encode();
+        let deliveries = accepted.deliveries.into_iter().map(|d| (d.subscription, d.id, d.created_at)).collect();
+        let Accepted { event, .. } = accepted;
+        Candidate { event_id: event.id, fingerprint: event.fingerprint, producer_id, deliveries, encoded }
+    }
 }
 
 /// What became of a request's events.
@@ -39,11 +52,10 @@ impl Deliveries {
         self.store.transition(move |records| {
             let mut known = Vec::with_capacity(candidates.len());
             for candidate in &candidates {
-                let event = &candidate.accepted.event;
-                let earlier = if candidate.producer_id { records.event(&event.id)? } else { None };
+                let earlier = if candidate.producer_id { records.event(&candidate.event_id)? } else { None };
                 if let Some(earlier) = &earlier {
-                    if earlier.fingerprint != event.fingerprint {
-                        return Ok(Change::only(Created::Conflict(event.id.clone())));
+                    if earlier.fingerprint != candidate.fingerprint {
+                        return Ok(Change::only(Created::Conflict(candidate.event_id.clone())));
                     }
                 }
                 known.push(earlier);
@@ -52,33 +64,33 @@ impl Deliveries {
                 .iter()
                 .zip(&known)
                 .filter(|(_, known)| known.is_none())
-                .map(|(candidate, _)| candidate.accepted.deliveries.len() as u64)
+                .map(|(candidate, _)| candidate.deliveries.len() as u64)
                 .sum();
             // Nothing new to count (repeats, events no subscription takes) is never refused for capacity.
             if new_deliveries > 0 && !owner.backlog.try_reserve(new_deliveries, max_pending) {
                 return Ok(Change::only(Created::Backlogged(owner.backlog.unfinished())));
             }
-            let mut fresh: Vec<Accepted> = Vec::with_capacity(candidates.len());
+            let mut to_queue = Vec::new();
+            let mut to_take_back = Vec::new();
             for (candidate, known) in candidates.into_iter().zip(&known) {
                 if known.is_none() {
+                    to_take_back.extend(candidate.encoded.iter().map(|(key, _)| key.clone()));
                     records.put_accepted(candidate.encoded);
-                    fresh.push(candidate.accepted);
+                    to_queue.extend(candidate.deliveries);
                 }
             }
-            let fresh = Arc::new(fresh);
             let (queued, taken_back) = (Arc::clone(&owner), Arc::clone(&owner));
-            let (to_queue, to_take_back) = (Arc::clone(&fresh), fresh);
             Ok(Change {
                 answer: Created::Stored(known),
                 then: Box::new(move || {
-                    for delivery in to_queue.iter().flat_map(|a| &a.deliveries) {
-                        queued.queue(&delivery.subscription, delivery.id, delivery.created_at);
+                    for (subscription, id, due_ms) in &to_queue {
+                        queued.queue(subscription, *id, *due_ms);
                     }
                 }),
                 otherwise: Box::new(move || {
                     // Not durable: take the events back, so that a refused event leaves nothing.
                     taken_back.backlog.release(new_deliveries);
-                    if let Err(error) = taken_back.store.remove_accepted(&to_take_back) {
+                    if let Err(error) = taken_back.store.remove_keys(&to_take_back) {
                         tracing::error!(
                             %error,
                             "Cannot take back events whose commit failed; they may be delivered after a restart."

@@ -22,7 +22,7 @@
 //! | erase | [`cancel`] | event data and response bodies removed, `pending` → `cancelled` | release |
 //! | purge | [`purge`] | finished event, deliveries, attempts removed | failed gauge |
 //! | quarantine | [`quarantine`] | a damaged record moved under `q` | counted |
-//! | recovery (start) | [`recover`] | nothing | queues and counts rebuilt from the store |
+//! | recovery (start) | [`recover`] | damaged deliveries quarantined | queues and counts rebuilt from the store |
 //!
 //! Queue changes that must not wait for durability (taking a delivery out of its queue when it is
 //! cancelled or erased) happen inside the decision, so no worker can take the delivery after the

@@ -41,7 +41,6 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 pub use group_commit::{FlushObserver, Writes};
-pub use keys::printable as printable_key;
 pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
 pub use transition::{Answer, Change, Records};
 
@@ -173,15 +172,12 @@ impl Store {
         self.get(&keys::delivery(id))
     }
 
-    /// Takes back accepted events whose commit failed, so that a refused event leaves nothing (as far as
-    /// a failing store still writes).
-    pub fn remove_accepted(&self, accepted: &[Accepted]) -> Result<(), StoreError> {
+    /// Takes back accepted events whose commit failed (their records' keys), so that a refused event
+    /// leaves nothing, as far as a failing store still writes. Never raised in the ledger, so not lowered.
+    pub fn remove_keys(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for item in accepted {
-            batch.remove(keys::event(&item.event.id));
-            for delivery in &item.deliveries {
-                batch.remove(&keys::delivery(delivery.id)[..]);
-            }
+        for key in keys {
+            batch.remove(key.as_slice());
         }
         Ok(self.db.apply_batch(batch)?)
     }

@@ -142,9 +142,16 @@ async fn odd_ids_are_percent_encoded_and_never_panic_the_cli() {
     let document: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(document["id"], odd);
 
-    for args in [&["retry", "dlv_%zz"][..], &["resend", "dlv_\u{7f}"], &["erase", "no/such event"]] {
+    // The relay itself answers (a 404 naming the id as given): the id reached it whole.
+    let odd_ids = [
+        (&["retry", "dlv_%zz"][..], "no delivery `dlv_%zz`"),
+        (&["resend", "dlv_\u{7f}"], "no delivery `dlv_\u{7f}`"),
+        (&["erase", "no/such event"], "no event `no/such event`"),
+    ];
+    for (args, answer) in odd_ids {
         let refused = cli(&env, args).await;
         assert_eq!(refused.status.code(), Some(1), "{args:?}: {refused:?}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains(answer), "{args:?}: {refused:?}");
     }
     let long = "x".repeat(5000);
     let answer = send(&relay.unix, Call::get(&format!("/v1/events/{long}"))).await;

@@ -13,7 +13,7 @@ use crate::clock::{now_ms, rfc3339_utc};
 use crate::config::Config;
 use crate::event::{NewEvent, Submission};
 use crate::lifecycle::{Candidate, Created, Deliveries};
-use crate::store::{Accepted, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord, StoreError};
+use crate::store::{Accepted, DeliveryId, DeliveryRecord, EventRecord, StoreError};
 
 /// Why a submission was refused; nothing of it was stored.
 #[derive(Debug, thiserror::Error)]
@@ -123,20 +123,7 @@ fn build_records(
     let subscriptions: Vec<String> = config.router.route(&event.event_type).into_iter().map(str::to_owned).collect();
     let deliveries: Vec<DeliveryRecord> = subscriptions
         .iter()
-        .map(|subscription| DeliveryRecord {
-            id: DeliveryId(next_ulid()),
-            event_id: id.clone(),
-            event_type: event.event_type.clone(),
-            subscription: subscription.clone(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            schedule_start: 0,
-            next_attempt_at: Some(now),
-            last_status_code: None,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-        })
+        .map(|subscription| DeliveryRecord::pending(DeliveryId(next_ulid()), &id, &event.event_type, subscription, now))
         .collect();
     let occurred_at = match event.occurred_at {
         Some(at) => rfc3339_utc(at),

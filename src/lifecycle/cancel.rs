@@ -74,7 +74,9 @@ impl Deliveries {
                 }
                 let owner = Arc::clone(&owner);
                 let done = examined.len() < SLICE;
-                Ok(Change::then(Some((cancelled, done)), move || owner.backlog.release(cancelled as u64)))
+                // Every queued delivery counted as unfinished, whether cancelled now or found quarantined.
+                let released = examined.len() as u64;
+                Ok(Change::then(Some((cancelled, done)), move || owner.backlog.release(released)))
             });
             match decided.map(|answer| answer.wait()) {
                 Ok(answer) => match answer.await {

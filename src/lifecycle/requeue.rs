@@ -136,18 +136,13 @@ impl Deliveries {
                     let mut ids = owner.ids.lock().unwrap_or_else(|p| p.into_inner());
                     DeliveryId(ids.generate().unwrap_or_else(|_| ulid::Ulid::new()))
                 };
-                let fresh = DeliveryRecord {
-                    id: fresh_id,
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
-                    schedule_start: 0,
-                    next_attempt_at: Some(now),
-                    last_status_code: None,
-                    last_error: None,
-                    created_at: now,
-                    updated_at: now,
-                    ..original
-                };
+                let fresh = DeliveryRecord::pending(
+                    fresh_id,
+                    &original.event_id,
+                    &original.event_type,
+                    &original.subscription,
+                    now,
+                );
                 event.deliveries.push(fresh_id);
                 records.put_event(&event);
                 records.put_new_delivery(&fresh);

@@ -139,8 +139,9 @@ impl Reloader {
                 debug!(file = %current.file.display(), "Config file touched but unchanged.");
             }
             Ok(new) => {
-                self.apply(&current, new);
+                // Counted before `apply` says "Config reloaded.": whoever reads that line sees the count.
                 self.metrics.reload("applied");
+                self.apply(&current, new);
             }
         }
     }

@@ -40,6 +40,24 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryRecord {
+    /// A new delivery of an event to a subscription, pending and due at `now_ms`.
+    pub fn pending(id: DeliveryId, event_id: &str, event_type: &str, subscription: &str, now_ms: u64) -> Self {
+        DeliveryRecord {
+            id,
+            event_id: event_id.to_owned(),
+            event_type: event_type.to_owned(),
+            subscription: subscription.to_owned(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            schedule_start: 0,
+            next_attempt_at: Some(now_ms),
+            last_status_code: None,
+            last_error: None,
+            created_at: now_ms,
+            updated_at: now_ms,
+        }
+    }
+
     /// Marks the delivery `cancelled` (its subscription is gone, or its event erased), at `now_ms`.
     pub fn cancel(&mut self, now_ms: u64) {
         self.status = DeliveryStatus::Cancelled;

@@ -9,20 +9,9 @@ use serde_json::{json, Value};
 
 use support::client::{send, Call};
 use support::receiver::{always, sequence, Receiver, Reply};
-use support::relay::{unsigned_subscription as subscription, Setup, TestEnv};
+use support::relay::{cli, unsigned_subscription as subscription, Setup, TestEnv};
 
 const FAILED: &str = "Delivery failed after its last attempt; requeue it with `hookrelay retry`.";
-
-/// Runs `hookrelay <args> -c <config>` and returns its output.
-async fn cli(env: &TestEnv, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-        .args(args)
-        .arg("-c")
-        .arg(env.config_path())
-        .output()
-        .await
-        .unwrap()
-}
 
 fn stdout(output: &Output) -> String {
     assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));

@@ -10,21 +10,11 @@ use serde_json::{json, Value};
 
 use support::client::{send, Call};
 use support::receiver::{always, Receiver};
-use support::relay::{unsigned_subscription as subscription, RelayProcess, Setup, TestEnv};
+use support::relay::{cli, unsigned_subscription as subscription, RelayProcess, Setup, TestEnv};
 
 const EVENT_MISSING: &str = "Delivery failed: its event record is missing or damaged.";
 const QUARANTINED: &str =
     "Damaged record quarantined; the relay goes on without it. Inspect it with `GET /v1/quarantine`.";
-
-async fn cli(env: &TestEnv, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-        .args(args)
-        .arg("-c")
-        .arg(env.config_path())
-        .output()
-        .await
-        .unwrap()
-}
 
 /// The delivery id of an event's first delivery, from the admin API.
 async fn first_delivery(relay: &RelayProcess, event_id: &str) -> DeliveryId {

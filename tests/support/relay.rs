@@ -108,6 +108,11 @@ impl TestEnv {
     }
 }
 
+/// Runs `hookrelay <args> -c <config>` (an admin or helper command) and returns its output.
+pub async fn cli(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hookrelay")).args(args).arg("-c").arg(env.config_path()).output().await.unwrap()
+}
+
 /// An unsigned `[[subscription]]` for every event, with `extra` settings.
 pub fn unsigned_subscription(name: &str, url: &str, extra: &str) -> String {
     format!("[[subscription]]\nname = \"{name}\"\nurl = \"{url}\"\nevents = [\"*\"]\nsignature = \"none\"\n{extra}\n")

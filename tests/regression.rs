@@ -318,3 +318,37 @@ async fn an_unknown_field_is_located_not_echoed() {
     assert!(message.starts_with("`[1]`: has an unknown field (at column"), "{message}");
     assert!(!String::from_utf8_lossy(&answer.body).contains("Jane"), "{message}");
 }
+
+/// Found in review: cancelling a removed subscription's queue released only the deliveries it cancelled, so
+/// a queued delivery found damaged there (and quarantined) stayed counted against `max_pending` for good.
+#[tokio::test]
+async fn a_damaged_queued_delivery_of_a_removed_subscription_does_not_stay_counted() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let held = subscription("gone", &receiver.url("/"), "enabled = false");
+    env.write_config(&Setup { subscriptions: held, ..Setup::default() });
+    let mut relay = env.start().await;
+    for id in ["q-1", "q-2", "q-3"] {
+        let event = json!({"type": "lab.completed", "id": id, "data": 1}).to_string();
+        assert_eq!(relay.post_unix(&event).await.status, 202);
+    }
+    let damaged = first_delivery(&relay, "q-2").await;
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    {
+        // The record's leading fields (what the start-up scan reads) stay whole; its tail is cut.
+        let db = sled::open(env.state_dir()).unwrap();
+        let whole = db.get(delivery_key(damaged)).unwrap().unwrap();
+        db.insert(delivery_key(damaged), &whole[..whole.len() - 6]).unwrap();
+        db.flush().unwrap();
+    }
+
+    let kept = subscription("kept", &receiver.url("/"), "");
+    env.write_config(&Setup { relay: "max_pending = 1".into(), subscriptions: kept, ..Setup::default() });
+    let relay = env.start().await;
+    let cancelled = relay.wait_for_log("Removed subscription's queued deliveries cancelled.", 1, |_| true).await;
+    assert_eq!(cancelled["cancelled"], 2, "{cancelled}");
+    relay.wait_for_log(QUARANTINED, 1, |line| line["key"] == format!("d:{damaged}")).await;
+    let answer = relay.post_unix(r#"{"type":"lab.completed","id":"after","data":1}"#).await;
+    assert_eq!(answer.status, 202, "nothing is left counted: {}", String::from_utf8_lossy(&answer.body));
+}

@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::receiver::{sequence, Receiver, Reply};
 use support::relay::{unsigned_subscription, RelayProcess, Setup, TestEnv};
@@ -33,18 +33,32 @@ async fn start_with_fake_clock(env: &TestEnv, retry: &str) -> (RelayProcess, Rec
     (relay, receiver, offset)
 }
 
+/// Posts event `id`, waits for its first attempt to fail and be recorded, then steps the clock by `step`;
+/// returns when the first attempt arrived.
+async fn fail_once_then_step(
+    relay: &RelayProcess,
+    receiver: &Receiver,
+    offset: &Path,
+    id: &str,
+    step: &str,
+) -> Instant {
+    let event = format!(r#"{{"type":"lab.completed","id":"{id}","data":1}}"#);
+    assert_eq!(relay.post_unix(&event).await.status, 202);
+    let first = receiver.next().await;
+    relay.wait_for_log("Delivery attempt failed; will retry.", 1, |_| true).await;
+    std::fs::write(offset, step).unwrap();
+    first.at
+}
+
 /// Before: due times were wall-clock in memory too, so a step back of a day stalled every retry.
 #[tokio::test]
 async fn a_clock_stepped_back_a_day_does_not_stall_a_retry() {
     let env = TestEnv::new();
     let (relay, receiver, offset) = start_with_fake_clock(&env, "1s").await;
-    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"back","data":1}"#).await.status, 202);
-    let first = receiver.next().await;
-    relay.wait_for_log("Delivery attempt failed; will retry.", 1, |_| true).await;
-    std::fs::write(&offset, "-1d").unwrap();
+    let first_at = fail_once_then_step(&relay, &receiver, &offset, "back", "-1d").await;
     let second = receiver.next().await;
     assert_eq!(second.header("x-hookrelay-attempt"), "2");
-    assert!(second.at - first.at >= Duration::from_millis(950), "not early either: {:?}", second.at - first.at);
+    assert!(second.at - first_at >= Duration::from_millis(950), "not early either: {:?}", second.at - first_at);
 }
 
 /// Before: after a step forward of an hour, the next time the worker looked at its queue (here: a new
@@ -53,16 +67,13 @@ async fn a_clock_stepped_back_a_day_does_not_stall_a_retry() {
 async fn a_clock_stepped_forward_an_hour_does_not_fire_a_retry_early() {
     let env = TestEnv::new();
     let (relay, receiver, offset) = start_with_fake_clock(&env, "3s").await;
-    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"ahead","data":1}"#).await.status, 202);
-    let first = receiver.next().await;
-    relay.wait_for_log("Delivery attempt failed; will retry.", 1, |_| true).await;
-    std::fs::write(&offset, "+1h").unwrap();
+    let first_at = fail_once_then_step(&relay, &receiver, &offset, "ahead", "+1h").await;
     assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"wake","data":2}"#).await.status, 202);
     let mut second = receiver.next().await;
     if second.header("webhook-id") == "wake" {
         second = receiver.next().await;
     }
     assert_eq!((second.header("webhook-id"), second.header("x-hookrelay-attempt")), ("ahead", "2"));
-    let waited = second.at - first.at;
+    let waited = second.at - first_at;
     assert!(waited >= Duration::from_millis(2950), "the retry waited its 3 s, not the clock's hour: {waited:?}");
 }

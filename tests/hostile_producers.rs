@@ -217,13 +217,7 @@ async fn an_oversized_body_gets_a_readable_413_on_both_listeners() {
 async fn idle_tcp_connections_past_the_cap_leave_the_unix_socket_and_the_store_working() {
     let env = TestEnv::new();
     env.write_config(&Setup::default());
-    let relay = support::relay::RelayProcess::start_under(
-        &["prlimit", "--nofile=128:128", "--"],
-        &env.config_path(),
-        &[(hookrelay::relay::REMOVED_GRACE_VARIABLE, "0s")],
-        &[],
-    )
-    .await;
+    let relay = env.start_with_open_files("128:128").await;
     let Target::Tcp(address) = *relay.tcp() else { unreachable!() };
     let mut idle = Vec::new();
     for _ in 0..150 {

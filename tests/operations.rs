@@ -159,13 +159,7 @@ async fn receive(socket: &UnixDatagram) -> String {
 async fn the_open_file_soft_limit_is_raised_to_the_hard_limit_at_start() {
     let env = TestEnv::new();
     env.write_config(&Setup::default());
-    let relay = support::relay::RelayProcess::start_under(
-        &["prlimit", "--nofile=256:4096", "--"],
-        &env.config_path(),
-        &[(hookrelay::relay::REMOVED_GRACE_VARIABLE, "0s")],
-        &[],
-    )
-    .await;
+    let relay = env.start_with_open_files("256:4096").await;
     let raised = relay.wait_for_log("Open-file limit raised.", 1, |_| true).await;
     assert_eq!((raised["before"].as_u64(), raised["after"].as_u64()), (Some(256), Some(4096)));
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", relay.pid())).unwrap();

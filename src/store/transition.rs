@@ -152,9 +152,11 @@ impl Records<'_, '_> {
         self.stage(keys::event(&event.id), Some(event.encode()));
     }
 
-    /// An attempt already encoded ([`Record::encode`]) by the caller.
+    /// An attempt already encoded ([`Record::encode`]) by the caller. Attempts are only read by prefix
+    /// scans, which apply the round's writes first, so the bytes (up to 4 KiB of answer) are not copied
+    /// for reads in the round.
     pub fn put_encoded_attempt(&mut self, id: DeliveryId, n: u32, encoded: Vec<u8>) {
-        self.stage(keys::attempt(id, n).to_vec(), Some(encoded));
+        self.staged_new.push((keys::attempt(id, n).to_vec(), encoded));
     }
 
     pub fn put_attempt(&mut self, id: DeliveryId, attempt: &AttemptRecord) {

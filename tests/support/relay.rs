@@ -101,6 +101,12 @@ impl TestEnv {
         RelayProcess::start(&self.config_path(), vars).await
     }
 
+    /// Starts the relay under `prlimit --nofile=<limits>` (soft:hard), as systemd's `LimitNOFILE=` would.
+    pub async fn start_with_open_files(&self, limits: &str) -> RelayProcess {
+        let nofile = format!("--nofile={limits}");
+        RelayProcess::start_under(&["prlimit", &nofile, "--"], &self.config_path(), &[], &[]).await
+    }
+
     /// Opens the store to look at it; only while no relay runs on this state dir, and once per test
     /// (the database stays locked until the store's commit thread has wound down).
     pub fn store(&self) -> Store {

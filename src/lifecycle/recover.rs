@@ -51,6 +51,9 @@ impl Deliveries {
         let mut recovered = Recovered { quarantined: self.quarantine(damaged).await?, ..Recovered::default() };
         let config = self.config.load_full();
         let to_mono = crate::clock::ToMono::now();
+        // Grace periods start once every scan thread's findings are queued: a short one must not end
+        // while part of a queue is still to come.
+        let mut unconfigured = std::collections::HashSet::new();
         for found in found {
             recovered.deliveries += found.deliveries;
             for (subscription, deliveries) in found.pending {
@@ -59,7 +62,7 @@ impl Deliveries {
                 recovered.pending += count;
                 if config.subscription(&subscription).is_none() {
                     recovered.unconfigured += count;
-                    self.watch_removed(&subscription);
+                    unconfigured.insert(subscription);
                 }
             }
             for (subscription, count) in found.failed {
@@ -67,6 +70,9 @@ impl Deliveries {
             }
         }
         self.backlog.add(recovered.pending);
+        for subscription in unconfigured {
+            self.watch_removed(&subscription);
+        }
         Ok(recovered)
     }
 }

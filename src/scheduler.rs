@@ -151,6 +151,31 @@ impl Scheduler {
         queues.get(subscription).map_or_else(Vec::new, |queue| queue.by_id.keys().take(limit).copied().collect())
     }
 
+    /// Up to `limit` deliveries queued or in flight, of the subscriptions `wanted` accepts, with ids after
+    /// `after`, oldest first: the pending deliveries an operator lists (every one of them is here).
+    pub fn unfinished_after(
+        &self,
+        after: Option<DeliveryId>,
+        limit: usize,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Vec<DeliveryId> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = after.map_or(Unbounded, Excluded);
+        let queues = self.lock();
+        let mut ids: Vec<DeliveryId> = queues
+            .iter()
+            .filter(|(name, _)| wanted(name))
+            .flat_map(|(_, queue)| {
+                let queued = queue.by_id.range((from, Unbounded)).map(|(&id, _)| id).take(limit);
+                queued.chain(queue.in_flight.range((from, Unbounded)).copied().take(limit))
+            })
+            .collect();
+        drop(queues);
+        ids.sort_unstable();
+        ids.truncate(limit);
+        ids
+    }
+
     /// Makes every worker look at its queue again, e.g. after a config change of concurrency or `enabled`.
     pub fn wake_all(&self) {
         for queue in self.lock().values() {
@@ -231,6 +256,21 @@ mod tests {
         assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[0]));
         scheduler.finished("s", id[0], None);
         assert_eq!(scheduler.next("s", 8, true, 500), Next::Start(id[1]));
+    }
+
+    #[test]
+    fn unfinished_after_pages_through_every_queue_in_id_order() {
+        let scheduler = Scheduler::default();
+        let id: Vec<DeliveryId> = (1..=6).map(|n| DeliveryId(ulid::Ulid(n))).collect();
+        scheduler.enqueue_all("a", [(id[0], 9), (id[3], 1)]);
+        scheduler.enqueue_all("b", [(id[1], 5), (id[4], 0), (id[2], 3)]);
+        scheduler.enqueue_all("c", [(id[5], 0)]);
+        assert_eq!(scheduler.next("b", 8, false, 10), Next::Start(id[4]));
+        let wanted = |name: &str| name != "c";
+        assert_eq!(scheduler.unfinished_after(None, 3, wanted), vec![id[0], id[1], id[2]]);
+        assert_eq!(scheduler.unfinished_after(Some(id[2]), 3, wanted), vec![id[3], id[4]]);
+        assert_eq!(scheduler.unfinished_after(Some(id[4]), 3, wanted), vec![]);
+        assert_eq!(scheduler.unfinished_after(None, 9, |name| name == "c"), vec![id[5]]);
     }
 
     #[test]

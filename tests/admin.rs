@@ -5,6 +5,7 @@ mod support;
 
 use std::process::Output;
 
+use hookrelay::store::DeliveryId;
 use serde_json::{json, Value};
 
 use support::client::{send, Call};
@@ -279,5 +280,86 @@ async fn resend_repeats_a_delivery_and_erase_removes_the_data_and_cancels_what_i
         let text = String::from_utf8_lossy(&value);
         assert!(!text.contains("Jane-Marker"), "erased data is left under {key:?}");
         assert!(!text.contains("{\"ok\":true}"), "a response body is left under {key:?}");
+    }
+}
+
+/// Every page of one status, through the cursor: the ids in the order listed.
+async fn listed_ids(relay: &support::relay::RelayProcess, status: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = relay.admin_get(&format!("/v1/deliveries?status={status}&limit=3{after}")).await;
+        for delivery in page["deliveries"].as_array().unwrap() {
+            assert_eq!(delivery["status"], status, "{page}");
+            ids.push(delivery["id"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => return ids,
+        }
+    }
+}
+
+/// Issue 14 #6: listings of one status read the status index (failed, cancelled) or the queues (pending,
+/// held) instead of every delivery; each must list exactly what a scan of everything shows, in the same
+/// order and across pages. A store whose index is missing (written before it existed) or holds a stale
+/// entry gets it corrected at start.
+#[tokio::test]
+async fn status_listings_match_a_full_scan_and_a_missing_index_is_rebuilt_at_start() {
+    let env = TestEnv::new();
+    let ok = Receiver::start(&env.ca, always(200)).await;
+    let bad = Receiver::start(&env.ca, always(500)).await;
+    env.write_config(&Setup {
+        subscriptions: subscription("ok", &ok.url("/"), "")
+            + &subscription("bad", &bad.url("/"), "retry = []")
+            + &subscription("slow", &bad.url("/"), "retry = [\"1h\"]")
+            + &subscription("held", &ok.url("/"), "enabled = false"),
+        ..Setup::default()
+    });
+    let mut relay = env.start().await;
+    let batch: Vec<Value> = (0..7).map(|i| json!({"type": "x", "id": format!("s{i}"), "data": i})).collect();
+    assert_eq!(relay.post_unix(&serde_json::to_string(&batch).unwrap()).await.status, 202);
+    relay.wait_for_log("Delivery succeeded.", 7, |_| true).await;
+    relay.wait_for_log(FAILED, 7, |_| true).await;
+    for id in ["s1", "s4"] {
+        stdout(&cli(&env, &["erase", id]).await);
+    }
+
+    let expect = |all: &Value, status: &str| -> Vec<String> {
+        let all = all["deliveries"].as_array().unwrap();
+        all.iter().filter(|d| d["status"] == status).map(|d| d["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let statuses = ["pending", "held", "delivered", "failed", "cancelled"];
+    let all = relay.admin_get("/v1/deliveries?status=all&limit=1000").await;
+    let counts: Vec<usize> = statuses.iter().map(|status| expect(&all, status).len()).collect();
+    assert_eq!(counts, [5, 5, 7, 7, 4], "slow and held lose s1 and s4 to erase:\n{all}");
+    for status in statuses {
+        assert_eq!(listed_ids(&relay, status).await, expect(&all, status), "{status}");
+    }
+    let one_failed = relay.admin_get("/v1/deliveries?status=failed&subscription=bad&limit=1").await;
+    assert_eq!(one_failed["deliveries"][0]["id"], expect(&all, "failed")[0].as_str());
+    assert!(one_failed["next"].is_string());
+
+    // As a store made before the index: no entries, and one stale entry for a delivered delivery.
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    {
+        let db = sled::open(env.state_dir()).unwrap();
+        let entries: Vec<_> = db.scan_prefix(b"s").keys().map(Result::unwrap).collect();
+        assert_eq!(entries.len(), 7 + 4, "one entry per failed and cancelled delivery");
+        for key in entries {
+            db.remove(key).unwrap();
+        }
+        let delivered = DeliveryId::parse(&expect(&all, "delivered")[0]).unwrap();
+        let mut stale = b"sf".to_vec();
+        stale.extend_from_slice(&delivered.0 .0.to_be_bytes());
+        db.insert(stale, &[]).unwrap();
+        db.flush().unwrap();
+    }
+    let relay = env.start().await;
+    let fixed = relay.wait_for_log("Status index of failed and cancelled deliveries corrected (on the first start of a store made by an older hookrelay, it is built here).", 1, |_| true).await;
+    assert_eq!((fixed["added"].as_u64(), fixed["removed"].as_u64()), (Some(11), Some(1)), "{fixed}");
+    for status in ["failed", "cancelled"] {
+        assert_eq!(listed_ids(&relay, status).await, expect(&all, status), "{status} after the rebuild");
     }
 }

@@ -8,7 +8,8 @@
 //!   flight whose delivery was cancelled meanwhile (erase);
 //! - a delivery reported requeued or resent is pending on disk (so it was not purged);
 //! - the backlog count equals the pending deliveries on disk, and the failed gauge equals the failed
-//!   deliveries on disk, per subscription.
+//!   deliveries on disk, per subscription;
+//! - the status index holds exactly the failed and cancelled deliveries on disk.
 //!
 //! `HOOKRELAY_MODEL_CASES` runs more cases (default 48).
 
@@ -309,6 +310,14 @@ impl Model {
                 "after {after:?}: {id} requeued or resent"
             );
         }
+        let mut indexed = self.deliveries().store().status_index_entries().unwrap();
+        indexed.sort_by_key(|&(_, id)| id);
+        let expected: Vec<_> = records
+            .iter()
+            .filter(|d| matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Cancelled))
+            .map(|d| (d.status, d.id))
+            .collect();
+        assert_eq!(indexed, expected, "after {after:?}: the status index differs from the statuses on disk");
         let metrics = self.relay().metrics.render(&[], 0, 0);
         for name in SUBSCRIPTIONS {
             let line = format!("hookrelay_deliveries{{subscription=\"{name}\",status=\"failed\"}} ");

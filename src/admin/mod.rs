@@ -3,6 +3,7 @@
 //! are its access control. Store reads run on the blocking pool; every change goes through the
 //! lifecycle owner.
 
+mod listing;
 mod view;
 
 use std::borrow::Cow;
@@ -101,11 +102,12 @@ impl Admin {
             Err(message) => return Ok(reply::error(StatusCode::BAD_REQUEST, "invalid_query", message)),
         };
         let config = self.deliveries.config();
+        let deliveries = Arc::clone(&self.deliveries);
         self.read(move |store, damaged| {
             let mut page = Vec::new();
             let mut last = None;
             let mut more = false;
-            for delivery in store.deliveries_after(query.after) {
+            for delivery in listing::candidates(store, deliveries.scheduler(), &config, &query) {
                 let delivery = match delivery {
                     Ok(delivery) => delivery,
                     Err(StoreError::Corrupt { key, .. }) => {
@@ -238,7 +240,7 @@ impl Admin {
         let task = tokio::spawn(async move {
             let chosen = read_store(&deliveries, move |store, damaged| {
                 let mut chosen = Vec::new();
-                for delivery in store.deliveries() {
+                for delivery in store.deliveries_with_status(status, None) {
                     let Some(delivery) = keep_damaged(delivery.map(Some), damaged)? else { continue };
                     let wanted = delivery.status == status
                         && subscription.as_deref().is_none_or(|name| delivery.subscription == name)

@@ -1,13 +1,16 @@
-//! Recovery at start: the queues, the backlog count and the failed gauge are rebuilt from the store.
+//! Recovery at start: the queues, the backlog count and the failed gauge are rebuilt from the store, and
+//! the store's status index is checked against the statuses found.
 //! Every pending delivery is queued again at its due time; those whose attempt was in flight at a crash
 //! are due at once (their due time is in the past). Deliveries of a subscription that is not in the
 //! config wait for it for the removal grace period, as after a reload.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use tracing::info;
+
 use super::{blocking, Deliveries};
-use crate::store::{DeliveryId, DeliveryStatus, StoreError};
+use crate::store::{Change, DeliveryId, DeliveryStatus, StoreError};
 use crate::str_map::entry;
 
 #[derive(Debug, Default)]
@@ -30,6 +33,8 @@ impl Deliveries {
         struct Found {
             pending: HashMap<String, Vec<(DeliveryId, u64)>>,
             failed: HashMap<String, i64>,
+            /// Failed and cancelled deliveries: what the status index must hold.
+            indexed: Vec<(DeliveryStatus, DeliveryId)>,
             deliveries: u64,
         }
         let store = self.store.clone();
@@ -39,11 +44,15 @@ impl Deliveries {
                 found.deliveries += 1;
                 let subscription = state.subscription.as_ref();
                 match state.status {
-                    DeliveryStatus::Failed => *entry(&mut found.failed, subscription) += 1,
+                    DeliveryStatus::Failed => {
+                        *entry(&mut found.failed, subscription) += 1;
+                        found.indexed.push((DeliveryStatus::Failed, id));
+                    }
+                    DeliveryStatus::Cancelled => found.indexed.push((DeliveryStatus::Cancelled, id)),
                     DeliveryStatus::Pending => {
                         entry(&mut found.pending, subscription).push((id, state.next_attempt_at.unwrap_or(0)));
                     }
-                    DeliveryStatus::Delivered | DeliveryStatus::Cancelled => {}
+                    DeliveryStatus::Delivered => {}
                 }
             })
         })
@@ -53,9 +62,11 @@ impl Deliveries {
         let to_mono = crate::clock::ToMono::now();
         // Grace periods start once every scan thread's findings are queued: a short one must not end
         // while part of a queue is still to come.
-        let mut unconfigured = std::collections::HashSet::new();
+        let mut unconfigured = HashSet::new();
+        let mut indexed = HashSet::new();
         for found in found {
             recovered.deliveries += found.deliveries;
+            indexed.extend(found.indexed);
             for (subscription, deliveries) in found.pending {
                 let deliveries = deliveries.into_iter().map(|(id, due_ms)| (id, to_mono.convert(due_ms)));
                 let count = self.scheduler.enqueue_all(&subscription, deliveries) as u64;
@@ -69,10 +80,46 @@ impl Deliveries {
                 self.metrics.failed(&subscription, count);
             }
         }
+        self.fix_status_index(indexed).await?;
         self.backlog.add(recovered.pending);
         for subscription in unconfigured {
             self.watch_removed(&subscription);
         }
         Ok(recovered)
+    }
+}
+
+/// Index corrections per transition: the first start on a store written before the index existed may
+/// add an entry for every failed delivery.
+const INDEX_FIXES_PER_TRANSITION: usize = 4096;
+
+impl Deliveries {
+    /// Makes the status index hold exactly `expected` (see [`crate::store`]'s status index invariants).
+    async fn fix_status_index(&self, expected: HashSet<(DeliveryStatus, DeliveryId)>) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        let entries: HashSet<_> = blocking(move || store.status_index_entries()).await?.into_iter().collect();
+        let add: Vec<_> = expected.difference(&entries).copied().collect();
+        let remove: Vec<_> = entries.difference(&expected).copied().collect();
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        info!(
+            added = add.len(),
+            removed = remove.len(),
+            "Status index of failed and cancelled deliveries corrected (on the first start of a store made by an \
+             older hookrelay, it is built here)."
+        );
+        let fixes = add.chunks(INDEX_FIXES_PER_TRANSITION).map(|add| (add.to_vec(), Vec::new()));
+        let fixes = fixes.chain(remove.chunks(INDEX_FIXES_PER_TRANSITION).map(|remove| (Vec::new(), remove.to_vec())));
+        for (add, remove) in fixes {
+            self.store
+                .transition(move |records| {
+                    records.fix_status_index(&add, &remove);
+                    Ok(Change::only(()))
+                })?
+                .wait()
+                .await?;
+        }
+        Ok(())
     }
 }

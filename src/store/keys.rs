@@ -7,16 +7,18 @@
 //! | `d` `<delivery ULID, 16 bytes big-endian>` | [`DeliveryRecord`](super::DeliveryRecord) |
 //! | `a` `<delivery ULID, 16 bytes>` `<attempt n, u32 big-endian>` | [`AttemptRecord`](super::AttemptRecord) |
 //! | `q` `<the damaged record's key>` | the damaged record's bytes, as found ([`super::transition`]) |
+//! | `s` `<status: f or c>` `<delivery ULID, 16 bytes>` | empty: the index of failed and cancelled deliveries ([`super::status_index`]) |
 //!
 //! Big-endian ULIDs make a prefix scan of `d` walk deliveries in acceptance order, and `a` keys list a
 //! delivery's attempts in order.
 
-use super::DeliveryId;
+use super::{DeliveryId, DeliveryStatus};
 
 pub const EVENT: u8 = b'e';
 pub const DELIVERY: u8 = b'd';
 pub const ATTEMPT: u8 = b'a';
 pub const QUARANTINE: u8 = b'q';
+pub const STATUS: u8 = b's';
 
 pub fn event(id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + id.len());
@@ -56,6 +58,35 @@ pub fn attempts_of(id: DeliveryId) -> [u8; 17] {
 /// The first key after every delivery key: the end of a range over deliveries.
 pub const DELIVERIES_END: [u8; 1] = [DELIVERY + 1];
 
+/// The byte a status has in the status index; only the statuses indexed have one.
+fn status_byte(status: DeliveryStatus) -> Option<u8> {
+    match status {
+        DeliveryStatus::Failed => Some(b'f'),
+        DeliveryStatus::Cancelled => Some(b'c'),
+        DeliveryStatus::Pending | DeliveryStatus::Delivered => None,
+    }
+}
+
+/// A delivery's entry in the status index, if its status is indexed.
+pub fn status_entry(status: DeliveryStatus, id: DeliveryId) -> Option<[u8; 18]> {
+    let mut key = [0u8; 18];
+    key[0] = STATUS;
+    key[1] = status_byte(status)?;
+    key[2..].copy_from_slice(&id.0 .0.to_be_bytes());
+    Some(key)
+}
+
+/// The prefix of every index entry of `status`, if it is indexed.
+pub fn status_prefix(status: DeliveryStatus) -> Option<[u8; 2]> {
+    Some([STATUS, status_byte(status)?])
+}
+
+/// The delivery id in a status index entry.
+pub fn status_entry_id(key: &[u8]) -> Option<DeliveryId> {
+    let bytes: [u8; 16] = key.get(2..)?.try_into().ok()?;
+    Some(DeliveryId(ulid::Ulid(u128::from_be_bytes(bytes))))
+}
+
 /// Where a damaged record under `key` is kept aside.
 pub fn quarantined(key: &[u8]) -> Vec<u8> {
     let mut moved = Vec::with_capacity(1 + key.len());
@@ -79,6 +110,9 @@ pub fn printable(key: &[u8]) -> String {
             id(&rest[..16]).map(|id| format!("a:{id}/{n}"))
         }
         Some((&QUARANTINE, rest)) => Some(format!("q:{}", printable(rest))),
+        Some((&STATUS, [status @ (b'f' | b'c'), rest @ ..])) => {
+            id(rest).map(|id| format!("s:{}/{id}", if *status == b'f' { "failed" } else { "cancelled" }))
+        }
         _ => None,
     };
     known.unwrap_or_else(|| format!("hex:{}", hex::encode(key)))
@@ -95,6 +129,10 @@ mod tests {
         assert_eq!(printable(&delivery(id)), format!("d:{id}"));
         assert_eq!(printable(&attempt(id, 3)), format!("a:{id}/3"));
         assert_eq!(printable(&quarantined(&event("x"))), "q:e:x");
+        assert_eq!(printable(&status_entry(DeliveryStatus::Failed, id).unwrap()), format!("s:failed/{id}"));
+        assert_eq!(printable(&status_entry(DeliveryStatus::Cancelled, id).unwrap()), format!("s:cancelled/{id}"));
+        assert_eq!(status_entry(DeliveryStatus::Delivered, id), None);
+        assert_eq!(status_entry_id(&status_entry(DeliveryStatus::Failed, id).unwrap()), Some(id));
         assert_eq!(printable(&[b'd', 1]), "hex:6401");
         assert_eq!(printable(&[]), "hex:");
     }

@@ -23,6 +23,7 @@
 //! - A record that does not decode is moved under the `q` prefix by the first transition that meets it
 //!   (quarantine), never deleted; reads outside transitions report it for that.
 //! - Reads run on the blocking pool or the commit thread, never on an async worker.
+//! - Every failed or cancelled delivery has an entry in the status index ([`status_index`]).
 //! - Everything is in one tree; the key layout is in [`keys`].
 
 mod encoding;
@@ -31,6 +32,7 @@ mod keys;
 mod ledger;
 mod records;
 mod state_scan;
+mod status_index;
 mod transition;
 
 use std::io;

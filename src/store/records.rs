@@ -30,7 +30,7 @@ pub struct EventRecord {
 }
 
 /// Where a delivery stands. `held` is not stored: it is a pending delivery whose subscription is disabled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryStatus {
     Pending,

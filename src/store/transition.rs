@@ -18,7 +18,7 @@ use tracing::error;
 
 use super::encoding::Record;
 use super::group_commit::{Completion, Round};
-use super::records::{AttemptRecord, DeliveryId, DeliveryRecord, EventRecord};
+use super::records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord};
 use super::{keys, Store, StoreError};
 
 /// What a transition decided: the answer for its caller and what to do in memory once it is durable.
@@ -60,11 +60,21 @@ pub struct Records<'r, 'a> {
     staged_new: Vec<(Vec<u8>, Vec<u8>)>,
     /// Records this decision quarantined.
     quarantined: u64,
+    /// The status of each delivery this decision read or wrote, as of its latest staged write: what its
+    /// status index entry is now ([`super::status_index`]).
+    statuses: HashMap<DeliveryId, DeliveryStatus>,
 }
 
 impl<'r, 'a> Records<'r, 'a> {
     fn new(round: &'r mut Round<'a>, store: &'r Store) -> Self {
-        Records { round, store, staged: HashMap::new(), staged_new: Vec::new(), quarantined: 0 }
+        Records {
+            round,
+            store,
+            staged: HashMap::new(),
+            staged_new: Vec::new(),
+            quarantined: 0,
+            statuses: HashMap::new(),
+        }
     }
 
     /// Hands the staged writes to the round.
@@ -123,7 +133,11 @@ impl Store {
 
 impl Records<'_, '_> {
     pub fn delivery(&mut self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.read(&keys::delivery(id))
+        let found: Option<DeliveryRecord> = self.read(&keys::delivery(id))?;
+        if let Some(delivery) = &found {
+            self.statuses.insert(id, delivery.status);
+        }
+        Ok(found)
     }
 
     pub fn event(&mut self, id: &str) -> Result<Option<EventRecord>, StoreError> {
@@ -139,13 +153,49 @@ impl Records<'_, '_> {
         Ok(attempts)
     }
 
-    /// Writes a delivery made by this transition (its key is new: resend).
+    /// Writes a delivery made by this transition (its key is new: resend). New deliveries are pending,
+    /// which the status index does not hold.
     pub fn put_new_delivery(&mut self, delivery: &DeliveryRecord) {
+        debug_assert_eq!(delivery.status, DeliveryStatus::Pending);
         self.staged_new.push((keys::delivery(delivery.id).to_vec(), delivery.encode()));
     }
 
+    /// Writes a delivery, and moves its status index entry along with its status.
     pub fn put_delivery(&mut self, delivery: &DeliveryRecord) {
+        let before = self.statuses.insert(delivery.id, delivery.status);
+        if before != Some(delivery.status) {
+            // Not read by this decision: its entry, if any, may be under any indexed status.
+            let stale: &[DeliveryStatus] = match &before {
+                Some(before) => std::slice::from_ref(before),
+                None => &super::status_index::INDEXED,
+            };
+            for &status in stale {
+                self.unindex(status, delivery.id);
+            }
+            if let Some(entry) = keys::status_entry(delivery.status, delivery.id) {
+                self.stage(entry.to_vec(), Some(Vec::new()));
+            }
+        }
         self.stage(keys::delivery(delivery.id).to_vec(), Some(delivery.encode()));
+    }
+
+    /// Removes a delivery's status index entry under `status`, if that status is indexed.
+    fn unindex(&mut self, status: DeliveryStatus, id: DeliveryId) {
+        if let Some(entry) = keys::status_entry(status, id) {
+            self.stage(entry.to_vec(), None);
+        }
+    }
+
+    /// Corrects the status index (at start, see [`super::status_index`]): adds and removes entries.
+    pub fn fix_status_index(&mut self, add: &[(DeliveryStatus, DeliveryId)], remove: &[(DeliveryStatus, DeliveryId)]) {
+        for &(status, id) in remove {
+            self.unindex(status, id);
+        }
+        for &(status, id) in add {
+            if let Some(entry) = keys::status_entry(status, id) {
+                self.stage(entry.to_vec(), Some(Vec::new()));
+            }
+        }
     }
 
     pub fn put_event(&mut self, event: &EventRecord) {
@@ -168,6 +218,9 @@ impl Records<'_, '_> {
         self.stage(keys::event(&event.id), None);
         for &delivery in &event.deliveries {
             self.stage(keys::delivery(delivery).to_vec(), None);
+            for status in super::status_index::INDEXED {
+                self.unindex(status, delivery);
+            }
             for key in self.round.keys_with_prefix(&keys::attempts_of(delivery)).map_err(io_error)? {
                 self.stage(key, None);
             }
@@ -209,6 +262,11 @@ impl Records<'_, '_> {
                 );
                 self.stage(key.to_vec(), None);
                 self.stage(keys::quarantined(key), Some(value));
+                if let Some(id) = keys::delivery_id(key) {
+                    for status in super::status_index::INDEXED {
+                        self.unindex(status, id);
+                    }
+                }
                 self.quarantined += 1;
                 Ok(None)
             }

@@ -1,6 +1,11 @@
 //! Resource limits the relay sets for itself at start (SPEC §7: running out of file descriptors is not a
 //! disk failure). The soft open-file limit is often 1,024 (systemd's default) while the hard limit is far
 //! higher; a relay with many connections, sled's files and blob files needs more.
+//!
+//! The descriptors are then budgeted, so that connections can never take the ones the store needs
+//! (an `EMFILE` inside sled while it writes a blob file would break the store): each listener may hold a
+//! quarter of the soft limit ([`listener_connections`]), outbound deliveries together another quarter
+//! ([`outbound_connections`]), and the last quarter stays for the store, the config watcher and logs.
 
 use std::io;
 
@@ -20,4 +25,26 @@ pub fn raise_open_files() -> io::Result<(u64, u64)> {
         }
     }
     Ok((before, limit.rlim_cur))
+}
+
+/// The soft limit on open files now (1,024 if it cannot be read).
+fn open_files() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct it is given, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// Open connections per listener at most (see the module doc).
+pub fn listener_connections() -> usize {
+    usize::try_from(open_files() / 4).unwrap_or(usize::MAX).clamp(16, 4096)
+}
+
+/// Outbound connections of all subscriptions together at most (see the module doc); each subscription
+/// is also held to its `concurrency`.
+pub fn outbound_connections() -> usize {
+    usize::try_from(open_files() / 4).unwrap_or(usize::MAX).clamp(16, 65536)
 }

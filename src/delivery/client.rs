@@ -16,8 +16,10 @@ use hyper_util::rt::TokioExecutor;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use super::backoff::parse_retry_after;
+use super::connection_cap::CappedConnector;
 
 /// How much of a receiver's answer is kept for operators.
 pub const RESPONSE_BODY_LIMIT: usize = 4096;
@@ -42,7 +44,7 @@ impl Outcome {
 /// One pooled client.
 #[derive(Clone)]
 pub struct HttpsClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<CappedConnector<HttpsConnector<HttpConnector>>, Full<Bytes>>,
 }
 
 /// Headers a receiver's answer may have: hyper's default is 100, and a 2xx with more would count as a
@@ -50,12 +52,13 @@ pub struct HttpsClient {
 const MAX_RESPONSE_HEADERS: usize = 1000;
 
 impl HttpsClient {
-    /// A client for one subscription: at most `concurrency` idle connections are kept, and a connect
-    /// that outlives its attempt gives up after `timeout` (SPEC §7: connections to a subscriber stay
-    /// bounded by its concurrency).
+    /// A client for one subscription: at most `concurrency` connections exist at once, connecting, in
+    /// use or idle ([`CappedConnector`]), and a connect gives up after `timeout` (SPEC §7: connections
+    /// to a subscriber stay bounded by its concurrency).
     pub fn new(
         extra_roots: &[CertificateDer<'static>],
         concurrency: usize,
+        outbound: Arc<Semaphore>,
         timeout: Duration,
     ) -> Result<HttpsClient, rustls::Error> {
         let mut roots = RootCertStore::empty();
@@ -77,6 +80,7 @@ impl HttpsClient {
             .https_only()
             .enable_http1()
             .wrap_connector(http);
+        let connector = CappedConnector::new(connector, concurrency, outbound, timeout);
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(concurrency)
@@ -169,21 +173,37 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
-/// One client per subscription, made again when its roots, concurrency or timeout change.
-#[derive(Default)]
+/// One client per subscription, made again when its receiver's host, roots, concurrency or timeout
+/// change (a new host gets a client of its own: the old one's idle connections close with it instead
+/// of holding its connection permits).
 pub struct ClientPool {
     clients: Mutex<HashMap<String, ([u8; 32], HttpsClient)>>,
+    /// Permits for every subscription's connections together ([`crate::limits::outbound_connections`]).
+    outbound: Arc<Semaphore>,
+}
+
+impl Default for ClientPool {
+    fn default() -> Self {
+        ClientPool {
+            clients: Mutex::default(),
+            outbound: Arc::new(Semaphore::new(crate::limits::outbound_connections())),
+        }
+    }
 }
 
 impl ClientPool {
     pub fn client(
         &self,
         subscription: &str,
+        url: &Uri,
         extra_roots: &[CertificateDer<'static>],
         concurrency: usize,
         timeout: Duration,
     ) -> Result<HttpsClient, rustls::Error> {
         let mut hash = Sha256::new();
+        let authority = url.authority().map_or("", |a| a.as_str());
+        hash.update((authority.len() as u64).to_be_bytes());
+        hash.update(authority);
         for root in extra_roots {
             hash.update((root.len() as u64).to_be_bytes());
             hash.update(root);
@@ -197,7 +217,7 @@ impl ClientPool {
                 return Ok(client.clone());
             }
         }
-        let client = HttpsClient::new(extra_roots, concurrency, timeout)?;
+        let client = HttpsClient::new(extra_roots, concurrency, Arc::clone(&self.outbound), timeout)?;
         clients.insert(subscription.to_owned(), (settings, client.clone()));
         Ok(client)
     }

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod client;
+mod connection_cap;
 pub mod failure_log;
 pub mod request;
 pub mod sign;

@@ -131,8 +131,13 @@ impl Dispatcher {
         let started_at = now_ms();
         let headers = request::headers(subscription, &delivery, n, (started_at / 1000) as i64, &body);
         let settings = &subscription.delivery;
-        let client =
-            self.clients.client(&subscription.name, &settings.extra_roots, settings.concurrency, settings.timeout);
+        let client = self.clients.client(
+            &subscription.name,
+            &subscription.url,
+            &settings.extra_roots,
+            settings.concurrency,
+            settings.timeout,
+        );
         let outcome = match client {
             Ok(client) => client.post(&subscription.url, headers, body, subscription.delivery.timeout).await,
             Err(error) => Outcome { error: Some(format!("cannot set up TLS: {error}")), ..Outcome::default() },

@@ -66,13 +66,9 @@ pub fn not_a_socket(path: &Path) -> Option<&'static str> {
 /// Open connections per listener at most: past it, the listener stops accepting until one closes. Anyone
 /// on the machine may connect to the TCP port (the token is checked per request), so without a cap idle
 /// connections could use up the relay's file descriptors and lock the clinic app and the admin commands
-/// out of the unix socket, which has its own room. A quarter of the open-file limit each, so that both
-/// listeners together leave half of it to the store and the deliveries.
+/// out of the unix socket, which has its own room ([`crate::limits`] budgets the descriptors).
 fn max_connections() -> usize {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct it is given, which lives for the call.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 { limit.rlim_cur } else { 1024 };
-    usize::try_from(soft / 4).unwrap_or(usize::MAX).clamp(16, 4096)
+    crate::limits::listener_connections()
 }
 
 /// Accepts connections until `stop`, then lets open requests finish for at most `grace`.

@@ -160,3 +160,70 @@ async fn misbehave(mut tls: TlsStream<TcpStream>, misbehaviour: Misbehaviour, by
         }
     }
 }
+
+/// A receiver whose first `served` connections answer every request with 200 after 20 ms (keep-alive) and whose
+/// later connections stall in the TLS handshake: a receiver that stops taking new connections while its
+/// old ones still work. It counts the connections open at once, and the most there ever were.
+pub struct StalledHandshakes {
+    pub port: u16,
+    open: Arc<watch::Sender<usize>>,
+    most: Arc<AtomicUsize>,
+}
+
+impl StalledHandshakes {
+    pub async fn start(ca: &TestCa, served: usize) -> StalledHandshakes {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = TlsAcceptor::from(Arc::clone(&ca.server));
+        let (open, most) = (Arc::new(watch::Sender::new(0usize)), Arc::new(AtomicUsize::new(0)));
+        let (counted, highest) = (Arc::clone(&open), Arc::clone(&most));
+        tokio::spawn(async move {
+            for accepted in 0.. {
+                let Ok((mut stream, _)) = listener.accept().await else { continue };
+                counted.send_modify(|n| {
+                    *n += 1;
+                    highest.fetch_max(*n, Ordering::SeqCst);
+                });
+                let (counted, acceptor) = (Arc::clone(&counted), acceptor.clone());
+                tokio::spawn(async move {
+                    if accepted < served {
+                        if let Ok(mut tls) = acceptor.accept(stream).await {
+                            while read_request(&mut tls).await {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                if tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    } else {
+                        // Reads the ClientHello and whatever follows, answers nothing, until the relay hangs up.
+                        let mut sink = [0u8; 4096];
+                        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                    }
+                    counted.send_modify(|n| *n -= 1);
+                });
+            }
+        });
+        StalledHandshakes { port, open, most }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.port)
+    }
+
+    /// The most connections that were open at once.
+    pub fn most_open(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        *self.open.borrow()
+    }
+
+    /// Waits until `n` connections are open at once.
+    pub async fn wait_open(&self, n: usize) {
+        let mut open = self.open.subscribe();
+        within("connections to the stalling receiver", open.wait_for(|open| *open >= n)).await.unwrap();
+    }
+}

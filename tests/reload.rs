@@ -329,3 +329,39 @@ async fn a_listener_change_is_logged_as_needing_restart_and_the_rest_applies() {
     let logs = serde_json::to_string(&relay.logs()).unwrap();
     assert!(!logs.contains("\"socket_mode\":\"0600\""), "values are not logged");
 }
+
+/// Issue 14 #4: a file rewritten every 10 ms applied no reload until the writes stopped (the debounce
+/// restarted on every write). It is re-read at least every 2 s while it keeps changing: a reload lands
+/// while the writer is still at it.
+#[tokio::test]
+async fn a_config_that_keeps_changing_is_still_reloaded_while_it_changes() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&setup(subscription("first", &receiver.url("/"), "")));
+    let relay = env.start().await;
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (still_writing, path) = (std::sync::Arc::clone(&writing), env.config_path());
+    let texts = [
+        env.config_text(&setup(
+            subscription("first", &receiver.url("/"), "") + &subscription("second", &receiver.url("/"), ""),
+        )),
+        env.config_text(&setup(
+            subscription("first", &receiver.url("/"), "") + &subscription("third", &receiver.url("/"), ""),
+        )),
+    ];
+    // The writer gives up after 12 s, six times the promised 2 s.
+    let writer = tokio::spawn(async move {
+        for round in 0..1200 {
+            if !still_writing.load(std::sync::atomic::Ordering::SeqCst) {
+                return true;
+            }
+            std::fs::write(&path, &texts[round % 2]).unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        false
+    });
+    let line = reloaded(&relay, 1).await;
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(writer.await.unwrap(), "the reload came only after the writes stopped: {line}");
+    assert!(line["added"] == "[\"second\"]" || line["added"] == "[\"third\"]", "{line}");
+}

@@ -5,7 +5,8 @@
 //!   cargo bench --bench e2e -- ingest e2e    # only the scenarios whose names contain these words
 //!
 //! Sizes can be lowered for a quick run: BENCH_EVENTS (end to end, default 100000), BENCH_PENDING (memory
-//! and restart, default 1000000), BENCH_LATENCY_SECS (default 30).
+//! and restart, default 1000000), BENCH_LATENCY_SECS (default 30), BENCH_ADMIN_HELD (admin queries,
+//! default 200000).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -258,6 +259,79 @@ async fn pending_and_restart(pending: usize) -> Vec<Row> {
     ]
 }
 
+/// Issue 14 #6: status queries over a large store, and ingest while they run. `held` deliveries fill the
+/// store; a few failed ones are what the operator looks for.
+async fn admin_queries(held: usize) -> Vec<Row> {
+    settle_disk();
+    let env = TestEnv::new();
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = format!("https://127.0.0.1:{}/hook", closed.local_addr().unwrap().port());
+    drop(closed);
+    let subscriptions = subscription("held", &refused, "enabled = false\nevents = [\"bench.*\"]")
+        .replace("events = [\"*\"]\n", "")
+        + &subscription("bad", &refused, "retry = []\nevents = [\"rare.*\"]").replace("events = [\"*\"]\n", "");
+    write_config(&env, &subscriptions);
+    let relay = start(&env).await;
+    drive(&socket(&relay), PRODUCERS, held, 100, 16, "h").await;
+    let rare: Vec<_> = (0..10).map(|i| json!({"type": "rare.x", "id": format!("rare-{i}"), "data": {}})).collect();
+    Connection::open(&socket(&relay)).await.post(serde_json::to_string(&rare).unwrap().into()).await;
+    loop {
+        let failed = relay.admin_get("/v1/deliveries?status=failed").await;
+        if failed["deliveries"].as_array().map_or(0, Vec::len) == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        relay.admin_get("/v1/deliveries?status=failed&limit=1").await;
+        answers.push(started.elapsed());
+    }
+    answers.sort();
+    // Two operators page through everything while the clinic app posts single events.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut scanners = Vec::new();
+    for _ in 0..2 {
+        let (unix, stop) = (relay.unix.clone(), stop.clone());
+        scanners.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                support::client::send(&unix, support::client::Call::get("/v1/deliveries?status=all&limit=1000")).await;
+            }
+        }));
+    }
+    let mut connection = Connection::open(&socket(&relay)).await;
+    let mut accept = Vec::new();
+    for i in 0..500 {
+        accept.push(connection.post(producer::event(&format!("during-{i}"), PAD_BYTES).into()).await);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for scanner in scanners {
+        scanner.await.unwrap();
+    }
+    accept.sort();
+    vec![
+        Row {
+            scenario: "admin: failed among 200k, limit 1",
+            value: percentile(&answers, 0.5),
+            unit: "ms p50",
+            target: "milliseconds",
+            detail: format!("{held} held + 10 failed; max {:.2} ms of 20", percentile(&answers, 1.0)),
+        },
+        Row {
+            scenario: "admin: accept p99 during scans",
+            value: percentile(&accept, 0.99),
+            unit: "ms",
+            target: "<= 3 (as idle)",
+            detail: format!(
+                "500 single events while 2 clients page status=all; p50 {:.2} ms, max {:.2} ms",
+                percentile(&accept, 0.5),
+                percentile(&accept, 1.0)
+            ),
+        },
+    ]
+}
+
 async fn idle() -> Row {
     settle_disk();
     let env = TestEnv::new();
@@ -304,6 +378,9 @@ async fn main() {
     }
     if wanted("restart") || wanted("pending") {
         rows.extend(pending_and_restart(size("BENCH_PENDING", 1_000_000)).await);
+    }
+    if wanted("admin") {
+        rows.extend(admin_queries(size("BENCH_ADMIN_HELD", 200_000)).await);
     }
     if wanted("idle") {
         rows.push(idle().await);

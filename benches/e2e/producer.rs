@@ -31,6 +31,7 @@ impl Connection {
             .header("content-type", "application/json")
             .body(Full::new(body))
             .unwrap();
+        self.sender.ready().await.expect("the connection to the relay");
         let response = self.sender.send_request(request).await.expect("an answer");
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::clock::bounded_now_ms;
 use crate::lifecycle::Deliveries;
@@ -38,7 +38,7 @@ pub fn spawn(deliveries: Arc<Deliveries>, stop: CancellationToken) {
                     deliveries = purged.deliveries,
                     "Purged finished records older than the retention period."
                 ),
-                Ok(_) => {}
+                Ok(_) => debug!("Retention purge: nothing is older than the retention period."),
                 Err(error) => error!(%error, "The retention purge failed; it is tried again next round."),
             }
         }

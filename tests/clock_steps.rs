@@ -21,6 +21,12 @@ async fn start_with_fake_clock(env: &TestEnv, retry: &str) -> (RelayProcess, Rec
         subscriptions: unsigned_subscription("vet", &receiver.url("/"), &format!("retry = [\"{retry}\"]")),
         ..Setup::default()
     });
+    let (relay, offset) = start_faked(env).await;
+    (relay, receiver, offset)
+}
+
+/// Starts the relay on the config written, its wall clock offset by what the returned file holds.
+async fn start_faked(env: &TestEnv) -> (RelayProcess, std::path::PathBuf) {
     let offset = env.dir.path().join("faketime");
     std::fs::write(&offset, "+0").unwrap();
     let vars = [
@@ -29,8 +35,7 @@ async fn start_with_fake_clock(env: &TestEnv, retry: &str) -> (RelayProcess, Rec
         ("FAKETIME_NO_CACHE", "1"),
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
     ];
-    let relay = env.start_with_env(&vars).await;
-    (relay, receiver, offset)
+    (env.start_with_env(&vars).await, offset)
 }
 
 /// Posts event `id`, waits for its first attempt to fail and be recorded, then steps the clock by `step`;
@@ -76,4 +81,32 @@ async fn a_clock_stepped_forward_an_hour_does_not_fire_a_retry_early() {
     assert_eq!((second.header("webhook-id"), second.header("x-hookrelay-attempt")), ("ahead", "2"));
     let waited = second.at - first_at;
     assert!(waited >= Duration::from_millis(2950), "the retry waited its 3 s, not the clock's hour: {waited:?}");
+}
+
+const NOTHING_PURGED: &str = "Retention purge: nothing is older than the retention period.";
+
+/// Issue 14 #5: a step forward past `retention` would have purged records early, idempotency keys
+/// included, so a producer's retry of an event accepted a moment ago was accepted again. The purge
+/// cutoff never runs ahead of the monotonic time since start.
+#[tokio::test]
+async fn a_clock_stepped_forward_a_day_does_not_purge_what_is_younger_than_retention() {
+    assert!(Path::new(LIBFAKETIME).exists(), "these tests need libfaketime: apt-get install libfaketime");
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, sequence(vec![], 200)).await;
+    env.write_config(&Setup {
+        relay: "retention = \"20s\"".into(),
+        subscriptions: unsigned_subscription("vet", &receiver.url("/"), ""),
+        log_level: "info,hookrelay::retention=debug",
+        ..Setup::default()
+    });
+    let (relay, offset) = start_faked(&env).await;
+    let event = r#"{"type":"lab.completed","id":"young","data":1}"#;
+    assert_eq!(relay.post_unix(event).await.status, 202);
+    receiver.next().await;
+    relay.wait_for_log("Delivery succeeded.", 1, |_| true).await;
+    std::fs::write(&offset, "+1d").unwrap();
+    let rounds_before = relay.logs().iter().filter(|line| line["message"] == NOTHING_PURGED).count();
+    // A purge round runs every 5 s, a quarter of the retention.
+    relay.wait_for_log(NOTHING_PURGED, rounds_before + 1, |_| true).await;
+    assert_eq!(relay.post_unix(event).await.status, 200, "the event is still known: a repeat, not a new event");
 }

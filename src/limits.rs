@@ -48,3 +48,18 @@ pub fn listener_connections() -> usize {
 pub fn outbound_connections() -> usize {
     usize::try_from(open_files() / 4).unwrap_or(usize::MAX).clamp(16, 65536)
 }
+
+/// Warns when the enabled subscriptions' `concurrency` together is more than [`outbound_connections`]:
+/// their attempts then wait for each other's connections (and may time out waiting).
+pub fn warn_if_outbound_oversubscribed(config: &crate::config::Config) {
+    let wanted: usize = config.subscriptions.iter().filter(|s| s.enabled).map(|s| s.delivery.concurrency).sum();
+    let budget = outbound_connections();
+    if wanted > budget {
+        tracing::warn!(
+            concurrency = wanted,
+            outbound_connections = budget,
+            "The subscriptions' concurrency together is more than the relay's outbound connections (a quarter \
+             of the open-file limit): raise LimitNOFILE or lower concurrency."
+        );
+    }
+}

@@ -45,6 +45,7 @@ pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow
         Ok(_) => {}
         Err(error) => warn!(%error, "Cannot raise the open-file limit."),
     }
+    crate::limits::warn_if_outbound_oversubscribed(&config);
     let metrics = Arc::new(Metrics::default());
     let observer: FlushObserver = {
         let metrics = Arc::clone(&metrics);

@@ -38,7 +38,7 @@ pub fn spawn(deliveries: Arc<Deliveries>, stop: CancellationToken) {
                     deliveries = purged.deliveries,
                     "Purged finished records older than the retention period."
                 ),
-                Ok(_) => debug!("Retention purge: nothing is older than the retention period."),
+                Ok(_) => debug!("Retention purge: nothing to purge."),
                 Err(error) => error!(%error, "The retention purge failed; it is tried again next round."),
             }
         }

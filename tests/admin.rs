@@ -340,26 +340,51 @@ async fn status_listings_match_a_full_scan_and_a_missing_index_is_rebuilt_at_sta
     assert_eq!(one_failed["deliveries"][0]["id"], expect(&all, "failed")[0].as_str());
     assert!(one_failed["next"].is_string());
 
-    // As a store made before the index: no entries, and one stale entry for a delivered delivery.
+    // As a store made before the index: no entries.
     relay.terminate();
     assert!(relay.wait_exit().await.success());
-    {
-        let db = sled::open(env.state_dir()).unwrap();
+    let entries = with_sled(&env, |db| {
         let entries: Vec<_> = db.scan_prefix(b"s").keys().map(Result::unwrap).collect();
-        assert_eq!(entries.len(), 7 + 4, "one entry per failed and cancelled delivery");
-        for key in entries {
+        for key in &entries {
             db.remove(key).unwrap();
         }
-        let delivered = DeliveryId::parse(&expect(&all, "delivered")[0]).unwrap();
-        let mut stale = b"sf".to_vec();
-        stale.extend_from_slice(&delivered.0 .0.to_be_bytes());
-        db.insert(stale, &[]).unwrap();
-        db.flush().unwrap();
-    }
-    let relay = env.start().await;
-    let fixed = relay.wait_for_log("Status index of failed and cancelled deliveries corrected (on the first start of a store made by an older hookrelay, it is built here).", 1, |_| true).await;
-    assert_eq!((fixed["added"].as_u64(), fixed["removed"].as_u64()), (Some(11), Some(1)), "{fixed}");
+        entries.len()
+    });
+    assert_eq!(entries, 7 + 4, "one entry per failed and cancelled delivery");
+    let mut relay = env.start().await;
+    let built = relay
+        .wait_for_log("Status index of failed and cancelled deliveries built (a store made before it).", 1, |_| true)
+        .await;
+    assert_eq!(built["added"], 11, "{built}");
     for status in ["failed", "cancelled"] {
         assert_eq!(listed_ids(&relay, status).await, expect(&all, status), "{status} after the rebuild");
     }
+
+    // A stale entry (a delivered delivery listed as failed) is removed at the next start.
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    let delivered = DeliveryId::parse(&expect(&all, "delivered")[0]).unwrap();
+    with_sled(&env, |db| {
+        let mut stale = b"sf".to_vec();
+        stale.extend_from_slice(&delivered.0 .0.to_be_bytes());
+        db.insert(stale, &[]).unwrap();
+    });
+    let relay = env.start().await;
+    let corrected = relay
+        .wait_for_log(
+            "Status index of failed and cancelled deliveries corrected: it did not match the deliveries.",
+            1,
+            |_| true,
+        )
+        .await;
+    assert_eq!((corrected["added"].as_u64(), corrected["removed"].as_u64()), (Some(0), Some(1)), "{corrected}");
+    assert_eq!(listed_ids(&relay, "failed").await, expect(&all, "failed"));
+}
+
+/// Runs `change` on the stopped relay's database, opened with sled directly, and flushes it.
+fn with_sled<T>(env: &TestEnv, change: impl FnOnce(&sled::Db) -> T) -> T {
+    let db = sled::open(env.state_dir()).unwrap();
+    let result = change(&db);
+    db.flush().unwrap();
+    result
 }

@@ -355,7 +355,10 @@ async fn a_config_that_keeps_changing_is_still_reloaded_while_it_changes() {
             if !still_writing.load(std::sync::atomic::Ordering::SeqCst) {
                 return true;
             }
-            std::fs::write(&path, &texts[round % 2]).unwrap();
+            // Saved by rename, so that no read sees half a file.
+            let temp = path.with_extension("tmp");
+            std::fs::write(&temp, &texts[round % 2]).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         false

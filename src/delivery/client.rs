@@ -82,6 +82,9 @@ impl HttpsClient {
             .wrap_connector(http);
         let connector = CappedConnector::new(connector, concurrency, outbound, timeout);
         let inner = Client::builder(TokioExecutor::new())
+            // Without a timer hyper-util never evicts idle connections on its own, and each holds its
+            // permits (connection_cap) until the receiver hangs up.
+            .pool_timer(hyper_util::rt::TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(concurrency)
             .http1_max_headers(MAX_RESPONSE_HEADERS)

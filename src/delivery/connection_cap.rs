@@ -62,16 +62,26 @@ where
         std::mem::swap(&mut ready, &mut self.inner);
         let (permits, shared, timeout) = (Arc::clone(&self.permits), Arc::clone(&self.shared), self.connect_timeout);
         Box::pin(async move {
-            let connecting = async {
-                let closed = |_| "connection permits closed";
+            let deadline = tokio::time::Instant::now() + timeout;
+            let took = humantime::format_duration(timeout);
+            let closed = |_| "connection permits closed";
+            let waiting = async {
                 let permit = permits.acquire_owned().await.map_err(closed)?;
                 let shared = shared.acquire_owned().await.map_err(closed)?;
-                let io = ready.call(uri).await.map_err(Into::into)?;
-                Ok::<_, BoxError>(Capped { io, _permits: (permit, shared) })
+                Ok::<_, BoxError>((permit, shared))
             };
-            match tokio::time::timeout(timeout, connecting).await {
-                Ok(connected) => connected,
-                Err(_) => Err(format!("connect timed out after {}", humantime::format_duration(timeout)).into()),
+            let Ok(held) = tokio::time::timeout_at(deadline, waiting).await else {
+                return Err(format!(
+                    "no free outbound connection within {took}: this subscription has `concurrency` connections \
+                     open, or all subscriptions together hold a quarter of the open-file limit"
+                )
+                .into());
+            };
+            let held = held?;
+            match tokio::time::timeout_at(deadline, ready.call(uri)).await {
+                Ok(Ok(io)) => Ok(Capped { io, _permits: held }),
+                Ok(Err(error)) => Err(error.into()),
+                Err(_) => Err(format!("connect timed out after {took}").into()),
             }
         })
     }

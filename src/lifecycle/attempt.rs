@@ -143,10 +143,7 @@ impl Deliveries {
                 Ok(Change::then(Some(Attempted { delivery, retry_at }), move || {
                     let name = &recorded.subscription;
                     owner.metrics.attempt(name, attempt.status_code, duration);
-                    owner.scheduler.finished(name, id, None);
-                    if let Some(at) = retry_at {
-                        owner.queue(name, id, at);
-                    }
+                    owner.end_attempt(name, id, retry_at);
                     if was_pending && recorded.status.is_finished() {
                         owner.backlog.release(1);
                     }
@@ -163,7 +160,6 @@ impl Deliveries {
     /// failed while the attempt was being recorded, or the delivery changed under the load); on disk it
     /// is still pending.
     pub fn retry_later(self: &Arc<Self>, subscription: &str, id: DeliveryId, at_ms: u64) {
-        self.scheduler.finished(subscription, id, None);
-        self.queue(subscription, id, at_ms);
+        self.end_attempt(subscription, id, Some(at_ms));
     }
 }

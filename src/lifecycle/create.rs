@@ -75,6 +75,10 @@ impl Deliveries {
             for (candidate, known) in candidates.into_iter().zip(&known) {
                 if known.is_none() {
                     to_take_back.extend(candidate.encoded.iter().map(|(key, _)| key.clone()));
+                    // An erase later in the same failed round may have indexed one as cancelled.
+                    for &(_, id, _) in &candidate.deliveries {
+                        to_take_back.extend(crate::store::status_entries(id));
+                    }
                     records.put_accepted(candidate.encoded);
                     to_queue.extend(candidate.deliveries);
                 }

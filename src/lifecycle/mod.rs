@@ -22,7 +22,7 @@
 //! | erase | [`cancel`] | event data and response bodies removed, `pending` → `cancelled` | release |
 //! | purge | [`purge`] | finished event, deliveries, attempts removed | failed gauge |
 //! | quarantine | [`quarantine`] | a damaged record moved under `q` | counted |
-//! | recovery (start) | [`recover`] | damaged deliveries quarantined | queues and counts rebuilt from the store |
+//! | recovery (start) | [`recover`] | damaged deliveries quarantined, status index corrected | queues and counts rebuilt from the store |
 //!
 //! Queue changes that must not wait for durability (taking a delivery out of its queue when it is
 //! cancelled or erased) happen inside the decision, so no worker can take the delivery after the
@@ -107,8 +107,8 @@ impl Deliveries {
         })
     }
 
-    /// The queues, for workers to take due deliveries from and for gauges; only this module changes what
-    /// they hold.
+    /// The queues, for workers to take due deliveries from, for gauges and for listings of pending and
+    /// held deliveries; only this module changes what they hold.
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
     }
@@ -132,6 +132,15 @@ impl Deliveries {
     fn queue(self: &Arc<Self>, subscription: &str, id: DeliveryId, due_ms: u64) {
         self.scheduler.enqueue(subscription, id, crate::clock::wall_to_mono(due_ms));
         if self.config.load().subscription(subscription).is_none() {
+            self.watch_removed(subscription);
+        }
+    }
+
+    /// Ends an attempt in flight and, with `retry_at_ms` (wall clock, as stored), queues the delivery again
+    /// in the same step: a listing of pending deliveries, which reads the queues, never misses it between.
+    fn end_attempt(self: &Arc<Self>, subscription: &str, id: DeliveryId, retry_at_ms: Option<u64>) {
+        self.scheduler.finished(subscription, id, retry_at_ms.map(crate::clock::wall_to_mono));
+        if retry_at_ms.is_some() && self.config.load().subscription(subscription).is_none() {
             self.watch_removed(subscription);
         }
     }

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{blocking, Deliveries};
 use crate::store::{Change, DeliveryId, DeliveryStatus, StoreError};
@@ -103,12 +103,16 @@ impl Deliveries {
         if add.is_empty() && remove.is_empty() {
             return Ok(());
         }
-        info!(
-            added = add.len(),
-            removed = remove.len(),
-            "Status index of failed and cancelled deliveries corrected (on the first start of a store made by an \
-             older hookrelay, it is built here)."
-        );
+        if entries.is_empty() {
+            info!(added = add.len(), "Status index of failed and cancelled deliveries built (a store made before it).");
+        } else {
+            // Entries are written with their records; a difference means something else changed the store.
+            warn!(
+                added = add.len(),
+                removed = remove.len(),
+                "Status index of failed and cancelled deliveries corrected: it did not match the deliveries."
+            );
+        }
         let fixes = add.chunks(INDEX_FIXES_PER_TRANSITION).map(|add| (add.to_vec(), Vec::new()));
         let fixes = fixes.chain(remove.chunks(INDEX_FIXES_PER_TRANSITION).map(|remove| (Vec::new(), remove.to_vec())));
         for (add, remove) in fixes {

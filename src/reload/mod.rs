@@ -166,6 +166,7 @@ impl Reloader {
         for setting in needs_restart {
             warn!(setting, "Changing this setting requires restart; the running value stays until then.");
         }
+        crate::limits::warn_if_outbound_oversubscribed(&self.config.load());
     }
 }
 

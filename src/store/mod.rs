@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use group_commit::{FlushObserver, Writes};
 pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
+pub use status_index::status_entries;
 pub use transition::{Answer, Change, Records};
 
 pub use encoding::Record;

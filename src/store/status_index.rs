@@ -11,8 +11,8 @@
 //! # Invariants
 //! - Every delivery record whose status is indexed has its entry: [`super::Records::put_delivery`] moves
 //!   the entry with the status in the same batch, purges and quarantines remove it with the record.
-//! - An entry may outlive its record's status only between two reads outside a transition; readers
-//!   check the record's status ([`Store::deliveries_with_status`]).
+//! - A reader outside a transition may see an entry whose record has changed since; readers check the
+//!   record's status ([`Store::deliveries_with_status`]).
 //! - Recovery compares the index with the statuses it scans at every start and corrects it, so a store
 //!   written before the index existed gets one at its first start.
 
@@ -23,6 +23,11 @@ use super::{keys, Store, StoreError};
 
 /// The statuses with index entries.
 pub const INDEXED: [DeliveryStatus; 2] = [DeliveryStatus::Failed, DeliveryStatus::Cancelled];
+
+/// Every index key a delivery could have, whatever its status: for removals that do not know it.
+pub fn status_entries(id: DeliveryId) -> impl Iterator<Item = Vec<u8>> {
+    INDEXED.into_iter().filter_map(move |status| keys::status_entry(status, id)).map(|entry| entry.to_vec())
+}
 
 impl Store {
     /// Deliveries with an indexed `status`, in acceptance order, starting after `after` (a paging cursor)
@@ -67,5 +72,63 @@ impl Store {
             }
         }
         Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Change, Records};
+
+    const ID: DeliveryId = DeliveryId(ulid::Ulid(7));
+
+    fn delivery(status: DeliveryStatus) -> DeliveryRecord {
+        let mut delivery = DeliveryRecord::pending(ID, "evt", "lab.completed", "vet", 1);
+        delivery.status = status;
+        delivery
+    }
+
+    async fn write(store: &Store, change: impl FnOnce(&mut Records<'_, '_>) + Send + 'static) {
+        let answer = store.transition(move |records| {
+            change(records);
+            Ok(Change::only(()))
+        });
+        answer.unwrap().wait().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_entry_follows_its_delivery_s_status_read_first_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).unwrap();
+        write(&store, |records| records.put_new_delivery(&delivery(DeliveryStatus::Pending))).await;
+        assert_eq!(store.status_index_entries().unwrap(), []);
+        // Written without being read first: the entry cannot be known, every possible one is replaced.
+        write(&store, |records| records.put_delivery(&delivery(DeliveryStatus::Failed))).await;
+        assert_eq!(store.status_index_entries().unwrap(), [(DeliveryStatus::Failed, ID)]);
+        write(&store, |records| records.put_delivery(&delivery(DeliveryStatus::Cancelled))).await;
+        assert_eq!(store.status_index_entries().unwrap(), [(DeliveryStatus::Cancelled, ID)]);
+        // Read, then written twice in one transition: only the last status counts.
+        write(&store, |records| {
+            let mut found = records.delivery(ID).unwrap().unwrap();
+            found.status = DeliveryStatus::Failed;
+            records.put_delivery(&found);
+            found.status = DeliveryStatus::Delivered;
+            records.put_delivery(&found);
+        })
+        .await;
+        assert_eq!(store.status_index_entries().unwrap(), []);
+        assert_eq!(store.deliveries_with_status(DeliveryStatus::Failed, None).count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_quarantined_delivery_loses_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None).unwrap();
+        write(&store, |records| records.put_new_delivery(&delivery(DeliveryStatus::Pending))).await;
+        write(&store, |records| records.put_delivery(&delivery(DeliveryStatus::Failed))).await;
+        store.db.insert(keys::delivery(ID), &b"not a delivery"[..]).unwrap();
+        write(&store, |records| assert!(records.delivery(ID).unwrap().is_none(), "damaged: treated as absent")).await;
+        assert_eq!(store.status_index_entries().unwrap(), []);
+        assert_eq!(store.quarantined().unwrap().len(), 1);
     }
 }

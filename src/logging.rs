@@ -4,14 +4,14 @@
 //! without editing the file.
 //!
 //! sled reports a repair it makes while opening a damaged database (zeroing a torn segment) at DEBUG,
-//! through the `log` crate; SPEC §7 wants every repair at WARN or above. [`SledRepairs`] re-logs those at
-//! WARN, and [`while_opening_the_store`] lets sled's DEBUG records through only while the store opens,
-//! since sled logs at DEBUG on hot paths too.
+//! through the `log` crate; SPEC §7 wants every repair at WARN or above. [`LogBridge`], the `log` crate's
+//! logger, re-logs those at WARN before anything filters them, and [`while_opening_the_store`] lets
+//! sled's DEBUG records reach it only while the store opens, since sled logs at DEBUG on hot paths too.
+//! (A tracing layer for them saw nothing when the configured level was `info`: tracing's own level
+//! filter drops `log` records below the subscriber's most verbose level first.)
 
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::util::SubscriberInitExt;
+use tracing::Level;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, LogSettings};
@@ -24,16 +24,17 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|| EnvFilter::new(&settings.level));
     let usual = filter.max_level_hint().and_then(|level| level.into_level()).map_or(log::LevelFilter::Off, as_log);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
-    let repairs = SledRepairs.with_filter(Targets::new().with_target("sled", Level::DEBUG));
-    let registry = tracing_subscriber::registry().with(repairs);
+    let registry = tracing_subscriber::registry();
     let installed = match settings.format {
         LogFormat::Text => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            registry.with(fmt.with_ansi(ansi).with_filter(filter)).try_init()
+            tracing::subscriber::set_global_default(registry.with(fmt.with_ansi(ansi).with_filter(filter)))
         }
-        LogFormat::Json => registry.with(fmt.json().flatten_event(true).with_filter(filter)).try_init(),
+        LogFormat::Json => {
+            tracing::subscriber::set_global_default(registry.with(fmt.json().flatten_event(true).with_filter(filter)))
+        }
     };
-    if installed.is_ok() {
+    if installed.is_ok() && log::set_boxed_logger(Box::new(LogBridge(tracing_log::LogTracer::new()))).is_ok() {
         log::set_max_level(usual);
     }
 }
@@ -57,29 +58,30 @@ fn as_log(level: Level) -> log::LevelFilter {
     }
 }
 
-/// Re-logs sled's repair messages at WARN.
-struct SledRepairs;
+/// The `log` crate's logger: records of crates that log through `log` (sled, rustls) go on to tracing;
+/// sled's repair messages are re-logged at WARN first.
+struct LogBridge(tracing_log::LogTracer);
 
-impl<S: Subscriber> Layer<S> for SledRepairs {
-    fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
-        let mut message = Message::default();
-        event.record(&mut message);
-        if message.0.starts_with("zeroing torn segment") {
-            tracing::warn!(
-                repair = %message.0,
-                "sled repaired the database while opening it (a torn write, as after a crash or a damaged disk)."
-            );
+impl log::Log for LogBridge {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("sled") || self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.target().starts_with("sled") {
+            let message = record.args().to_string();
+            // sled's words for cutting off and zeroing a damaged end of its log (sled 0.34).
+            if message.starts_with("zeroing") || message.contains("torn") {
+                tracing::warn!(
+                    repair = %message,
+                    "sled repaired the database while opening it (a torn write, as after a crash or a damaged disk)."
+                );
+            }
+        }
+        if self.0.enabled(record.metadata()) {
+            self.0.log(record);
         }
     }
-}
 
-#[derive(Default)]
-struct Message(String);
-
-impl tracing::field::Visit for Message {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
+    fn flush(&self) {}
 }

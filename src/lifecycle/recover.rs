@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::{blocking, Deliveries};
 use crate::store::{Change, DeliveryId, DeliveryStatus, StoreError};
@@ -89,8 +89,7 @@ impl Deliveries {
     }
 }
 
-/// Index corrections per transition: the first start on a store written before the index existed may
-/// add an entry for every failed delivery.
+/// Index corrections per transition (normally there are none).
 const INDEX_FIXES_PER_TRANSITION: usize = 4096;
 
 impl Deliveries {
@@ -103,16 +102,13 @@ impl Deliveries {
         if add.is_empty() && remove.is_empty() {
             return Ok(());
         }
-        if entries.is_empty() {
-            info!(added = add.len(), "Status index of failed and cancelled deliveries built (a store made before it).");
-        } else {
-            // Entries are written with their records; a difference means something else changed the store.
-            warn!(
-                added = add.len(),
-                removed = remove.len(),
-                "Status index of failed and cancelled deliveries corrected: it did not match the deliveries."
-            );
-        }
+        // Entries are written with their records, and built by the format upgrade for older stores: a
+        // difference means something else changed the store.
+        warn!(
+            added = add.len(),
+            removed = remove.len(),
+            "Status index of failed and cancelled deliveries corrected: it did not match the deliveries."
+        );
         let fixes = add.chunks(INDEX_FIXES_PER_TRANSITION).map(|add| (add.to_vec(), Vec::new()));
         let fixes = fixes.chain(remove.chunks(INDEX_FIXES_PER_TRANSITION).map(|remove| (Vec::new(), remove.to_vec())));
         for (add, remove) in fixes {

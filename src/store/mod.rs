@@ -1,8 +1,8 @@
 //! The store: the only source of truth about events and deliveries, in one embedded sled database.
 //!
 //! # Invariants
-//! - Every write goes through the group-commit thread ([`group_commit`]): plain writes, or
-//!   [`transition`]s, read-modify-writes that run there one after another, each seeing every write queued
+//! - Every write goes through the group-commit thread ([`group_commit`]) (format upgrades at open,
+//!   [`format`], run before it starts): plain writes, or [`transition`]s, read-modify-writes that run there one after another, each seeing every write queued
 //!   before it. A transition's writes land in one sled batch, only if it decides without error, and its
 //!   caller is answered once they are durable (flushed and fdatasync'ed). Which transitions there are, and
 //!   what each may change, is [`crate::lifecycle`]'s table; nothing else changes a record.
@@ -27,6 +27,7 @@
 //! - Everything is in one tree; the key layout is in [`keys`].
 
 mod encoding;
+mod format;
 mod group_commit;
 mod keys;
 mod ledger;
@@ -42,6 +43,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+pub use format::CURRENT as FORMAT;
 pub use group_commit::{FlushObserver, Writes};
 pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
 pub use status_index::status_entries;
@@ -114,7 +116,9 @@ impl Store {
     pub fn open(dir: &Path, flush_observer: Option<FlushObserver>) -> Result<Store, StoreError> {
         let open_error = |source| StoreError::Open { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(open_error)?;
+        let format = format::check(dir)?;
         let db = open_sled(dir)?;
+        format::upgrade(&db, dir, format)?;
         let (ledger, found) = ledger::Ledger::open(dir).map_err(open_error)?;
         let ledger = Arc::new(Mutex::new(ledger));
         let broken = CancellationToken::new();

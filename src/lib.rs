@@ -61,5 +61,8 @@ pub mod store;
 pub mod str_map;
 pub mod systemd;
 
+/// The version of this build, as `hookrelay --version` prints it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// `hookrelay/<version>`, the default `user-agent` of deliveries.
 pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));

@@ -35,7 +35,7 @@ async fn each_webhook_id_arrives_once_per_subscription_through_reload_and_requeu
     let patient = format!("retry = [{}]", vec!["\"20ms\""; 20].join(", "));
     let flaky = Receiver::start(&env.ca, always(503)).await;
     let config = |variant: usize| {
-        let alpha_extra = if variant % 2 == 0 { "concurrency = 8" } else { "concurrency = 3" };
+        let alpha_extra = if variant.is_multiple_of(2) { "concurrency = 8" } else { "concurrency = 3" };
         let mut subscriptions = unsigned_subscription("alpha", &alpha.url("/"), &format!("{alpha_extra}\n{patient}"));
         if variant % 3 != 1 {
             subscriptions += &unsigned_subscription("beta", &beta.url("/"), &patient);

@@ -68,7 +68,8 @@ impl log::Log for LogBridge {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if record.target().starts_with("sled") {
+        // Only the modules of sled's recovery are read: sled logs at DEBUG on every flush too.
+        if record.module_path().is_some_and(|module| module.starts_with("sled::pagecache")) {
             let message = record.args().to_string();
             // sled 0.34's words when it cuts its log short at a torn batch and zeroes a torn segment. (It
             // also zeroes "the end of the recovered segment" at every start: that is routine.)

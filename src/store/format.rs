@@ -62,19 +62,23 @@ pub fn check(dir: &Path) -> Result<Option<u32>, StoreError> {
     Ok(Some(found))
 }
 
-/// Brings the opened store of format `found` (`None`: new) to [`CURRENT`] and records it.
-pub fn upgrade(db: &sled::Db, dir: &Path, found: Option<u32>) -> Result<(), StoreError> {
-    if found == Some(CURRENT) {
+/// Records [`CURRENT`] for a new store, before sled creates its files: a crash between the two must not
+/// leave a database that looks older than it is.
+pub fn record_new(dir: &Path) -> Result<(), StoreError> {
+    write(dir).map_err(|source| StoreError::Open { path: dir.display().to_string(), source })
+}
+
+/// Brings the opened store of format `from` to [`CURRENT`] and records it.
+pub fn upgrade(db: &sled::Db, dir: &Path, from: u32) -> Result<(), StoreError> {
+    if from == CURRENT {
         return Ok(());
     }
-    if let Some(from) = found {
-        for upgrade in UPGRADES.iter().filter(|upgrade| upgrade.to > from) {
-            (upgrade.run)(db)?;
-            db.flush()?;
-            info!(from, to = upgrade.to, added = upgrade.what, "Store upgraded to a newer format.");
-        }
+    for upgrade in UPGRADES.iter().filter(|upgrade| upgrade.to > from) {
+        (upgrade.run)(db)?;
+        db.flush()?;
+        info!(from, to = upgrade.to, added = upgrade.what, "Store upgraded to a newer format.");
     }
-    write(dir).map_err(|source| StoreError::Open { path: dir.display().to_string(), source })
+    record_new(dir)
 }
 
 fn write(dir: &Path) -> io::Result<()> {

@@ -117,8 +117,13 @@ impl Store {
         let open_error = |source| StoreError::Open { path: dir.display().to_string(), source };
         std::fs::create_dir_all(dir).map_err(open_error)?;
         let format = format::check(dir)?;
+        if format.is_none() {
+            format::record_new(dir)?;
+        }
         let db = open_sled(dir)?;
-        format::upgrade(&db, dir, format)?;
+        if let Some(found) = format {
+            format::upgrade(&db, dir, found)?;
+        }
         let (ledger, found) = ledger::Ledger::open(dir).map_err(open_error)?;
         let ledger = Arc::new(Mutex::new(ledger));
         let broken = CancellationToken::new();

@@ -44,7 +44,7 @@ pub fn render(markdown: &str, version: &str) -> String {
         if line.starts_with("# ") {
             continue;
         } else if let Some(heading) = line.strip_prefix("## ") {
-            out.push_str(&format!(".SH {}\n", inline(heading).to_uppercase()));
+            out.push_str(&format!(".SH {}\n", inline(&heading.to_uppercase())));
         } else if let Some(heading) = line.strip_prefix("### ") {
             out.push_str(&format!(".SS {}\n", inline(heading)));
         } else if let Some(item) = line.strip_prefix("- ") {

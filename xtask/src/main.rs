@@ -46,7 +46,7 @@ fn dist(root: &Path) -> anyhow::Result<()> {
         write_man(&man1.join(format!("{name}.1")), page)?;
     }
     let reference = std::fs::read_to_string(root.join("docs/configuration.md"))?;
-    std::fs::write(man5.join("hookrelay.toml.5"), config_page::render(&reference, env!("CARGO_PKG_VERSION")))?;
+    std::fs::write(man5.join("hookrelay.toml.5"), config_page::render(&reference, hookrelay::VERSION))?;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         clap_complete::generate_to(shell, &mut command.clone(), "hookrelay", &completions)?;
     }

@@ -250,7 +250,7 @@ async fn sighup_reloads_a_secret_read_from_a_file() {
     )));
     let relay = env.start().await;
     let signature = |body: &[u8], key: &[u8]| {
-        use hmac::Mac;
+        use hmac::{KeyInit, Mac};
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
         mac.update(body);
         hex::encode(mac.finalize().into_bytes())

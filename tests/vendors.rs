@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use base64::Engine;
 use clap::{Args, Parser, Subcommand};
-use rand::RngCore;
+use rand::TryRngCore;
 use serde_json::{json, Value};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
@@ -140,7 +140,7 @@ pub fn execute(command: Command) -> ExitCode {
     let outcome = match command {
         Command::Run(_) => unreachable!("`run` is handled by main"),
         Command::Check(args) => return check(&args.config),
-        Command::Secret => Ok(new_secret()),
+        Command::Secret => new_secret(),
         Command::Send(args) => send(args),
         Command::Deliveries(args) => list(args),
         Command::Delivery(args) => show(args),
@@ -375,8 +375,10 @@ fn last_result(delivery: &Value) -> String {
 }
 
 /// 32 bytes from the OS's CSPRNG, in the Standard Webhooks secret format.
-fn new_secret() -> String {
+fn new_secret() -> Result<String, String> {
     let mut key = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut key);
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key))
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut key)
+        .map_err(|error| format!("the system's random source failed: {error}"))?;
+    Ok(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key)))
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Uri};
+use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
-use toml::Spanned;
 use toml_edit::Item;
 
 use super::diagnostic::{Diagnostic, Diagnostics, Reporter};

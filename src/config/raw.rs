@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use toml::Spanned;
+use serde_spanned::Spanned;
 
 pub type Text = Spanned<String>;
 pub type TextList = Spanned<Vec<Text>>;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use http::HeaderName;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use toml::Spanned;
+use serde_spanned::Spanned;
 
 use super::compile::Compiler;
 use super::raw::{RawSecret, Text};

@@ -31,7 +31,7 @@ pub fn jittered(delay: Duration, jitter: f64, rng: &mut impl Rng) -> Duration {
     if jitter <= 0.0 || delay.is_zero() {
         return delay;
     }
-    let factor = 1.0 + rng.gen_range(-jitter..=jitter);
+    let factor = 1.0 + rng.random_range(-jitter..=jitter);
     delay.mul_f64(factor.max(0.0))
 }
 

@@ -179,7 +179,7 @@ fn settle(delivery: &mut DeliveryRecord, subscription: &Subscription, n: u32, ou
     }
     let settings = &subscription.delivery;
     let nth_of_schedule = n.saturating_sub(delivery.schedule_start);
-    match next_delay(nth_of_schedule, &settings.retry, settings.jitter, outcome.retry_after, &mut rand::thread_rng()) {
+    match next_delay(nth_of_schedule, &settings.retry, settings.jitter, outcome.retry_after, &mut rand::rng()) {
         Some(delay) => {
             let at = now + delay.as_millis() as u64;
             delivery.next_attempt_at = Some(at);

@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
-use toml_edit::{ImDocument, Item};
+use toml_edit::{Document, Item};
 
 use super::diagnostic::Reporter;
 
@@ -19,8 +19,8 @@ pub struct Section<T> {
 }
 
 /// Parses the text as TOML, reporting a syntax error at its position.
-pub fn parse_document(reporter: &mut Reporter<'_>, text: &str) -> Option<ImDocument<String>> {
-    match ImDocument::parse(text.to_owned()) {
+pub fn parse_document(reporter: &mut Reporter<'_>, text: &str) -> Option<Document<String>> {
+    match Document::parse(text.to_owned()) {
         Ok(document) => Some(document),
         Err(error) => {
             reporter.error(error.span(), format!("invalid TOML: {}", error.message().trim_end()));

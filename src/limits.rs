@@ -11,11 +11,7 @@ use std::io;
 
 /// Raises the soft limit on open files to the hard limit; returns the soft limit before and after.
 pub fn raise_open_files() -> io::Result<(u64, u64)> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes into the struct it is given, which lives for the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let mut limit = open_files_limit()?;
     let before = limit.rlim_cur;
     if limit.rlim_cur < limit.rlim_max {
         limit.rlim_cur = limit.rlim_max;
@@ -27,15 +23,19 @@ pub fn raise_open_files() -> io::Result<(u64, u64)> {
     Ok((before, limit.rlim_cur))
 }
 
-/// The soft limit on open files now (1,024 if it cannot be read).
-fn open_files() -> u64 {
+/// The soft and hard limits on open files.
+fn open_files_limit() -> io::Result<libc::rlimit> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct it is given, which lives for the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        limit.rlim_cur
-    } else {
-        1024
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(limit)
+}
+
+/// The soft limit on open files now (1,024 if it cannot be read).
+fn open_files() -> u64 {
+    open_files_limit().map_or(1024, |limit| limit.rlim_cur)
 }
 
 /// Open connections per listener at most (see the module doc).

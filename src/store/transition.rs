@@ -164,19 +164,21 @@ impl Records<'_, '_> {
     pub fn put_delivery(&mut self, delivery: &DeliveryRecord) {
         let before = self.statuses.insert(delivery.id, delivery.status);
         if before != Some(delivery.status) {
-            // Not read by this decision: its entry, if any, may be under any indexed status.
-            let stale: &[DeliveryStatus] = match &before {
-                Some(before) => std::slice::from_ref(before),
-                None => &super::status_index::INDEXED,
-            };
-            for &status in stale {
-                self.unindex(status, delivery.id);
+            match before {
+                Some(before) => self.unindex(before, delivery.id),
+                // Not read by this decision: its entry, if any, may be under any indexed status.
+                None => self.unindex_all(delivery.id),
             }
-            if let Some(entry) = keys::status_entry(delivery.status, delivery.id) {
-                self.stage(entry.to_vec(), Some(Vec::new()));
-            }
+            self.index(delivery.status, delivery.id);
         }
         self.stage(keys::delivery(delivery.id).to_vec(), Some(delivery.encode()));
+    }
+
+    /// Adds a delivery's status index entry under `status`, if that status is indexed.
+    fn index(&mut self, status: DeliveryStatus, id: DeliveryId) {
+        if let Some(entry) = keys::status_entry(status, id) {
+            self.stage(entry.to_vec(), Some(Vec::new()));
+        }
     }
 
     /// Removes a delivery's status index entry under `status`, if that status is indexed.
@@ -186,15 +188,20 @@ impl Records<'_, '_> {
         }
     }
 
+    /// Removes whatever status index entry a delivery has.
+    fn unindex_all(&mut self, id: DeliveryId) {
+        for entry in super::status_index::status_entries(id) {
+            self.stage(entry, None);
+        }
+    }
+
     /// Corrects the status index (at start, see [`super::status_index`]): adds and removes entries.
     pub fn fix_status_index(&mut self, add: &[(DeliveryStatus, DeliveryId)], remove: &[(DeliveryStatus, DeliveryId)]) {
         for &(status, id) in remove {
             self.unindex(status, id);
         }
         for &(status, id) in add {
-            if let Some(entry) = keys::status_entry(status, id) {
-                self.stage(entry.to_vec(), Some(Vec::new()));
-            }
+            self.index(status, id);
         }
     }
 
@@ -218,9 +225,7 @@ impl Records<'_, '_> {
         self.stage(keys::event(&event.id), None);
         for &delivery in &event.deliveries {
             self.stage(keys::delivery(delivery).to_vec(), None);
-            for status in super::status_index::INDEXED {
-                self.unindex(status, delivery);
-            }
+            self.unindex_all(delivery);
             for key in self.round.keys_with_prefix(&keys::attempts_of(delivery)).map_err(io_error)? {
                 self.stage(key, None);
             }
@@ -263,9 +268,7 @@ impl Records<'_, '_> {
                 self.stage(key.to_vec(), None);
                 self.stage(keys::quarantined(key), Some(value));
                 if let Some(id) = keys::delivery_id(key) {
-                    for status in super::status_index::INDEXED {
-                        self.unindex(status, id);
-                    }
+                    self.unindex_all(id);
                 }
                 self.quarantined += 1;
                 Ok(None)

@@ -10,7 +10,7 @@
 //! (A tracing layer for them saw nothing when the configured level was `info`: tracing's own level
 //! filter drops `log` records below the subscriber's most verbose level first.)
 
-use tracing::Level;
+use tracing_log::AsLog;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -22,7 +22,7 @@ pub fn init(settings: &LogSettings) {
         .ok()
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| EnvFilter::new(&settings.level));
-    let usual = filter.max_level_hint().and_then(|level| level.into_level()).map_or(log::LevelFilter::Off, as_log);
+    let usual = filter.max_level_hint().map_or(log::LevelFilter::Off, |level| level.as_log());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
     let registry = tracing_subscriber::registry();
     let installed = match settings.format {
@@ -46,16 +46,6 @@ pub fn while_opening_the_store<T>(open: impl FnOnce() -> T) -> T {
     let opened = open();
     log::set_max_level(usual);
     opened
-}
-
-fn as_log(level: Level) -> log::LevelFilter {
-    match level {
-        Level::ERROR => log::LevelFilter::Error,
-        Level::WARN => log::LevelFilter::Warn,
-        Level::INFO => log::LevelFilter::Info,
-        Level::DEBUG => log::LevelFilter::Debug,
-        Level::TRACE => log::LevelFilter::Trace,
-    }
 }
 
 /// The `log` crate's logger: records of crates that log through `log` (sled, rustls) go on to tracing;

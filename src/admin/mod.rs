@@ -242,8 +242,7 @@ impl Admin {
                 let mut chosen = Vec::new();
                 for delivery in store.deliveries_with_status(status, None) {
                     let Some(delivery) = keep_damaged(delivery.map(Some), damaged)? else { continue };
-                    let wanted = delivery.status == status
-                        && subscription.as_deref().is_none_or(|name| delivery.subscription == name)
+                    let wanted = subscription.as_deref().is_none_or(|name| delivery.subscription == name)
                         && cutoff.is_none_or(|cutoff| delivery.updated_at >= cutoff);
                     if wanted {
                         chosen.push(delivery.id);

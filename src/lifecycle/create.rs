@@ -75,10 +75,6 @@ impl Deliveries {
             for (candidate, known) in candidates.into_iter().zip(&known) {
                 if known.is_none() {
                     to_take_back.extend(candidate.encoded.iter().map(|(key, _)| key.clone()));
-                    // An erase later in the same failed round may have indexed one as cancelled.
-                    for &(_, id, _) in &candidate.deliveries {
-                        to_take_back.extend(crate::store::status_entries(id));
-                    }
                     records.put_accepted(candidate.encoded);
                     to_queue.extend(candidate.deliveries);
                 }
@@ -92,8 +88,13 @@ impl Deliveries {
                     }
                 }),
                 otherwise: Box::new(move || {
+                    let mut to_take_back = to_take_back;
                     // Not durable: take the events back, so that a refused event leaves nothing.
                     taken_back.backlog.release(new_deliveries);
+                    // An erase later in the same failed round may have indexed a delivery as cancelled.
+                    let entries: Vec<_> =
+                        to_take_back.iter().filter_map(|key| crate::store::delivery_key_id(key)).collect();
+                    to_take_back.extend(entries.into_iter().flat_map(crate::store::status_entries));
                     if let Err(error) = taken_back.store.remove_keys(&to_take_back) {
                         tracing::error!(
                             %error,

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use format::CURRENT as FORMAT;
 pub use group_commit::{FlushObserver, Writes};
+pub use keys::delivery_id as delivery_key_id;
 pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
 pub use status_index::status_entries;
 pub use transition::{Answer, Change, Records};

@@ -13,8 +13,9 @@
 //!   the entry with the status in the same batch, purges and quarantines remove it with the record.
 //! - A reader outside a transition may see an entry whose record has changed since; readers check the
 //!   record's status ([`Store::deliveries_with_status`]).
-//! - Recovery compares the index with the statuses it scans at every start and corrects it, so a store
-//!   written before the index existed gets one at its first start.
+//! - A store written before the index existed gets one from its format upgrade ([`super::format`]);
+//!   recovery then compares the index with the statuses it scans at every start, and corrects (with a
+//!   WARN) any difference.
 
 use std::ops::Bound::{Excluded, Included};
 

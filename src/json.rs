@@ -48,7 +48,7 @@ pub fn compact(valid_json: &str) -> Compact {
 }
 
 /// The index just past the quote that closes the string whose contents start at `from`.
-fn string_end(bytes: &[u8], mut from: usize) -> usize {
+pub(crate) fn string_end(bytes: &[u8], mut from: usize) -> usize {
     while let Some(offset) = bytes.get(from..).and_then(|rest| rest.iter().position(|&b| b == b'"' || b == b'\\')) {
         from += offset;
         if bytes[from] == b'"' {

@@ -20,6 +20,7 @@
 //! - [`router`]: event type → subscription names (one `GlobSet`).
 //! - [`event`]: the ingest API's event objects: parsing, validation, compact JSON.
 //! - [`json`]: compacting JSON text byte for byte.
+//! - [`redact`]: JSON pointers removed from an event's data for one subscription, on the text.
 //! - [`ingest`]: the HTTP/1.1 server on the unix socket and TCP listener, lingering close.
 //! - [`lifecycle`]: the owner of every delivery's state: create, attempt result, requeue, resend,
 //!   cancel, erase, purge, quarantine, recovery.
@@ -50,6 +51,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod redact;
 pub mod relay;
 pub mod reload;
 pub mod retention;

@@ -61,6 +61,7 @@ pub struct Metrics {
     reloads: Family<Outcome, Counter>,
     flush_duration: Histogram,
     corrupt_records: Counter,
+    waiting_for_key: Gauge,
     /// Failed deliveries per subscription: counted at start, then kept up to date as deliveries fail, are
     /// requeued or purged.
     failed: Mutex<HashMap<String, i64>>,
@@ -81,6 +82,7 @@ impl Default for Metrics {
             // 0.1 ms .. ~1.6 s
             flush_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
             corrupt_records: Counter::default(),
+            waiting_for_key: Gauge::default(),
             failed: Mutex::default(),
             registry: Registry::default(),
         };
@@ -117,6 +119,11 @@ impl Default for Metrics {
             "Damaged store records quarantined since start (GET /v1/quarantine lists them)",
             metrics.corrupt_records.clone(),
         );
+        registry.register(
+            "deliveries_waiting_for_key",
+            "Pending deliveries whose event is sealed with a key that encryption_key no longer lists",
+            metrics.waiting_for_key.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 }
@@ -142,6 +149,10 @@ impl Metrics {
 
     pub fn reload(&self, outcome: &str) {
         self.reloads.get_or_create(&Outcome { outcome: outcome.to_owned() }).inc();
+    }
+
+    pub fn waiting_for_key(&self, deliveries: usize) {
+        self.waiting_for_key.set(deliveries as i64);
     }
 
     pub fn flush(&self, duration: Duration) {

@@ -51,9 +51,19 @@ pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow
         let metrics = Arc::clone(&metrics);
         Arc::new(move |duration| metrics.flush(duration))
     };
+    crate::store::keep_new_files_private();
+    let keyring = config.relay.keyring.clone();
+    match keyring.sealing_key() {
+        Some(key) => info!(%key, "Event data and response bodies are sealed at rest."),
+        None => warn!(
+            "No encryption_key is set: event data (patient data) and response bodies are stored unencrypted in \
+             the state directory until retention removes them. Set [relay] encryption_key (see `hookrelay secret \
+             --kind store-key`)."
+        ),
+    }
     let opening = Instant::now();
     let state_dir = config.relay.state_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&state_dir, Some(observer)))
+    let store = tokio::task::spawn_blocking(move || Store::open(&state_dir, Some(observer), keyring))
         .await
         .context("the store's open stopped unexpectedly")?
         .with_context(|| format!("cannot open the store in {}", config.relay.state_dir.display()))?;
@@ -72,6 +82,8 @@ pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow
         recover_ms = (opening.elapsed() - opened).as_millis() as u64,
         "Store opened."
     );
+
+    report_unlisted_keys(&store).await?;
 
     let dispatcher = Arc::new(Dispatcher::new(Arc::clone(&deliveries), shutdown.clone()));
     for subscription in &subscriptions {
@@ -158,6 +170,25 @@ fn check_ledger(store: &Store, found: u64, options: Options) -> anyhow::Result<(
         // What is there is the bound from now on (a crash may have left the file behind).
         _ => store.reset_ledger(found).context("cannot write the store's ledger"),
     }
+}
+
+/// A record sealed with a key no longer listed is reported at start, with the key's fingerprint, and kept
+/// (SPEC §8): its deliveries wait until the key is listed again.
+async fn report_unlisted_keys(store: &Store) -> anyhow::Result<()> {
+    let reader = store.clone();
+    let counts = tokio::task::spawn_blocking(move || reader.sealed_with_unlisted_keys())
+        .await
+        .context("the store scan stopped unexpectedly")?
+        .context("cannot read the store")?;
+    for (key, events) in counts {
+        error!(
+            %key,
+            events,
+            "Events are sealed with a store key that encryption_key does not list: their data cannot be read, so \
+             their deliveries wait (kept, not attempted) until that key is listed again."
+        );
+    }
+    Ok(())
 }
 
 /// [`REMOVED_GRACE`], or the duration in [`REMOVED_GRACE_VARIABLE`].

@@ -22,10 +22,10 @@ use arc_swap::ArcSwap;
 use hookrelay::config::Config;
 use hookrelay::event::parse_submission;
 use hookrelay::ingest::Acceptor;
-use hookrelay::lifecycle::Deliveries;
+use hookrelay::lifecycle::{Deliveries, Loading};
 use hookrelay::metrics::Metrics;
 use hookrelay::scheduler::Next;
-use hookrelay::store::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, Store};
+use hookrelay::store::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, Keyring, Store, StoreKey};
 use proptest::prelude::*;
 
 const SUBSCRIPTIONS: [&str; 2] = ["a", "b"];
@@ -80,7 +80,9 @@ impl Relay {
     async fn open(dir: &Path, config: &Arc<ArcSwap<Config>>) -> Relay {
         // The previous relay's store is released once its commit thread has wound down.
         let store = loop {
-            match Store::open(&dir.join("state"), None) {
+            // Payloads sealed, as a production relay should run: every record read is opened again.
+            let keyring = Keyring::new(vec![StoreKey::new(&[7; 32])]);
+            match Store::open(&dir.join("state"), None, keyring) {
                 Ok(store) => break store,
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
             }
@@ -164,7 +166,7 @@ impl Model {
                 let (name, id) = self.in_flight.remove(pick % self.in_flight.len());
                 self.must_be_pending.retain(|(other, _)| *other != id);
                 let deliveries = Arc::clone(self.deliveries());
-                let Some(loaded) = deliveries.load(id).await.unwrap() else {
+                let Loading::Ready(loaded) = deliveries.load(id).await.unwrap() else {
                     deliveries.skip_attempt(&name, id).await.unwrap();
                     return;
                 };
@@ -176,6 +178,7 @@ impl Model {
                     status_code: Some(if success { 200 } else { 503 }),
                     error: None,
                     response_body: Some("body".into()),
+                    sealed_response_body: None,
                 };
                 deliveries
                     .record_attempt(&name, id, attempt, move |delivery| {

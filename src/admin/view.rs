@@ -100,6 +100,8 @@ pub fn event(event: &EventRecord, deliveries: Vec<Value>) -> Value {
         "subscriptions": event.subscriptions,
         "data": data,
         "erased_at": event.erased_at.map(ms_to_rfc3339),
+        // The data is sealed with this store key, which encryption_key does not list (SPEC §8).
+        "data_sealed_with_unlisted_key": event.waiting_for_key().map(|key| key.to_string()),
         "deliveries": deliveries,
     })
 }

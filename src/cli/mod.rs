@@ -44,8 +44,22 @@ pub enum Command {
     Resend(IdsArgs),
     /// Erase events' data now (right to erasure); pending deliveries of them are cancelled.
     Erase(IdsArgs),
-    /// Print a new random signing secret (whsec_<base64 of 32 bytes>).
-    Secret,
+    /// Print a new random secret: a signing secret (whsec_<base64 of 32 bytes>) or a store key.
+    Secret(SecretArgs),
+}
+
+#[derive(Args)]
+pub struct SecretArgs {
+    /// hmac: a signing secret for a subscription's `secret`; store-key: an `encryption_key` (base64 of 32
+    /// bytes).
+    #[arg(long, value_enum, default_value_t = SecretKind::Hmac)]
+    kind: SecretKind,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SecretKind {
+    Hmac,
+    StoreKey,
 }
 
 #[derive(Args)]
@@ -140,7 +154,7 @@ pub fn execute(command: Command) -> ExitCode {
     let outcome = match command {
         Command::Run(_) => unreachable!("`run` is handled by main"),
         Command::Check(args) => return check(&args.config),
-        Command::Secret => new_secret(),
+        Command::Secret(args) => new_secret(args.kind),
         Command::Send(args) => send(args),
         Command::Deliveries(args) => list(args),
         Command::Delivery(args) => show(args),
@@ -174,6 +188,9 @@ pub fn execute(command: Command) -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
+            for warning in &config.warnings {
+                println!("{warning}");
+            }
             println!("{}: ok ({} subscriptions)", config.file.display(), config.subscriptions.len());
             ExitCode::SUCCESS
         }
@@ -375,10 +392,14 @@ fn last_result(delivery: &Value) -> String {
 }
 
 /// 32 bytes from the OS's CSPRNG, in the Standard Webhooks secret format.
-fn new_secret() -> Result<String, String> {
+fn new_secret(kind: SecretKind) -> Result<String, String> {
     let mut key = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut key)
         .map_err(|error| format!("the system's random source failed: {error}"))?;
-    Ok(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(key)))
+    let encoded = base64::engine::general_purpose::STANDARD.encode(key);
+    Ok(match kind {
+        SecretKind::Hmac => format!("whsec_{encoded}"),
+        SecretKind::StoreKey => encoded,
+    })
 }

@@ -61,8 +61,10 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         // Every path that yields no config reports why; this keeps a gap from ever passing as valid.
         compiler.reporter.error(None, "the config is incomplete");
     }
-    compiler.reporter.finish()?;
-    config.ok_or_else(|| Diagnostics(Vec::new()))
+    let warnings = compiler.reporter.finish()?;
+    let mut config = config.ok_or_else(|| Diagnostics(Vec::new()))?;
+    config.warnings = warnings;
+    Ok(config)
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -115,7 +117,8 @@ impl Compiler<'_> {
         };
         let digest = Sha256::digest(text).into();
         let (relay, ingest, log) = (relay?, ingest?, log?);
-        Some(Config { file: file.to_path_buf(), digest, relay, ingest, log, subscriptions, router })
+        let warnings = Vec::new();
+        Some(Config { file: file.to_path_buf(), digest, relay, ingest, log, subscriptions, router, warnings })
     }
 
     fn read_sections(&mut self, top: &toml_edit::Table) -> RawDocument {
@@ -170,8 +173,25 @@ impl Compiler<'_> {
             Some(text) => Some(Some(text.get_ref().clone())),
             None => Some(None),
         };
+        let keyring = match &raw.encryption_key {
+            Some(keys) => self.store_keys(keys).map(crate::store::Keyring::new),
+            None => {
+                self.reporter.warn(
+                    section.span.clone(),
+                    "no `encryption_key`: event data and response bodies are stored unencrypted in `state_dir` \
+                     (see `hookrelay secret --kind store-key`)",
+                );
+                Some(crate::store::Keyring::default())
+            }
+        };
         let source = source?;
-        Some(RelaySettings { state_dir: state_dir?, source, retention: retention?, max_pending: max_pending? })
+        Some(RelaySettings {
+            state_dir: state_dir?,
+            source,
+            retention: retention?,
+            max_pending: max_pending?,
+            keyring: keyring?,
+        })
     }
 
     fn ingest(&mut self, section: Option<&Section<RawIngest>>) -> Option<IngestSettings> {
@@ -354,7 +374,12 @@ impl Compiler<'_> {
             }
         }
         let headers = self.static_headers(raw, &delivery);
+        let redact = match &raw.redact {
+            Some(list) => self.pointers(list),
+            None => Some(Vec::new()),
+        };
         let (name, url, events, exclude, secrets, headers) = (name?, url?, events?, exclude?, secrets?, headers?);
+        let redact = redact?;
         let route = RouteSpec { name: name.clone(), events: events.1, exclude: exclude.1 };
         let subscription = Subscription {
             name,
@@ -365,9 +390,23 @@ impl Compiler<'_> {
             headers,
             enabled: raw.enabled.as_ref().is_none_or(|e| *e.get_ref()),
             ordered: raw.ordered.as_ref().is_some_and(|o| *o.get_ref()),
+            redact,
             delivery,
         };
         Some((subscription, route))
+    }
+
+    /// JSON pointers (`redact`), each reported at its position when it is not one.
+    fn pointers(&mut self, list: &TextList) -> Option<Vec<crate::redact::Pointer>> {
+        let parsed: Vec<_> = list
+            .get_ref()
+            .iter()
+            .map(|text| match crate::redact::Pointer::parse(text.get_ref()) {
+                Ok(pointer) => Some(pointer),
+                Err(problem) => self.fail(text.span(), format!("invalid `redact` pointer: {problem}")),
+            })
+            .collect();
+        parsed.into_iter().collect()
     }
 
     fn subscription_name(&mut self, name: &Text, seen: &mut HashSet<String>) -> Option<String> {

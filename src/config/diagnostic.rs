@@ -49,29 +49,44 @@ pub struct Reporter<'a> {
     file: &'a Path,
     text: &'a str,
     found: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
 impl<'a> Reporter<'a> {
     pub fn new(file: &'a Path, text: &'a str) -> Self {
-        Reporter { file, text, found: Vec::new() }
+        Reporter { file, text, found: Vec::new(), warnings: Vec::new() }
     }
 
     /// Records a problem at the start of `span` (or without a position when there is none).
     pub fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let diagnostic = self.at(span, message.into());
+        self.found.push(diagnostic);
+    }
+
+    /// Records a setting that is valid but likely a mistake (`FILE:LINE:COL: warning: ...`); it does not
+    /// make the file invalid.
+    pub fn warn(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let diagnostic = self.at(span, format!("warning: {}", message.into()));
+        self.warnings.push(diagnostic);
+    }
+
+    fn at(&self, span: Option<Range<usize>>, message: String) -> Diagnostic {
         let (line, column) = match span {
             Some(span) => line_and_column(self.text, span.start),
             None => (0, 0),
         };
-        self.found.push(Diagnostic { file: self.file.to_path_buf(), line, column, message: message.into() });
+        Diagnostic { file: self.file.to_path_buf(), line, column, message }
     }
 
     pub fn has_errors(&self) -> bool {
         !self.found.is_empty()
     }
 
-    pub fn finish(mut self) -> Result<(), Diagnostics> {
+    /// The warnings of a valid file, or every error of an invalid one.
+    pub fn finish(mut self) -> Result<Vec<Diagnostic>, Diagnostics> {
         if self.found.is_empty() {
-            return Ok(());
+            self.warnings.sort_by_key(|d| (d.line, d.column));
+            return Ok(self.warnings);
         }
         self.found.sort_by_key(|d| (d.line, d.column));
         Err(Diagnostics(self.found))

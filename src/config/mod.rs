@@ -40,6 +40,8 @@ pub struct Config {
     pub log: LogSettings,
     pub subscriptions: Vec<Arc<Subscription>>,
     pub router: Router,
+    /// Settings that are valid but likely mistakes (`check` prints them).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Config {
@@ -77,6 +79,8 @@ pub struct RelaySettings {
     pub retention: Duration,
     /// Unfinished deliveries (pending, held, in flight) above which ingest answers 503.
     pub max_pending: u64,
+    /// `encryption_key`: the first seals payloads at rest, every one opens them; empty: stored in the clear.
+    pub keyring: crate::store::Keyring,
 }
 
 #[derive(Debug, Clone)]
@@ -182,5 +186,7 @@ pub struct Subscription {
     pub enabled: bool,
     /// `true`: one delivery at a time, in acceptance order.
     pub ordered: bool,
+    /// JSON pointers removed from `data` for this subscription (`redact`).
+    pub redact: Vec<crate::redact::Pointer>,
     pub delivery: DeliverySettings,
 }

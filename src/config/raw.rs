@@ -17,6 +17,7 @@ pub struct RawRelay {
     pub source: Option<Text>,
     pub retention: Option<Text>,
     pub max_pending: Option<Spanned<u64>>,
+    pub encryption_key: Option<Spanned<RawSecrets>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,14 +86,17 @@ pub struct RawSubscription {
     pub headers: Option<Spanned<BTreeMap<Text, Spanned<RawSecret>>>>,
     pub enabled: Option<Spanned<bool>>,
     pub ordered: Option<Spanned<bool>>,
+    pub redact: Option<TextList>,
 }
 
-/// Where a secret comes from: `"literal"`, `{ env = "NAME" }` or `{ file = "path" }`.
+/// Where a secret comes from: `"literal"`, `{ env = "NAME" }`, `{ file = "path" }` or
+/// `{ credential = "NAME" }` (a file in systemd's `$CREDENTIALS_DIRECTORY`).
 #[derive(Clone, PartialEq, Eq)]
 pub enum RawSecret {
     Literal(String),
     Env(String),
     File(String),
+    Credential(String),
 }
 
 impl fmt::Debug for RawSecret {
@@ -101,6 +105,7 @@ impl fmt::Debug for RawSecret {
             RawSecret::Literal(_) => f.write_str("Literal(<redacted>)"),
             RawSecret::Env(name) => write!(f, "Env({name:?})"),
             RawSecret::File(path) => write!(f, "File({path:?})"),
+            RawSecret::Credential(name) => write!(f, "Credential({name:?})"),
         }
     }
 }
@@ -109,7 +114,7 @@ impl fmt::Debug for RawSecret {
 #[derive(Debug)]
 pub struct RawSecrets(pub Vec<Spanned<RawSecret>>);
 
-const SECRET_EXPECTED: &str = "a string, { env = \"NAME\" } or { file = \"path\" }";
+const SECRET_EXPECTED: &str = "a string, { env = \"NAME\" }, { file = \"path\" } or { credential = \"NAME\" }";
 
 impl<'de> Deserialize<'de> for RawSecret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -136,12 +141,15 @@ impl<'de> Visitor<'de> for RawSecretVisitor {
         };
         let value: String = map.next_value()?;
         if map.next_key::<String>()?.is_some() {
-            return Err(de::Error::custom("a secret table has exactly one key, `env` or `file`"));
+            return Err(de::Error::custom("a secret table has exactly one key, `env`, `file` or `credential`"));
         }
         match key.as_str() {
             "env" => Ok(RawSecret::Env(value)),
             "file" => Ok(RawSecret::File(value)),
-            other => Err(de::Error::custom(format!("unknown secret source `{other}`; expected `env` or `file`"))),
+            "credential" => Ok(RawSecret::Credential(value)),
+            other => Err(de::Error::custom(format!(
+                "unknown secret source `{other}`; expected `env`, `file` or `credential`"
+            ))),
         }
     }
 }

@@ -17,8 +17,47 @@ use rustls_pki_types::CertificateDer;
 use serde_spanned::Spanned;
 
 use super::compile::Compiler;
-use super::raw::{RawSecret, Text};
+use base64::Engine;
+
+use super::raw::{RawSecret, RawSecrets, Text};
 use crate::secret::Secret;
+use crate::store::StoreKey;
+
+/// The variable systemd sets to the directory of a service's credentials (`LoadCredential=`,
+/// `LoadCredentialEncrypted=`).
+const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// A secret file's text without its trailing line end.
+fn without_line_end(value: String) -> String {
+    match value.strip_suffix('\n') {
+        Some(line) => line.strip_suffix('\r').unwrap_or(line).to_owned(),
+        None => value,
+    }
+}
+
+/// Where systemd put the credential `name`.
+fn credential_path(name: &str) -> Result<PathBuf, String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(format!("`{name}` is not a credential name (a file name, without `/`)"));
+    }
+    match std::env::var_os(CREDENTIALS_DIRECTORY) {
+        Some(dir) if !dir.is_empty() => Ok(Path::new(&dir).join(name)),
+        _ => Err(format!(
+            "credential `{name}` needs ${CREDENTIALS_DIRECTORY}, which is not set: systemd sets it for a service \
+             with LoadCredential= or LoadCredentialEncrypted=; outside systemd use {{ file = \"...\" }}"
+        )),
+    }
+}
+
+/// Where a secret came from, for messages that must not show the secret.
+fn source_of(raw: &RawSecret) -> String {
+    match raw {
+        RawSecret::Literal(_) => "written in the config file".to_owned(),
+        RawSecret::Env(name) => format!("from environment variable `{name}`"),
+        RawSecret::File(path) => format!("from file `{path}`"),
+        RawSecret::Credential(name) => format!("from credential `{name}`"),
+    }
+}
 
 impl Compiler<'_> {
     pub(super) fn secret(&mut self, raw: &Spanned<RawSecret>, outer: Range<usize>) -> Option<Secret> {
@@ -32,19 +71,58 @@ impl Compiler<'_> {
             RawSecret::File(file) => {
                 let path = self.base_dir.join(file);
                 match std::fs::read_to_string(&path) {
-                    Ok(value) => {
-                        value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value).to_owned()
-                    }
+                    Ok(value) => without_line_end(value),
                     Err(error) => {
                         return self.fail(span, format!("cannot read secret file `{}`: {error}", path.display()))
                     }
                 }
             }
+            RawSecret::Credential(name) => match credential_path(name) {
+                Ok(path) => match std::fs::read_to_string(&path) {
+                    Ok(value) => without_line_end(value),
+                    Err(error) => {
+                        return self
+                            .fail(span, format!("cannot read credential `{name}` ({}): {error}", path.display()))
+                    }
+                },
+                Err(problem) => return self.fail(span, problem),
+            },
         };
         if value.is_empty() {
             return self.fail(span, "secret is empty");
         }
         Some(Secret::new(value))
+    }
+
+    /// `relay.encryption_key`: each secret the base64 of 32 bytes. A problem names the key's source (the
+    /// file, a variable, a credential), never its value.
+    pub(super) fn store_keys(&mut self, raw: &Spanned<RawSecrets>) -> Option<Vec<StoreKey>> {
+        if raw.get_ref().0.is_empty() {
+            return self.fail(raw.span(), "`encryption_key` is an empty array: list at least one key, or remove it");
+        }
+        let mut keys = Vec::new();
+        for entry in &raw.get_ref().0 {
+            let span = if entry.span().is_empty() { raw.span() } else { entry.span() };
+            let secret = self.secret(entry, raw.span())?;
+            let decoded = base64::engine::general_purpose::STANDARD.decode(secret.expose().trim_end());
+            let problem = match decoded.as_deref().map(<[u8; StoreKey::BYTES]>::try_from) {
+                Ok(Ok(bytes)) => {
+                    keys.push(StoreKey::new(&bytes));
+                    continue;
+                }
+                Ok(Err(_)) => format!("decodes to {} bytes, not 32", decoded.as_ref().map_or(0, Vec::len)),
+                Err(_) => "is not base64".to_owned(),
+            };
+            let source = source_of(entry.get_ref());
+            self.reporter.error(
+                Some(span),
+                format!(
+                    "`encryption_key` ({source}) {problem}: a store key is the base64 of 32 random bytes, as \
+                     `hookrelay secret --kind store-key` prints"
+                ),
+            );
+        }
+        (keys.len() == raw.get_ref().0.len()).then_some(keys)
     }
 
     pub(super) fn header_name(&mut self, name: &Text) -> Option<HeaderName> {

@@ -16,18 +16,25 @@ use crate::config::{BodyMode, Envelope, SignatureScheme, Subscription, Timestamp
 use crate::json::quote;
 use crate::store::{DeliveryRecord, EventRecord};
 
-/// The body sent for `event` to `subscription`.
+/// The body sent for `event` to `subscription`, its `redact` pointers removed from the data.
 pub fn body(subscription: &Subscription, source: Option<&str>, event: &EventRecord) -> Bytes {
+    let redacted;
+    let data = if subscription.redact.is_empty() {
+        event.data.get()
+    } else {
+        redacted = crate::redact::redact(event.data.get(), &subscription.redact);
+        &redacted
+    };
     match subscription.delivery.body {
-        BodyMode::Data => Bytes::copy_from_slice(event.data.get().as_bytes()),
-        BodyMode::Envelope => Bytes::from(envelope(&subscription.delivery.envelope, source, event)),
+        BodyMode::Data => Bytes::copy_from_slice(data.as_bytes()),
+        BodyMode::Envelope => Bytes::from(envelope(&subscription.delivery.envelope, source, event, data)),
     }
 }
 
 /// `{"id", "type", "timestamp", "source", <extra>..., "data"}` under the configured names, as compact JSON
 /// built by hand so that `data` goes out byte for byte as stored.
-fn envelope(names: &Envelope, source: Option<&str>, event: &EventRecord) -> String {
-    let mut body = String::with_capacity(event.data.get().len() + 192);
+fn envelope(names: &Envelope, source: Option<&str>, event: &EventRecord, data: &str) -> String {
+    let mut body = String::with_capacity(data.len() + 192);
     body.push('{');
     let mut field = |name: &str, value: &str| {
         if body.len() > 1 {
@@ -53,7 +60,7 @@ fn envelope(names: &Envelope, source: Option<&str>, event: &EventRecord) -> Stri
         field(name, &value.to_string());
     }
     if let Some(name) = &names.data {
-        field(name, event.data.get());
+        field(name, data);
     }
     body.push('}');
     body

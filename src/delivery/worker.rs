@@ -14,7 +14,7 @@ use super::failure_log::{FailureLog, Loudness};
 use super::request;
 use crate::clock::{mono_ms, now_ms};
 use crate::config::Subscription;
-use crate::lifecycle::{Attempted, Deliveries};
+use crate::lifecycle::{Attempted, Deliveries, Loaded, Loading};
 use crate::scheduler::Next;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, StoreError};
@@ -115,16 +115,24 @@ impl Dispatcher {
 
     async fn attempt_and_record(&self, subscription: &Arc<Subscription>, id: DeliveryId) -> Result<(), StoreError> {
         let deliveries = &self.deliveries;
-        let Some(loaded) = deliveries.load(id).await? else {
-            if deliveries.skip_attempt(&subscription.name, id).await? {
-                error!(
-                    subscription = %subscription.name, delivery_id = %id,
-                    "Delivery failed: its event record is missing or damaged."
-                );
+        let loaded = match deliveries.load(id).await? {
+            Loading::Ready(loaded) => loaded,
+            Loading::WaitingForKey(key) => {
+                debug!(subscription = %subscription.name, delivery_id = %id, %key, "Delivery waits for its store key.");
+                deliveries.wait_for_key(&subscription.name, id);
+                return Ok(());
             }
-            return Ok(());
+            Loading::Nothing => {
+                if deliveries.skip_attempt(&subscription.name, id).await? {
+                    error!(
+                        subscription = %subscription.name, delivery_id = %id,
+                        "Delivery failed: its event record is missing or damaged."
+                    );
+                }
+                return Ok(());
+            }
         };
-        let (delivery, event) = (loaded.delivery, loaded.event);
+        let Loaded { delivery, event } = *loaded;
         let source = deliveries.config().relay.source.clone();
         let body = request::body(subscription, source.as_deref(), &event);
         let n = delivery.attempts + 1;
@@ -149,6 +157,7 @@ impl Dispatcher {
             status_code: outcome.status.map(|s| s.as_u16()),
             error: outcome.error.clone(),
             response_body: outcome.response_body.clone(),
+            sealed_response_body: None,
         };
         let settings = Arc::clone(subscription);
         // Durable before the slot is freed: after a crash only attempts that were in flight (started, or

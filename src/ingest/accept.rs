@@ -100,7 +100,7 @@ impl Acceptor {
             let producer_id = event.id.is_some();
             let accepted = build_records(config, event, &mut next_ulid, now)?;
             slots.push(Slot { candidate: candidates.len(), answer: answer(&accepted.event) });
-            candidates.push(Candidate::new(accepted, producer_id));
+            candidates.push(Candidate::new(accepted, producer_id, self.deliveries.keyring()));
         }
         Ok((candidates, slots))
     }
@@ -143,6 +143,7 @@ fn build_records(
         deliveries: deliveries.iter().map(|d| d.id).collect(),
         data,
         erased_at: None,
+        sealed: None,
     };
     Ok(Accepted { event: record, deliveries })
 }

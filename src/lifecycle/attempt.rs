@@ -6,12 +6,27 @@ use std::sync::Arc;
 
 use super::{blocking, Deliveries};
 use crate::clock::now_ms;
-use crate::store::{AttemptRecord, Change, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord, StoreError};
+use crate::store::{AttemptRecord, Change, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord, KeyId, StoreError};
+
+/// How often a delivery whose event is sealed with a key that is not listed is looked at again. Keys
+/// change only with a restart, so this only keeps such a delivery in the queue (and its listings).
+const KEY_RECHECK: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A pending delivery and its event, ready to attempt.
 pub struct Loaded {
     pub delivery: DeliveryRecord,
     pub event: EventRecord,
+}
+
+/// What [`Deliveries::load`] found.
+pub enum Loading {
+    Ready(Box<Loaded>),
+    /// Nothing to attempt (it finished meanwhile, its event was erased, or a record was damaged and
+    /// quarantined); the caller ends the attempt with [`Deliveries::skip_attempt`].
+    Nothing,
+    /// Its event's data is sealed with a key `encryption_key` no longer lists; the caller sets it aside
+    /// with [`Deliveries::wait_for_key`]. Nothing changes on disk: it is delivered once the key is back.
+    WaitingForKey(KeyId),
 }
 
 /// What an attempt's result did to its delivery.
@@ -24,10 +39,8 @@ pub struct Attempted {
 }
 
 impl Deliveries {
-    /// Reads a delivery taken from the scheduler, and its event, off the async workers. `None` when there
-    /// is nothing to attempt (it finished meanwhile, its event was erased, or a record was damaged and
-    /// quarantined); the caller then ends the attempt with [`Deliveries::skip_attempt`].
-    pub async fn load(self: &Arc<Self>, id: DeliveryId) -> Result<Option<Loaded>, StoreError> {
+    /// Reads a delivery taken from the scheduler, and its event, off the async workers.
+    pub async fn load(self: &Arc<Self>, id: DeliveryId) -> Result<Loading, StoreError> {
         let store = self.store.clone();
         let found = blocking(move || {
             let delivery = match store.delivery(id) {
@@ -37,21 +50,47 @@ impl Deliveries {
                 Err(error) => return Err(error),
             };
             match store.event(&delivery.event_id) {
-                Ok(Some(event)) if event.erased_at.is_none() => Ok(Ok(Loaded { delivery, event })),
+                Ok(Some(event)) if event.erased_at.is_none() => match event.waiting_for_key() {
+                    Some(key) => Ok(Ok(Loading::WaitingForKey(key))),
+                    None => Ok(Ok(Loading::Ready(Box::new(Loaded { delivery, event })))),
+                },
                 Ok(_) => Ok(Err(None)),
                 Err(StoreError::Corrupt { key, .. }) => Ok(Err(Some(key))),
                 Err(error) => Err(error),
             }
         })
         .await?;
+        if !matches!(found, Ok(Loading::WaitingForKey(_))) {
+            self.no_longer_waiting_for_key(id);
+        }
         match found {
-            Ok(loaded) => Ok(Some(loaded)),
+            Ok(loading) => Ok(loading),
             Err(damaged) => {
                 if let Some(key) = damaged {
                     self.quarantine(vec![key]).await?;
                 }
-                Ok(None)
+                Ok(Loading::Nothing)
             }
+        }
+    }
+
+    /// Sets aside a delivery whose event is sealed with a key that is not listed (see
+    /// [`Loading::WaitingForKey`]): it stays pending, and is counted in
+    /// `hookrelay_deliveries_waiting_for_key`.
+    pub fn wait_for_key(self: &Arc<Self>, subscription: &str, id: DeliveryId) {
+        let waiting = {
+            let mut waiting = self.waiting_for_key.lock().unwrap_or_else(|p| p.into_inner());
+            waiting.insert(id);
+            waiting.len()
+        };
+        self.metrics.waiting_for_key(waiting);
+        self.retry_later(subscription, id, now_ms() + KEY_RECHECK.as_millis() as u64);
+    }
+
+    fn no_longer_waiting_for_key(&self, id: DeliveryId) {
+        let mut waiting = self.waiting_for_key.lock().unwrap_or_else(|p| p.into_inner());
+        if waiting.remove(&id) {
+            self.metrics.waiting_for_key(waiting.len());
         }
     }
 
@@ -112,7 +151,7 @@ impl Deliveries {
         let duration = std::time::Duration::from_millis(attempt.duration_ms);
         let name = subscription.to_owned();
         // Encoded here, on the worker's task, not on the commit thread.
-        let encoded = crate::store::Record::encode(&attempt);
+        let encoded = self.store.encode_attempt(id, &attempt);
         self.store
             .transition(move |records| {
                 let Some(mut delivery) = records.delivery(id)? else {
@@ -130,7 +169,7 @@ impl Deliveries {
                     // Cancelled (erased) while the attempt was out: keep the cancellation; an erased event
                     // keeps no response body either.
                     delivery.attempts = attempt.n;
-                    attempt.response_body = None;
+                    attempt.forget_response_body();
                     None
                 };
                 records.put_delivery(&delivery);

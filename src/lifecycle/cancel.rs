@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
 use tracing::{error, info};
 
 use super::{Deliveries, SLICE};
@@ -118,17 +117,14 @@ impl Deliveries {
                         cancelled.push((delivery.subscription.clone(), id));
                     }
                     for mut attempt in records.attempts(id)? {
-                        if attempt.response_body.take().is_some() {
+                        if attempt.forget_response_body() {
                             records.put_attempt(id, &attempt);
                         }
                     }
                 }
                 if event.erased_at.is_none() {
                     event.erased_at = Some(now);
-                    event.data = RawValue::from_string("null".to_owned()).map_err(|error| StoreError::Corrupt {
-                        key: event_id.clone().into_bytes(),
-                        reason: error.to_string(),
-                    })?;
+                    event.forget_data();
                     records.put_event(&event);
                 }
                 // Last, after every read that could fail: no worker takes these any more.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::Deliveries;
-use crate::store::{Accepted, Answer, Change, DeliveryId, EventRecord, StoreError, Writes};
+use crate::store::{Accepted, Answer, Change, DeliveryId, EventRecord, Keyring, StoreError, Writes};
 
 /// An event ingest has built the records for: what the transition needs of them, and their bytes.
 pub struct Candidate {
@@ -20,9 +20,10 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// Encodes `accepted` and keeps only what the transition needs; the payload lives on in the bytes only.
-    pub fn new(accepted: Accepted, producer_id: bool) -> Candidate {
-        let encoded = accepted.encode();
+    /// Encodes `accepted` (sealing its data with `keyring`) and keeps only what the transition needs; the
+    /// payload lives on in the bytes only.
+    pub fn new(accepted: Accepted, producer_id: bool, keyring: &Keyring) -> Candidate {
+        let encoded = accepted.encode(keyring);
         let deliveries = accepted.deliveries.into_iter().map(|d| (d.subscription, d.id, d.created_at)).collect();
         let Accepted { event, .. } = accepted;
         Candidate { event_id: event.id, fingerprint: event.fingerprint, producer_id, deliveries, encoded }

@@ -44,7 +44,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tracing::info;
 
-pub use attempt::{Attempted, Loaded};
+pub use attempt::{Attempted, Loaded, Loading};
 pub use cancel::Erased;
 pub use create::{Candidate, Created};
 pub use purge::Purged;
@@ -83,9 +83,16 @@ pub struct Deliveries {
     removals: AtomicU64,
     /// Signalled at every reload, so that timers that depend on the config (the purge) look again.
     reloaded: tokio::sync::Notify,
+    /// Pending deliveries set aside because their event is sealed with a key that is not listed.
+    waiting_for_key: Mutex<std::collections::HashSet<DeliveryId>>,
 }
 
 impl Deliveries {
+    /// The keys event data is sealed with (SPEC §8).
+    pub fn keyring(&self) -> &crate::store::Keyring {
+        self.store.keyring()
+    }
+
     pub fn new(
         store: Store,
         config: Arc<ArcSwap<Config>>,
@@ -104,6 +111,7 @@ impl Deliveries {
             graced: Mutex::default(),
             removals: AtomicU64::new(0),
             reloaded: tokio::sync::Notify::new(),
+            waiting_for_key: Mutex::default(),
         })
     }
 

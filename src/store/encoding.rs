@@ -6,35 +6,92 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::records::{AttemptRecord, DeliveryRecord, DeliveryState, EventRecord};
+use super::sealing::{Keyring, Unopened};
 
 /// The first byte of a delivery record. A later layout gets a new number and a decoder of its own.
 const DELIVERY_FORMAT: u8 = 1;
 
-/// A record kept in the store; JSON unless the record says otherwise.
+/// A record kept in the store under the key `at`; JSON unless the record says otherwise. Payloads are
+/// sealed with `keyring` on the way in and opened on the way out ([`super::sealing`]), so every read and
+/// write of a record goes through these two.
 pub trait Record: Serialize + DeserializeOwned {
-    fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("records always serialize")
+    fn encode(&self, at: &[u8], keyring: &Keyring) -> Vec<u8>;
+
+    fn decode(at: &[u8], bytes: &[u8], keyring: &Keyring) -> Result<Self, String>;
+}
+
+fn json<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(record).expect("records always serialize")
+}
+
+impl Record for EventRecord {
+    /// The data sealed, unless there is no key, it is erased, or it is still sealed with a key that is
+    /// not listed (then it is written back as found).
+    fn encode(&self, at: &[u8], keyring: &Keyring) -> Vec<u8> {
+        if self.sealed.is_none() && self.erased_at.is_none() {
+            if let Some(sealed) = keyring.seal(at, self.data.get().as_bytes()) {
+                return json(&EventRecord { sealed: Some(sealed), ..self.without_data() });
+            }
+        }
+        json(self)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    fn decode(at: &[u8], bytes: &[u8], keyring: &Keyring) -> Result<Self, String> {
+        let mut event: EventRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if let Some(plaintext) = open(at, event.sealed.as_deref(), keyring)? {
+            let text = String::from_utf8(plaintext).map_err(|_| "sealed data is not UTF-8")?;
+            event.data = RawValue::from_string(text).map_err(|e| format!("sealed data is not JSON: {e}"))?;
+            event.sealed = None;
+        }
+        Ok(event)
     }
 }
 
-impl Record for EventRecord {}
+impl Record for AttemptRecord {
+    fn encode(&self, at: &[u8], keyring: &Keyring) -> Vec<u8> {
+        if let Some(body) = &self.response_body {
+            if let Some(sealed) = keyring.seal(at, body.as_bytes()) {
+                return json(&AttemptRecord {
+                    response_body: None,
+                    sealed_response_body: Some(sealed),
+                    ..self.clone()
+                });
+            }
+        }
+        json(self)
+    }
 
-impl Record for AttemptRecord {}
+    fn decode(at: &[u8], bytes: &[u8], keyring: &Keyring) -> Result<Self, String> {
+        let mut attempt: AttemptRecord = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if let Some(plaintext) = open(at, attempt.sealed_response_body.as_deref(), keyring)? {
+            attempt.response_body = Some(String::from_utf8(plaintext).map_err(|_| "sealed body is not UTF-8")?);
+            attempt.sealed_response_body = None;
+        }
+        Ok(attempt)
+    }
+}
 
+/// A sealed value's plaintext; `None` when there is none, or its key is not listed (it stays sealed).
+fn open(at: &[u8], sealed: Option<&str>, keyring: &Keyring) -> Result<Option<Vec<u8>>, String> {
+    match sealed.map(|sealed| keyring.open(at, sealed)) {
+        None | Some(Err(Unopened::KeyNotListed(_))) => Ok(None),
+        Some(Ok(plaintext)) => Ok(Some(plaintext)),
+        Some(Err(Unopened::Damaged(why))) => Err(why.to_owned()),
+    }
+}
+
+/// Deliveries hold no payload: nothing to seal.
 impl Record for DeliveryRecord {
-    fn encode(&self) -> Vec<u8> {
+    fn encode(&self, _at: &[u8], _keyring: &Keyring) -> Vec<u8> {
         let mut bytes = vec![DELIVERY_FORMAT];
         postcard::to_io(self, &mut bytes).expect("records always serialize");
         bytes
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
+    fn decode(_at: &[u8], bytes: &[u8], _keyring: &Keyring) -> Result<Self, String> {
         postcard::from_bytes(delivery_body(bytes)?).map_err(|e| format!("bad delivery record: {e}"))
     }
 }
@@ -56,6 +113,7 @@ fn delivery_body(bytes: &[u8]) -> Result<&[u8], String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sealing::Keyring;
     use super::*;
     use crate::store::{DeliveryId, DeliveryStatus};
 
@@ -79,14 +137,17 @@ mod tests {
     #[test]
     fn a_delivery_round_trips_and_is_smaller_than_json() {
         let record = delivery();
-        let bytes = record.encode();
-        assert_eq!(format!("{:?}", DeliveryRecord::decode(&bytes).unwrap()), format!("{record:?}"));
+        let bytes = record.encode(b"d", &Keyring::default());
+        assert_eq!(
+            format!("{:?}", DeliveryRecord::decode(b"d", &bytes, &Keyring::default()).unwrap()),
+            format!("{record:?}")
+        );
         assert!(bytes.len() * 2 < serde_json::to_vec(&record).unwrap().len(), "{} bytes", bytes.len());
     }
 
     #[test]
     fn the_state_is_read_from_the_leading_fields() {
-        let bytes = delivery().encode();
+        let bytes = delivery().encode(b"d", &Keyring::default());
         let state = delivery_state(&bytes).unwrap();
         assert_eq!(state.subscription, "vetigen");
         assert_eq!(state.status, DeliveryStatus::Pending);
@@ -96,15 +157,15 @@ mod tests {
 
     #[test]
     fn an_unknown_format_or_damaged_record_is_an_error_not_a_panic() {
-        let mut bytes = delivery().encode();
+        let mut bytes = delivery().encode(b"d", &Keyring::default());
         bytes[0] = 9;
-        assert!(DeliveryRecord::decode(&bytes).unwrap_err().contains("format 9"));
-        assert!(DeliveryRecord::decode(&[]).is_err());
-        let good = delivery().encode();
+        assert!(DeliveryRecord::decode(b"d", &bytes, &Keyring::default()).unwrap_err().contains("format 9"));
+        assert!(DeliveryRecord::decode(b"d", &[], &Keyring::default()).is_err());
+        let good = delivery().encode(b"d", &Keyring::default());
         for cut in 0..good.len() {
-            let _ = DeliveryRecord::decode(&good[..cut]);
+            let _ = DeliveryRecord::decode(b"d", &good[..cut], &Keyring::default());
             let _ = delivery_state(&good[..cut]);
         }
-        assert!(DeliveryRecord::decode(&good[..good.len() - 1]).is_err());
+        assert!(DeliveryRecord::decode(b"d", &good[..good.len() - 1], &Keyring::default()).is_err());
     }
 }

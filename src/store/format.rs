@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | 1 | (stores made before this file existed have no `format` file and are format 1) | |
 //! | 2 | the status index of failed and cancelled deliveries ([`super::status_index`]) | [`build_status_index`] |
+//! | 3 | payloads sealed at rest ([`super::sealing`]): an event's `data` may be in `sealed`, an attempt's body in `sealed_response_body` (an older relay would send `null`) | nothing to rewrite |
 //!
 //! Upgrades run at open, before the commit thread starts, so they write sled directly, then flush; the
 //! file is rewritten (fsynced, then renamed) once the last one is durable. An upgrade interrupted by a
@@ -21,7 +22,7 @@ use super::records::DeliveryStatus;
 use super::{keys, state_scan, StoreError};
 
 /// The format this hookrelay writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 const FILE: &str = "format";
 const HEADER: &str = "hookrelay-store-format";
@@ -33,8 +34,10 @@ struct Upgrade {
     run: fn(&sled::Db) -> Result<(), StoreError>,
 }
 
-const UPGRADES: [Upgrade; 1] =
-    [Upgrade { to: 2, what: "a status index of failed and cancelled deliveries", run: build_status_index }];
+const UPGRADES: [Upgrade; 2] = [
+    Upgrade { to: 2, what: "a status index of failed and cancelled deliveries", run: build_status_index },
+    Upgrade { to: 3, what: "payloads sealed at rest when encryption_key is set", run: |_| Ok(()) },
+];
 
 /// The format of the store in `dir` as found before it opens: `None` for a new store (no database yet).
 /// Refuses a newer format than [`CURRENT`], or a `format` file that is not one, touching nothing.

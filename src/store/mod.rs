@@ -29,9 +29,12 @@
 mod encoding;
 mod format;
 mod group_commit;
+mod key_log;
 mod keys;
 mod ledger;
+mod private;
 mod records;
+mod sealing;
 mod state_scan;
 mod status_index;
 mod transition;
@@ -46,7 +49,9 @@ use tokio_util::sync::CancellationToken;
 pub use format::CURRENT as FORMAT;
 pub use group_commit::{FlushObserver, Writes};
 pub use keys::delivery_id as delivery_key_id;
-pub use records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
+pub use private::keep_new_files_private;
+pub use records::{null, AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
+pub use sealing::{KeyId, Keyring, StoreKey};
 pub use status_index::status_entries;
 pub use transition::{Answer, Change, Records};
 
@@ -86,13 +91,16 @@ pub struct Accepted {
 }
 
 impl Accepted {
-    /// The records' keys and bytes, for [`Records::put_accepted`]: encoded by the caller (ingest, on
-    /// many tasks at once), so that the commit thread only moves them.
-    pub fn encode(&self) -> group_commit::Writes {
+    /// The records' keys and bytes, for [`Records::put_accepted`]: encoded (and the data sealed) by the
+    /// caller (ingest, on many tasks at once), so that the commit thread only moves them.
+    pub fn encode(&self, keyring: &Keyring) -> group_commit::Writes {
         let mut writes = Vec::with_capacity(1 + self.deliveries.len());
-        writes.push((keys::event(&self.event.id), self.event.encode()));
+        let event_key = keys::event(&self.event.id);
+        let event = self.event.encode(&event_key, keyring);
+        writes.push((event_key, event));
         for delivery in &self.deliveries {
-            writes.push((keys::delivery(delivery.id).to_vec(), delivery.encode()));
+            let key = keys::delivery(delivery.id);
+            writes.push((key.to_vec(), delivery.encode(&key, keyring)));
         }
         writes
     }
@@ -109,18 +117,24 @@ pub struct Store {
     ledger: Arc<Mutex<ledger::Ledger>>,
     /// Whether the store had a ledger when it was opened.
     had_ledger: bool,
+    /// Seals payloads on the way in, opens them on the way out (SPEC §8).
+    keyring: Keyring,
+    /// Keys that sealed records here ([`key_log`]) and are not in `keyring`.
+    unlisted_keys: Vec<KeyId>,
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`. sled locks the directory, so a second relay on the same
-    /// state directory fails here instead of corrupting it.
-    pub fn open(dir: &Path, flush_observer: Option<FlushObserver>) -> Result<Store, StoreError> {
+    /// Opens (or creates) the database in `dir`, sealing payloads with `keyring`'s first key (none: in the
+    /// clear). sled locks the directory, so a second relay on the same state directory fails here instead
+    /// of corrupting it.
+    pub fn open(dir: &Path, flush_observer: Option<FlushObserver>, keyring: Keyring) -> Result<Store, StoreError> {
         let open_error = |source| StoreError::Open { path: dir.display().to_string(), source };
-        std::fs::create_dir_all(dir).map_err(open_error)?;
+        private::prepare(dir).map_err(open_error)?;
         let format = format::check(dir)?;
         if format.is_none() {
             format::record_new(dir)?;
         }
+        let unlisted_keys = log_sealing_key(dir, &keyring).map_err(open_error)?;
         let db = open_sled(dir)?;
         if let Some(found) = format {
             format::upgrade(&db, dir, found)?;
@@ -131,7 +145,49 @@ impl Store {
         let committer = GroupCommit::start(db.clone(), dir, Arc::clone(&ledger), flush_observer, broken.clone())
             .map_err(open_error)?;
         let dir = dir.to_path_buf();
-        Ok(Store { dir, db, committer, broken, corrupt: Arc::default(), ledger, had_ledger: found.is_some() })
+        let had_ledger = found.is_some();
+        Ok(Store { dir, db, committer, broken, corrupt: Arc::default(), ledger, had_ledger, keyring, unlisted_keys })
+    }
+
+    /// How many events are sealed with each key that sealed records here but is not listed now (their
+    /// deliveries cannot be made until it is). Reads every event only when there is such a key; a key
+    /// with no record left is forgotten.
+    pub fn sealed_with_unlisted_keys(&self) -> Result<std::collections::BTreeMap<KeyId, u64>, StoreError> {
+        let mut counts: std::collections::BTreeMap<KeyId, u64> = self.unlisted_keys.iter().map(|&k| (k, 0)).collect();
+        if counts.is_empty() {
+            return Ok(counts);
+        }
+        #[derive(serde::Deserialize)]
+        struct SealedWith<'a> {
+            #[serde(borrow)]
+            sealed: Option<std::borrow::Cow<'a, str>>,
+        }
+        for entry in self.db.scan_prefix([keys::EVENT]) {
+            let (_, value) = entry?;
+            let Ok(SealedWith { sealed: Some(sealed) }) = serde_json::from_slice(&value) else { continue };
+            if let Some(count) = sealing::sealed_with(&sealed).and_then(|key| counts.get_mut(&key)) {
+                *count += 1;
+            }
+        }
+        let gone: Vec<KeyId> = counts.iter().filter(|(_, &n)| n == 0).map(|(&k, _)| k).collect();
+        if !gone.is_empty() {
+            let open_error = |source| StoreError::Open { path: self.dir.display().to_string(), source };
+            let mut logged = key_log::read(&self.dir).map_err(open_error)?;
+            logged.retain(|key| !gone.contains(key));
+            key_log::write(&self.dir, &logged).map_err(open_error)?;
+            counts.retain(|_, n| *n > 0);
+        }
+        Ok(counts)
+    }
+
+    /// The keys payloads are sealed and opened with.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// An attempt's bytes, its response body sealed: encoded by the worker, off the commit thread.
+    pub fn encode_attempt(&self, id: DeliveryId, attempt: &AttemptRecord) -> Vec<u8> {
+        attempt.encode(&keys::attempt(id, attempt.n), &self.keyring)
     }
 
     /// Whether a commit is waiting for a file descriptor (the process is out of them) right now.
@@ -215,7 +271,7 @@ impl Store {
     pub fn deliveries(&self) -> impl Iterator<Item = Result<DeliveryRecord, StoreError>> + '_ {
         self.db.scan_prefix([keys::DELIVERY]).map(|entry| {
             let (key, value) = entry?;
-            decode(&key, &value)
+            decode(&key, &value, &self.keyring)
         })
     }
 
@@ -243,7 +299,7 @@ impl Store {
         };
         self.db.range::<Vec<u8>, _>((start, Excluded(keys::DELIVERIES_END.to_vec()))).map(|entry| {
             let (key, value) = entry?;
-            decode(&key, &value)
+            decode(&key, &value, &self.keyring)
         })
     }
 
@@ -256,7 +312,7 @@ impl Store {
         };
         self.db.range::<Vec<u8>, _>((start, Excluded(vec![keys::EVENT + 1]))).map(|entry| {
             let (key, value) = entry?;
-            decode(&key, &value)
+            decode(&key, &value, &self.keyring)
         })
     }
 
@@ -265,7 +321,7 @@ impl Store {
         let mut attempts = Vec::new();
         for entry in self.db.scan_prefix(keys::attempts_of(id)) {
             let (key, value) = entry?;
-            match decode(&key, &value) {
+            match decode(&key, &value, &self.keyring) {
                 Ok(attempt) => attempts.push(attempt),
                 Err(_) => damaged.push(key.to_vec()),
             }
@@ -275,10 +331,22 @@ impl Store {
 
     fn get<T: Record>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.db.get(key)? {
-            Some(value) => decode(key, &value).map(Some),
+            Some(value) => decode(key, &value, &self.keyring).map(Some),
             None => Ok(None),
         }
     }
+}
+
+/// Adds `keyring`'s sealing key to the key log before it seals anything; returns the logged keys that
+/// `keyring` does not list.
+fn log_sealing_key(dir: &Path, keyring: &Keyring) -> io::Result<Vec<KeyId>> {
+    let mut logged = key_log::read(dir)?;
+    if let Some(key) = keyring.sealing_key() {
+        if logged.insert(key) {
+            key_log::write(dir, &logged)?;
+        }
+    }
+    Ok(logged.into_iter().filter(|&key| !keyring.lists(key)).collect())
 }
 
 /// Opens sled; a damaged file can make sled panic (e.g. garbage at the start of `db`), which becomes an
@@ -311,6 +379,6 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
-fn decode<T: Record>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    T::decode(value).map_err(|reason| StoreError::corrupt(key, reason))
+fn decode<T: Record>(key: &[u8], value: &[u8], keyring: &Keyring) -> Result<T, StoreError> {
+    T::decode(key, value, keyring).map_err(|reason| StoreError::corrupt(key, reason))
 }

@@ -27,6 +27,45 @@ pub struct EventRecord {
     /// Unix ms of `hookrelay erase`, if the event's data was erased.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased_at: Option<u64>,
+    /// `data` sealed at rest ([`super::sealing`]), `data` then being `null`. In memory only while the key
+    /// that sealed it is not listed: the record is then kept as found, and written back unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
+impl EventRecord {
+    /// The key that sealed this event's data, when that key is not listed: the data cannot be read, so
+    /// the event cannot be delivered until the key is listed again.
+    pub fn waiting_for_key(&self) -> Option<super::KeyId> {
+        self.sealed.as_deref().and_then(super::sealing::sealed_with)
+    }
+
+    /// Removes the event's data (erase), whether it could be read or not.
+    pub fn forget_data(&mut self) {
+        self.data = null();
+        self.sealed = None;
+    }
+
+    /// Every field but `data` and `sealed`: the record as sealing writes it, before the sealed data.
+    pub(super) fn without_data(&self) -> EventRecord {
+        EventRecord {
+            id: self.id.clone(),
+            event_type: self.event_type.clone(),
+            occurred_at: self.occurred_at.clone(),
+            accepted_at: self.accepted_at,
+            fingerprint: self.fingerprint.clone(),
+            subscriptions: self.subscriptions.clone(),
+            deliveries: self.deliveries.clone(),
+            data: null(),
+            erased_at: self.erased_at,
+            sealed: None,
+        }
+    }
+}
+
+/// JSON `null`, as erased (or still sealed) data reads.
+pub fn null() -> Box<RawValue> {
+    RawValue::NULL.to_owned()
 }
 
 /// Where a delivery stands. `held` is not stored: it is a pending delivery whose subscription is disabled.
@@ -116,6 +155,19 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// The start of the receiver's answer (at most 4 KiB), for operators debugging a rejection.
     pub response_body: Option<String>,
+    /// `response_body` sealed at rest ([`super::sealing`]); in memory only while its key is not listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_response_body: Option<String>,
+}
+
+impl AttemptRecord {
+    /// Removes the stored answer (erase), whether it could be read or not; says whether there was one.
+    pub fn forget_response_body(&mut self) -> bool {
+        let had = self.response_body.is_some() || self.sealed_response_body.is_some();
+        self.response_body = None;
+        self.sealed_response_body = None;
+        had
+    }
 }
 
 /// A delivery's identity: a ULID, so ids sort in acceptance order. Shown as `dlv_<ULID>`.

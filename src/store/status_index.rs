@@ -100,7 +100,7 @@ mod tests {
     #[tokio::test]
     async fn an_entry_follows_its_delivery_s_status_read_first_or_not() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), None).unwrap();
+        let store = Store::open(dir.path(), None, Default::default()).unwrap();
         write(&store, |records| records.put_new_delivery(&delivery(DeliveryStatus::Pending))).await;
         assert_eq!(store.status_index_entries().unwrap(), []);
         // Written without being read first: the entry cannot be known, every possible one is replaced.
@@ -124,7 +124,7 @@ mod tests {
     #[tokio::test]
     async fn a_quarantined_delivery_loses_its_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), None).unwrap();
+        let store = Store::open(dir.path(), None, Default::default()).unwrap();
         write(&store, |records| records.put_new_delivery(&delivery(DeliveryStatus::Pending))).await;
         write(&store, |records| records.put_delivery(&delivery(DeliveryStatus::Failed))).await;
         store.db.insert(keys::delivery(ID), &b"not a delivery"[..]).unwrap();

@@ -157,7 +157,8 @@ impl Records<'_, '_> {
     /// which the status index does not hold.
     pub fn put_new_delivery(&mut self, delivery: &DeliveryRecord) {
         debug_assert_eq!(delivery.status, DeliveryStatus::Pending);
-        self.staged_new.push((keys::delivery(delivery.id).to_vec(), delivery.encode()));
+        let key = keys::delivery(delivery.id);
+        self.staged_new.push((key.to_vec(), delivery.encode(&key, &self.store.keyring)));
     }
 
     /// Writes a delivery, and moves its status index entry along with its status.
@@ -171,7 +172,8 @@ impl Records<'_, '_> {
             }
             self.index(delivery.status, delivery.id);
         }
-        self.stage(keys::delivery(delivery.id).to_vec(), Some(delivery.encode()));
+        let key = keys::delivery(delivery.id);
+        self.stage(key.to_vec(), Some(delivery.encode(&key, &self.store.keyring)));
     }
 
     /// Adds a delivery's status index entry under `status`, if that status is indexed.
@@ -206,10 +208,12 @@ impl Records<'_, '_> {
     }
 
     pub fn put_event(&mut self, event: &EventRecord) {
-        self.stage(keys::event(&event.id), Some(event.encode()));
+        let key = keys::event(&event.id);
+        let value = event.encode(&key, &self.store.keyring);
+        self.stage(key, Some(value));
     }
 
-    /// An attempt already encoded ([`Record::encode`]) by the caller. Attempts are only read by prefix
+    /// An attempt already encoded ([`Store::encode_attempt`]) by the caller. Attempts are only read by prefix
     /// scans, which apply the round's writes first, so the bytes (up to 4 KiB of answer) are not copied
     /// for reads in the round.
     pub fn put_encoded_attempt(&mut self, id: DeliveryId, n: u32, encoded: Vec<u8>) {
@@ -217,7 +221,8 @@ impl Records<'_, '_> {
     }
 
     pub fn put_attempt(&mut self, id: DeliveryId, attempt: &AttemptRecord) {
-        self.stage(keys::attempt(id, attempt.n).to_vec(), Some(attempt.encode()));
+        let key = keys::attempt(id, attempt.n);
+        self.stage(key.to_vec(), Some(attempt.encode(&key, &self.store.keyring)));
     }
 
     /// Removes an event with its deliveries and their attempts.
@@ -258,7 +263,7 @@ impl Records<'_, '_> {
             None => self.round.get(key).map_err(io_error)?,
         };
         let Some(value) = value else { return Ok(None) };
-        match T::decode(&value) {
+        match T::decode(key, &value, &self.store.keyring) {
             Ok(record) => Ok(Some(record)),
             Err(reason) => {
                 error!(

@@ -48,15 +48,22 @@ pub struct Reply {
     pub headers: Vec<(&'static str, String)>,
     /// How long to wait before answering (a slow receiver).
     pub delay: Option<std::time::Duration>,
+    /// The answer's body; `{"ok":true}` when not set.
+    pub body: Option<Bytes>,
 }
 
 impl Reply {
     pub fn status(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), delay: None }
+        Reply { status, headers: Vec::new(), delay: None, body: None }
     }
 
     pub fn after(mut self, delay: std::time::Duration) -> Reply {
         self.delay = Some(delay);
+        self
+    }
+
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Reply {
+        self.body = Some(body.into());
         self
     }
 
@@ -185,7 +192,8 @@ async fn answer(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     if let Some(delay) = reply.delay {
         tokio::time::sleep(delay).await;
     }
-    let mut response = Response::new(Full::new(Bytes::from_static(b"{\"ok\":true}")));
+    let body = reply.body.unwrap_or_else(|| Bytes::from_static(b"{\"ok\":true}"));
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap();
     for (name, value) in reply.headers {
         response.headers_mut().insert(name, value.parse().unwrap());

@@ -110,7 +110,7 @@ impl TestEnv {
     /// Opens the store to look at it; only while no relay runs on this state dir, and once per test
     /// (the database stays locked until the store's commit thread has wound down).
     pub fn store(&self) -> Store {
-        Store::open(&self.state_dir(), None).unwrap()
+        Store::open(&self.state_dir(), None, Default::default()).unwrap()
     }
 }
 

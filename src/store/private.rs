@@ -1,0 +1,53 @@
+//! The state directory is private to the relay (SPEC §8): created `0700`, and every file in it `0600`,
+//! whatever the umask the relay was started with. Outside systemd (a shell's umask is usually 0022) sled
+//! would otherwise make `db` readable by every local user, and with it every payload of the retention
+//! period.
+//!
+//! The process umask is set to 0077 before the store opens, so that every file sled creates later (new
+//! segments, snapshots, blobs) is `0600` from its first byte; files a relay made before this existed are
+//! tightened once at open.
+
+use std::fs::DirBuilder;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+
+use tracing::info;
+
+/// Permission bits of the relay's files and directories that give anyone but its user access.
+const GROUP_AND_OTHER: u32 = 0o077;
+
+/// Makes every file and directory the process creates from now on private to its user. The unix socket
+/// is given `socket_mode` explicitly after it is bound, so it is not affected.
+pub fn keep_new_files_private() {
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(GROUP_AND_OTHER as libc::mode_t) };
+}
+
+/// Creates `dir` (and missing parents) `0700`, and takes group and other access from the files the
+/// relay keeps in it (sled's files and ours), in case an earlier start left them open.
+pub fn prepare(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mut tightened = 0;
+    for sub in [dir.to_path_buf(), dir.join("blobs")] {
+        let entries = match std::fs::read_dir(&sub) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let metadata = entry.metadata()?;
+            let mode = metadata.permissions().mode();
+            let private = if metadata.is_dir() { 0o700 } else { 0o600 };
+            if mode & GROUP_AND_OTHER != 0 && (metadata.is_file() || entry.file_name() == "blobs") {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode & private))?;
+                tightened += 1;
+            }
+        }
+    }
+    if tightened > 0 {
+        info!(state_dir = %dir.display(), files = tightened, "Group and other access taken from the store's files.");
+    }
+    Ok(())
+}

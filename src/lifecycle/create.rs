@@ -10,6 +10,7 @@ use crate::store::{Accepted, Answer, Change, DeliveryId, EventRecord, Keyring, S
 /// An event ingest has built the records for: what the transition needs of them, and their bytes.
 pub struct Candidate {
     pub event_id: String,
+    /// As [`crate::event::NewEvent::fingerprint`] computed it (the stored one may be keyed).
     pub fingerprint: String,
     /// The producer gave the id: a known event under it is answered instead of stored again.
     pub producer_id: bool,
@@ -22,11 +23,13 @@ pub struct Candidate {
 impl Candidate {
     /// Encodes `accepted` (sealing its data with `keyring`) and keeps only what the transition needs; the
     /// payload lives on in the bytes only.
-    pub fn new(accepted: Accepted, producer_id: bool, keyring: &Keyring) -> Candidate {
+    pub fn new(mut accepted: Accepted, producer_id: bool, keyring: &Keyring) -> Candidate {
+        let fingerprint = keyring.seal_fingerprint(&accepted.event.fingerprint);
+        let fingerprint = std::mem::replace(&mut accepted.event.fingerprint, fingerprint);
         let encoded = accepted.encode(keyring);
         let deliveries = accepted.deliveries.into_iter().map(|d| (d.subscription, d.id, d.created_at)).collect();
         let Accepted { event, .. } = accepted;
-        Candidate { event_id: event.id, fingerprint: event.fingerprint, producer_id, deliveries, encoded }
+        Candidate { event_id: event.id, fingerprint, producer_id, deliveries, encoded }
     }
 }
 
@@ -55,7 +58,7 @@ impl Deliveries {
             for candidate in &candidates {
                 let earlier = if candidate.producer_id { records.event(&candidate.event_id)? } else { None };
                 if let Some(earlier) = &earlier {
-                    if earlier.fingerprint != candidate.fingerprint {
+                    if !owner.keyring().same_fingerprint(&earlier.fingerprint, &candidate.fingerprint) {
                         return Ok(Change::only(Created::Conflict(candidate.event_id.clone())));
                     }
                 }

@@ -44,12 +44,15 @@ pub fn keep_start_only_settings(old: &Config, new: &mut Config) -> Vec<&'static 
         }
     };
     note("relay.state_dir", old.relay.state_dir != new.relay.state_dir);
+    // The store opened with its keys; opening records under other keys means opening it again.
+    note("relay.encryption_key", old.relay.keyring.ids() != new.relay.keyring.ids());
     note("ingest.unix_socket", old.ingest.unix_socket != new.ingest.unix_socket);
     note("ingest.socket_mode", old.ingest.socket_mode != new.ingest.socket_mode);
     note("ingest.http", old.ingest.http != new.ingest.http);
     note("log.format", old.log.format != new.log.format);
     note("log.level", old.log.level != new.log.level);
     new.relay.state_dir = old.relay.state_dir.clone();
+    new.relay.keyring = old.relay.keyring.clone();
     new.ingest.unix_socket = old.ingest.unix_socket.clone();
     new.ingest.socket_mode = old.ingest.socket_mode;
     new.ingest.http = old.ingest.http;
@@ -99,11 +102,13 @@ mod tests {
     fn start_only_settings_keep_their_running_values() {
         let old = config(BASE);
         let mut new = config(
-            "[relay]\nstate_dir = \"/srv/other\"\nmax_pending = 5\n[ingest]\nhttp = \"127.0.0.1:9999\"\n\
-             [log]\nlevel = \"debug\"\n",
+            "[relay]\nstate_dir = \"/srv/other\"\nmax_pending = 5\n\
+             encryption_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n\
+             [ingest]\nhttp = \"127.0.0.1:9999\"\n[log]\nlevel = \"debug\"\n",
         );
         let differing = keep_start_only_settings(&old, &mut new);
-        assert_eq!(differing, ["relay.state_dir", "ingest.http", "log.level"]);
+        assert_eq!(differing, ["relay.state_dir", "relay.encryption_key", "ingest.http", "log.level"]);
+        assert_eq!(new.relay.keyring.ids(), [], "the running store's keys stay");
         assert_eq!(new.relay.state_dir, old.relay.state_dir);
         assert_eq!(new.ingest.http, old.ingest.http);
         assert_eq!(new.log.level, old.log.level);

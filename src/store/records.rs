@@ -16,7 +16,7 @@ pub struct EventRecord {
     pub occurred_at: String,
     /// Unix ms.
     pub accepted_at: u64,
-    /// See [`crate::event::NewEvent::fingerprint`].
+    /// See [`crate::event::NewEvent::fingerprint`]; keyed when payloads are sealed ([`super::sealing`]).
     pub fingerprint: String,
     /// Subscription names it was routed to at acceptance (what a repeat of its id is answered).
     pub subscriptions: Vec<String>,

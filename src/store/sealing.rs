@@ -6,6 +6,10 @@
 //! nonce, so a fresh random nonce per record is safe for any number of records under one key (a 96-bit
 //! random nonce, as AES-GCM takes, is good for about 2³² records per key; a busy relay gets there).
 //!
+//! An event's idempotency fingerprint (a SHA-256 of its type, time and data) would let someone holding
+//! the disk confirm a guess of the data, so with a key it is stored keyed: `<key id>:<HMAC-SHA256>`
+//! under a key derived from the store key ([`Keyring::seal_fingerprint`]).
+//!
 //! A sealed value is text, kept in the record's JSON: `<key id>.<base64url of nonce ‖ ciphertext ‖ tag>`.
 //! The key id is a short fingerprint of the key ([`KeyId`]), so rotation needs no bookkeeping: the first
 //! key of `encryption_key` seals, every listed key opens, and a value sealed with a key no longer listed
@@ -18,8 +22,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, KeyInit as _, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 const NONCE_BYTES: usize = 24;
 
@@ -28,13 +34,29 @@ const NONCE_BYTES: usize = 24;
 pub struct StoreKey {
     id: KeyId,
     cipher: XChaCha20Poly1305,
+    /// Keys the fingerprints of events ([`Keyring::seal_fingerprint`]); derived, so that the cipher's
+    /// key is used for one thing only.
+    fingerprints: HmacSha256,
 }
+
+type HmacSha256 = Hmac<Sha256>;
 
 impl StoreKey {
     pub const BYTES: usize = 32;
 
     pub fn new(bytes: &[u8; Self::BYTES]) -> StoreKey {
-        StoreKey { id: KeyId::of(bytes), cipher: XChaCha20Poly1305::new(Key::from_slice(bytes)) }
+        let derived = Sha256::new().chain_update(b"hookrelay fingerprint key\0").chain_update(bytes).finalize();
+        StoreKey {
+            id: KeyId::of(bytes),
+            cipher: XChaCha20Poly1305::new(Key::from_slice(bytes)),
+            fingerprints: HmacSha256::new_from_slice(&derived).expect("HMAC takes keys of any length"),
+        }
+    }
+
+    fn keyed(&self, fingerprint: &str) -> String {
+        let mut mac = self.fingerprints.clone();
+        mac.update(fingerprint.as_bytes());
+        format!("{}:{}", self.id, hex::encode(mac.finalize().into_bytes()))
     }
 
     pub fn id(&self) -> KeyId {
@@ -104,6 +126,11 @@ impl Keyring {
         self.0.first().map(StoreKey::id)
     }
 
+    /// The keys' ids, first to last.
+    pub fn ids(&self) -> Vec<KeyId> {
+        self.0.iter().map(StoreKey::id).collect()
+    }
+
     pub fn lists(&self, id: KeyId) -> bool {
         self.0.iter().any(|key| key.id == id)
     }
@@ -126,6 +153,26 @@ impl Keyring {
         raw.extend_from_slice(&sealed);
         URL_SAFE_NO_PAD.encode_string(&raw, &mut text);
         Some(text)
+    }
+
+    /// An event's fingerprint as stored: keyed with the sealing key, or as it is without a key.
+    pub fn seal_fingerprint(&self, fingerprint: &str) -> String {
+        match self.0.first() {
+            Some(key) => key.keyed(fingerprint),
+            None => fingerprint.to_owned(),
+        }
+    }
+
+    /// Whether a stored fingerprint ([`Keyring::seal_fingerprint`], under any listed key, or plain from
+    /// before a key was set) is that of `fingerprint`. One keyed with a key that is not listed cannot be
+    /// told, and counts as different: a repeat is then refused as a conflict rather than taken for the
+    /// same event.
+    pub fn same_fingerprint(&self, stored: &str, fingerprint: &str) -> bool {
+        let Some((id, _)) = stored.split_once(':') else { return stored == fingerprint };
+        match KeyId::parse(id).and_then(|id| self.0.iter().find(|key| key.id == id)) {
+            Some(key) => key.keyed(fingerprint).as_bytes().ct_eq(stored.as_bytes()).into(),
+            None => false,
+        }
     }
 
     /// Opens a value [`Keyring::seal`] made for the record under `record_key`.
@@ -203,6 +250,20 @@ mod tests {
         for junk in ["", ".", "zz", "0123456789abcdef", "0123456789abcdef.", "0123456789abcdefX", "é"] {
             assert!(ring.open(b"k", junk).is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_and_still_compare_across_rotation() {
+        let plain = "ab12";
+        let old = Keyring::new(vec![key(1)]);
+        let stored = old.seal_fingerprint(plain);
+        assert!(stored.starts_with(&format!("{}:", key(1).id())) && !stored.contains(plain), "{stored}");
+        let rotated = Keyring::new(vec![key(2), key(1)]);
+        assert!(rotated.same_fingerprint(&stored, plain));
+        assert!(!rotated.same_fingerprint(&stored, "ab13"));
+        assert!(rotated.same_fingerprint(plain, plain), "stored before a key was set");
+        assert!(!Keyring::new(vec![key(2)]).same_fingerprint(&stored, plain), "its key is gone: cannot tell");
+        assert_eq!(Keyring::default().seal_fingerprint(plain), plain);
     }
 
     #[test]

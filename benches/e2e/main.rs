@@ -1,5 +1,6 @@
 //! End-to-end benchmark: the release `hookrelay` binary as a child process, an in-process HTTPS sink, and
 //! producers on the unix socket. Prints one table and one JSON line per scenario. See BENCHMARKS.md.
+//! `sealed` runs durable ingest and end to end again with `encryption_key` set (SPEC §8).
 //!
 //!   cargo bench --bench e2e                  # every scenario
 //!   cargo bench --bench e2e -- ingest e2e    # only the scenarios whose names contain these words
@@ -48,9 +49,18 @@ fn size(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// A fixed store key for the sealed scenarios (SPEC §8).
+const STORE_KEY: &str = "encryption_key = \"q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\"\n";
+
 fn write_config(env: &TestEnv, subscriptions: &str) {
+    write_config_sealed(env, subscriptions, false);
+}
+
+/// The benchmark config; `sealed` sets `encryption_key`.
+fn write_config_sealed(env: &TestEnv, subscriptions: &str, sealed: bool) {
+    let key = if sealed { STORE_KEY } else { "" };
     let text = format!(
-        "[relay]\nstate_dir = \"state\"\nmax_pending = 100000000\n\n\
+        "[relay]\nstate_dir = \"state\"\nmax_pending = 100000000\n{key}\n\
          [ingest]\nunix_socket = \"relay.sock\"\nhttp = \"127.0.0.1:0\"\nmax_body_bytes = 8388608\n\n\
          [log]\nformat = \"json\"\n\n\
          [delivery]\nca_file = \"ca.pem\"\nretry = [\"1s\", \"5s\", \"30s\"]\n\n{subscriptions}"
@@ -73,17 +83,21 @@ fn socket(relay: &RelayProcess) -> std::path::PathBuf {
     }
 }
 
-async fn durable_ingest(batch: usize, total: usize) -> Row {
+async fn durable_ingest(batch: usize, total: usize, sealed: bool) -> Row {
     settle_disk();
     let env = TestEnv::new();
-    write_config(&env, &subscription("held", "https://127.0.0.1:9/", "enabled = false"));
+    write_config_sealed(&env, &subscription("held", "https://127.0.0.1:9/", "enabled = false"), sealed);
     let relay = start(&env).await;
     let cpu_before = process::cpu_ms(relay.pid());
     let elapsed = drive(&socket(&relay), PRODUCERS, total, batch, PAD_BYTES, "i").await;
     let relay_cpu = (process::cpu_ms(relay.pid()) - cpu_before) / 1000.0;
     let flushes = flush_stats(&relay).await;
     Row {
-        scenario: if batch == 1 { "durable ingest, single events" } else { "durable ingest, batches of 100" },
+        scenario: match (batch, sealed) {
+            (1, false) => "durable ingest, single events",
+            (1, true) => "durable ingest, single, sealed",
+            _ => "durable ingest, batches of 100",
+        },
         value: total as f64 / elapsed.as_secs_f64(),
         unit: "events/s",
         target: if batch == 1 { ">= 25000" } else { ">= 100000" },
@@ -110,13 +124,13 @@ async fn flush_stats(relay: &RelayProcess) -> String {
 }
 
 /// Scenario 2 and 3: `subscriptions` receivers of every event; returns the rate and the relay's peak RSS.
-async fn end_to_end(subscriptions: usize, total: usize) -> (Row, f64) {
+async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f64) {
     settle_disk();
     let env = TestEnv::new();
     let sink = Sink::start(&env.ca, None).await;
     let extra = std::env::var("BENCH_SUBSCRIPTION_EXTRA").unwrap_or_default();
     let config: String = (0..subscriptions).map(|i| subscription(&format!("s{i}"), &sink.url, &extra)).collect();
-    write_config(&env, &config);
+    write_config_sealed(&env, &config, sealed);
     let relay = start(&env).await;
     let started = Instant::now();
     drive(&socket(&relay), PRODUCERS, total, 1, PAD_BYTES, "e").await;
@@ -125,7 +139,7 @@ async fn end_to_end(subscriptions: usize, total: usize) -> (Row, f64) {
     let (_, peak) = process::rss_mib(relay.pid());
     let row = if subscriptions == 1 {
         Row {
-            scenario: "end to end, 1 subscription",
+            scenario: if sealed { "end to end, sealed" } else { "end to end, 1 subscription" },
             value: total as f64 / elapsed.as_secs_f64(),
             unit: "events/s",
             target: ">= 15000",
@@ -409,11 +423,15 @@ async fn main() {
     let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     let mut rows = Vec::new();
     if wanted("ingest") {
-        rows.push(durable_ingest(1, 50_000).await);
-        rows.push(durable_ingest(100, 500_000).await);
+        rows.push(durable_ingest(1, 50_000, false).await);
+        rows.push(durable_ingest(100, 500_000, false).await);
+    }
+    if wanted("sealed") {
+        rows.push(durable_ingest(1, 50_000, true).await);
+        rows.push(end_to_end(1, size("BENCH_EVENTS", 100_000), true).await.0);
     }
     if wanted("e2e") || wanted("memory") {
-        let (row, peak) = end_to_end(1, size("BENCH_EVENTS", 100_000)).await;
+        let (row, peak) = end_to_end(1, size("BENCH_EVENTS", 100_000), false).await;
         rows.push(row);
         rows.push(Row {
             scenario: "memory during end to end",
@@ -424,7 +442,7 @@ async fn main() {
         });
     }
     if wanted("fanout") {
-        rows.push(end_to_end(10, size("BENCH_EVENTS", 100_000) / 5).await.0);
+        rows.push(end_to_end(10, size("BENCH_EVENTS", 100_000) / 5, false).await.0);
     }
     if wanted("latency") {
         rows.extend(latency(size("BENCH_LATENCY_SECS", 30)).await);

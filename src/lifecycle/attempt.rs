@@ -103,7 +103,7 @@ impl Deliveries {
             .transition(move |records| {
                 let failed = match records.delivery(id)? {
                     Some(mut delivery) if delivery.status == DeliveryStatus::Pending => {
-                        let event = records.event(&delivery.event_id)?;
+                        let event = records.event_metadata(&delivery.event_id)?;
                         if event.is_some_and(|event| event.erased_at.is_none()) {
                             // Pending with its event: loaded before a concurrent change; try again now.
                             return Ok(Change::then(false, move || owner.retry_later(&name, id, now_ms())));

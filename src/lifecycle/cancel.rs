@@ -105,7 +105,7 @@ impl Deliveries {
         let event_id = event_id.to_owned();
         self.store
             .transition(move |records| {
-                let Some(mut event) = records.event(&event_id)? else { return Ok(Change::only(None)) };
+                let Some(mut event) = records.event_metadata(&event_id)? else { return Ok(Change::only(None)) };
                 let now = now_ms();
                 let mut cancelled = Vec::new();
                 for &id in &event.deliveries {

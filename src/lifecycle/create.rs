@@ -56,7 +56,7 @@ impl Deliveries {
         self.store.transition(move |records| {
             let mut known = Vec::with_capacity(candidates.len());
             for candidate in &candidates {
-                let earlier = if candidate.producer_id { records.event(&candidate.event_id)? } else { None };
+                let earlier = if candidate.producer_id { records.event_metadata(&candidate.event_id)? } else { None };
                 if let Some(earlier) = &earlier {
                     if !owner.keyring().same_fingerprint(&earlier.fingerprint, &candidate.fingerprint) {
                         return Ok(Change::only(Created::Conflict(candidate.event_id.clone())));

@@ -68,7 +68,7 @@ impl Deliveries {
                 let mut purged = Purged::default();
                 let mut failed: Vec<String> = Vec::new();
                 for id in ids {
-                    let Some(event) = records.event(&id)? else { continue };
+                    let Some(event) = records.event_metadata(&id)? else { continue };
                     if event.accepted_at >= cutoff {
                         continue;
                     }

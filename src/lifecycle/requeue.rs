@@ -75,7 +75,7 @@ impl Deliveries {
                             .then(|| NotRequeued::NoSubscription { id, subscription: delivery.subscription.clone() })
                     });
                     let refusal = match refusal {
-                        None if records.event(&delivery.event_id)?.is_none_or(|e| e.erased_at.is_some()) => {
+                        None if records.event_metadata(&delivery.event_id)?.is_none_or(|e| e.erased_at.is_some()) => {
                             Some(NotRequeued::Erased(id))
                         }
                         other => other,
@@ -128,7 +128,8 @@ impl Deliveries {
                     let subscription = original.subscription.clone();
                     return Ok(Change::only(Err(NotResent::NoSubscription { id, subscription })));
                 }
-                let Some(mut event) = records.event(&original.event_id)?.filter(|e| e.erased_at.is_none()) else {
+                let Some(mut event) = records.event_metadata(&original.event_id)?.filter(|e| e.erased_at.is_none())
+                else {
                     return Ok(Change::only(Err(NotResent::Erased(id))));
                 };
                 let now = now_ms();

@@ -303,7 +303,8 @@ impl Store {
         })
     }
 
-    /// Events in key order, starting after the event `after` (a paging cursor) or at the first.
+    /// Events in key order, starting after the event `after` (a paging cursor) or at the first, with their
+    /// data left as stored (sealed data is not opened; see [`Records::event_metadata`]).
     pub fn events_after(&self, after: Option<&str>) -> impl Iterator<Item = Result<EventRecord, StoreError>> + '_ {
         use std::ops::Bound::{Excluded, Included};
         let start = match after {
@@ -312,7 +313,7 @@ impl Store {
         };
         self.db.range::<Vec<u8>, _>((start, Excluded(vec![keys::EVENT + 1]))).map(|entry| {
             let (key, value) = entry?;
-            decode(&key, &value, &self.keyring)
+            decode(&key, &value, &Keyring::default())
         })
     }
 

@@ -19,7 +19,7 @@ use tracing::error;
 use super::encoding::Record;
 use super::group_commit::{Completion, Round};
 use super::records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord};
-use super::{keys, Store, StoreError};
+use super::{keys, Keyring, Store, StoreError};
 
 /// What a transition decided: the answer for its caller and what to do in memory once it is durable.
 pub struct Change<T> {
@@ -144,6 +144,13 @@ impl Records<'_, '_> {
         self.read(&keys::event(id))
     }
 
+    /// An event with its data left as stored (sealed data is not opened: `sealed` is set, `data` null),
+    /// for decisions that need only its ids, times and deliveries: no decryption on the commit thread.
+    /// Written back with [`Records::put_event`], the data stays as it was.
+    pub fn event_metadata(&mut self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.read_with(&keys::event(id), &Keyring::default())
+    }
+
     /// A delivery's attempts, first to last.
     pub fn attempts(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         let mut attempts = Vec::new();
@@ -258,12 +265,17 @@ impl Records<'_, '_> {
     }
 
     fn read<T: Record>(&mut self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        let keyring = self.store.keyring.clone();
+        self.read_with(key, &keyring)
+    }
+
+    fn read_with<T: Record>(&mut self, key: &[u8], keyring: &Keyring) -> Result<Option<T>, StoreError> {
         let value = match self.staged.get(key) {
             Some(value) => value.clone(),
             None => self.round.get(key).map_err(io_error)?,
         };
         let Some(value) = value else { return Ok(None) };
-        match T::decode(key, &value, &self.store.keyring) {
+        match T::decode(key, &value, keyring) {
             Ok(record) => Ok(Some(record)),
             Err(reason) => {
                 error!(

@@ -3,7 +3,9 @@
 //! The data is the producer's compact JSON, sent byte for byte; receivers verify signatures over it, and
 //! some re-serialize what they parsed. So redaction works on the text, like [`crate::json::compact`]:
 //! the containers along a pointer are rebuilt from the byte slices of the members they keep, and nothing
-//! else changes. The result depends on the stored data alone, so every attempt sends the same bytes.
+//! else changes. The result depends on the stored data and the subscription's `redact` list alone, so
+//! every attempt sends the same bytes (until a reload changes the list: queued deliveries use their
+//! subscription's current settings, SPEC §7).
 //!
 //! An object that holds a key twice has every member of that name removed (and followed): for patient
 //! data, the safe reading of an ambiguous document. A pointer that matches nothing removes nothing.
@@ -194,7 +196,10 @@ fn value_end(bytes: &[u8], at: usize) -> usize {
             }
             bytes.len()
         }
-        _ => at + bytes[at..].iter().position(|b| matches!(b, b',' | b'}' | b']')).unwrap_or(bytes.len() - at),
+        _ => {
+            let rest = bytes.get(at..).unwrap_or_default();
+            at + rest.iter().position(|b| matches!(b, b',' | b'}' | b']')).unwrap_or(rest.len())
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::shutdown::{Shutdown, GRACE};
 use crate::store::FlushObserver;
-use crate::store::Store;
+use crate::store::{Keyring, SealedRecords, Store};
 use crate::{reload, retention, systemd};
 
 /// Overrides [`REMOVED_GRACE`] (a duration such as `2s`): for tests, and for an operator who wants a
@@ -83,7 +83,7 @@ pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow
         "Store opened."
     );
 
-    report_unlisted_keys(&store).await?;
+    report_older_keys(&store, &config.load().relay.keyring).await?;
 
     let dispatcher = Arc::new(Dispatcher::new(Arc::clone(&deliveries), shutdown.clone()));
     for subscription in &subscriptions {
@@ -172,23 +172,38 @@ fn check_ledger(store: &Store, found: u64, options: Options) -> anyhow::Result<(
     }
 }
 
-/// A record sealed with a key no longer listed is reported at start, with the key's fingerprint, and kept
-/// (SPEC §8): its deliveries wait until the key is listed again.
-async fn report_unlisted_keys(store: &Store) -> anyhow::Result<()> {
+/// The ERROR a start logs for records sealed with a key that is no longer listed.
+pub const UNLISTED_KEY: &str = "Records are sealed with a store key that encryption_key does not list: their data \
+                                cannot be read, so their deliveries wait (kept, not attempted) until that key is \
+                                listed again.";
+
+/// Reports, at start, the records sealed with keys other than the sealing key (SPEC §8): with a key no
+/// longer listed at ERROR (they are kept, and their deliveries wait until it is listed again); with an
+/// older key still listed, so that the operator knows when it can go. Keys that seal nothing any more
+/// are dropped from the store's key log.
+async fn report_older_keys(store: &Store, keyring: &Keyring) -> anyhow::Result<()> {
     let reader = store.clone();
-    let counts = tokio::task::spawn_blocking(move || reader.sealed_with_unlisted_keys())
+    let counts = tokio::task::spawn_blocking(move || reader.sealed_with_older_keys())
         .await
         .context("the store scan stopped unexpectedly")?
         .context("cannot read the store")?;
-    for (key, events) in counts {
-        error!(
-            %key,
-            events,
-            "Events are sealed with a store key that encryption_key does not list: their data cannot be read, so \
-             their deliveries wait (kept, not attempted) until that key is listed again."
-        );
+    let mut gone = Vec::new();
+    for (key, SealedRecords { events, response_bodies }) in counts {
+        match (events + response_bodies, keyring.lists(key)) {
+            (0, listed) => {
+                if listed {
+                    info!(%key, "No record is sealed with this older store key any more: it can be removed from encryption_key.");
+                }
+                gone.push(key);
+            }
+            (_, true) => info!(
+                %key, events, response_bodies,
+                "Records are still sealed with this older store key: keep it in encryption_key until none is left."
+            ),
+            (_, false) => error!(%key, events, response_bodies, "{UNLISTED_KEY}"),
+        }
     }
-    Ok(())
+    store.forget_sealing_keys(&gone).context("cannot write the store's key log")
 }
 
 /// [`REMOVED_GRACE`], or the duration in [`REMOVED_GRACE_VARIABLE`].

@@ -14,6 +14,7 @@ use hookrelay::store::StoreKey;
 use serde_json::Value;
 
 use support::receiver::{always, sequence, Receiver, Reply};
+use hookrelay::relay::UNLISTED_KEY;
 use support::relay::{cli, unsigned_subscription as subscription, RelayProcess, Setup, TestEnv};
 
 const SUCCEEDED: &str = "Delivery succeeded.";
@@ -109,6 +110,9 @@ async fn plant_markers(key: Option<&str>, stop: fn(RelayProcess) -> tokio::task:
     let attempts =
         relay.admin_get(&format!("/v1/deliveries/{}", vet["id"].as_str().unwrap())).await["attempts"].clone();
     assert_eq!(attempts[0]["response_body"], BODY_MARKER, "{attempts}");
+    let unencrypted = relay.logs().into_iter().filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("No encryption_key")));
+    let levels: Vec<Value> = unencrypted.map(|line| line["level"].clone()).collect();
+    assert_eq!(levels, if key.is_some() { vec![] } else { vec![Value::from("WARN")] }, "said once at start, without a key");
     stop(relay).await.unwrap();
     [files_containing(&env.state_dir(), "DATA-MARKER"), files_containing(&env.state_dir(), BODY_MARKER)]
 }
@@ -146,13 +150,28 @@ async fn post(relay: &RelayProcess, prefix: &str) {
     assert_eq!(relay.post_unix(&serde_json::to_string(&events).unwrap()).await.status, 202);
 }
 
-/// The ERROR line a start logs for events sealed with a key that is not listed.
-const UNLISTED: &str = "Events are sealed with a store key that encryption_key does not list: their data cannot \
-                        be read, so their deliveries wait (kept, not attempted) until that key is listed again.";
+/// The ids of the next `n` requests `receiver` gets.
+async fn arrivals(receiver: &Receiver, n: usize) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for _ in 0..n {
+        ids.insert(receiver.next().await.header("webhook-id").to_owned());
+    }
+    ids
+}
 
-/// SPEC §8 rotation: data stored in the clear before a key was set and data sealed under key A are both
-/// delivered after restarting with `[B, A]`; with `[B]` alone the A events are reported (count and A's
-/// fingerprint) and wait, undelivered and kept, while new events go out; with `[B, A]` again they go.
+fn ids(prefixes: &[&str]) -> BTreeSet<String> {
+    prefixes.iter().flat_map(|prefix| (0..4).map(move |i| format!("{prefix}-{i}"))).collect()
+}
+
+async fn stop(mut relay: RelayProcess) {
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+}
+
+/// SPEC §8 rotation. Events stored in the clear are sealed by the first start with a key (A), with the
+/// events sealed under A; restarted with `[B]` alone, the A records are reported (count and A's
+/// fingerprint) and wait, undelivered and kept, while new events go out; with `[B, A]` all are delivered,
+/// a resend of one goes out byte for byte, and repeats of their ids are still recognized.
 #[tokio::test]
 async fn key_rotation_keeps_old_records_readable_and_a_missing_key_makes_them_wait() {
     let ((a, a_id), (b, _)) = (store_key(), store_key());
@@ -163,74 +182,73 @@ async fn key_rotation_keeps_old_records_readable_and_a_missing_key_makes_them_wa
         subscriptions: subscription("vet", &receiver.url("/"), &format!("enabled = {enabled}")),
         ..Setup::default()
     };
-    let stop = |mut relay: RelayProcess| async move {
-        relay.terminate();
-        assert!(relay.wait_exit().await.success());
-    };
 
-    // Clear, then sealed under A; held, so that both wait in the store.
+    // In the clear, then under A; held, so that both wait in the store.
     env.write_config(&setup(String::new(), false));
     let relay = env.start().await;
     post(&relay, "clear").await;
     stop(relay).await;
     env.write_config(&setup(keys(&[&a]), false));
     let relay = env.start().await;
+    let sealed_now = relay.wait_for_log("Records stored before encryption_key was set are sealed now.", 1, |_| true).await;
+    assert_eq!(sealed_now["events"], 4, "{sealed_now}");
     post(&relay, "under-a").await;
     stop(relay).await;
 
-    // B alone: the clear events go; the A events are reported and wait; new (B) events go.
+    // B alone: every A record is reported and waits; new (B) events go.
     env.write_config(&setup(keys(&[&b]), true));
     let relay = env.start().await;
-    let report = relay.wait_for_log(UNLISTED, 1, |_| true).await;
-    assert_eq!((report["key"].as_str(), report["events"].as_u64()), (Some(a_id.as_str()), Some(4)), "{report}");
+    let report = relay.wait_for_log(UNLISTED_KEY, 1, |_| true).await;
+    assert_eq!((report["key"].as_str(), report["events"].as_u64()), (Some(a_id.as_str()), Some(8)), "{report}");
     assert_eq!(report["level"], "ERROR");
     post(&relay, "under-b").await;
-    relay.wait_for_log(SUCCEEDED, 8, |_| true).await;
-    relay.wait_for_log("Delivery waits for its store key.", 4, |_| true).await;
-    assert_eq!(metric(&relay, "hookrelay_deliveries_waiting_for_key").await, Some(4.0));
-    let mut arrived = BTreeSet::new();
-    for _ in 0..8 {
-        arrived.insert(receiver.next().await.header("webhook-id").to_owned());
-    }
-    assert!(arrived.iter().all(|id| !id.starts_with("under-a")), "{arrived:?}");
-    let waiting = relay.admin_get("/v1/events/under-a-0").await;
+    relay.wait_for_log(SUCCEEDED, 4, |_| true).await;
+    relay.wait_for_log("Delivery waits for its store key.", 8, |_| true).await;
+    assert_eq!(metric(&relay, "hookrelay_deliveries_waiting_for_key").await, Some(8.0));
+    assert_eq!(arrivals(&receiver, 4).await, ids(&["under-b"]));
+    let waiting = relay.admin_get("/v1/events/clear-0").await;
     assert_eq!(waiting["data"], Value::Null, "{waiting}");
     assert_eq!(waiting["data_sealed_with_unlisted_key"], a_id.as_str());
     assert_eq!(waiting["deliveries"][0]["status"], "pending", "kept, not failed");
     stop(relay).await;
 
-    // [B, A]: the A events go, and nothing is reported.
+    // [B, A]: the A events go; A is named as still needed.
     env.write_config(&setup(keys(&[&b, &a]), true));
     let relay = env.start().await;
-    relay.wait_for_log(SUCCEEDED, 4, |_| true).await;
-    let late: BTreeSet<String> = futures_ids(&receiver, 4).await;
-    let expected: BTreeSet<String> = (0..4).map(|i| format!("under-a-{i}")).collect();
-    assert_eq!(late, expected);
+    let still = relay.wait_for_log("Records are still sealed with this older store key: keep it in encryption_key until none is left.", 1, |_| true).await;
+    assert_eq!((still["key"].as_str(), still["events"].as_u64()), (Some(a_id.as_str()), Some(8)), "{still}");
+    relay.wait_for_log(SUCCEEDED, 8, |_| true).await;
+    let mut delivered = BTreeSet::new();
+    let mut first_body = None;
+    for _ in 0..8 {
+        let request = receiver.next().await;
+        if request.header("webhook-id") == "under-a-0" {
+            first_body = Some(request.body.clone());
+        }
+        delivered.insert(request.header("webhook-id").to_owned());
+    }
+    assert_eq!(delivered, ids(&["clear", "under-a"]));
     let shown = relay.admin_get("/v1/events/under-a-0").await;
     assert_eq!(shown["data"], serde_json::json!({"n": 0}), "{shown}");
-    assert!(relay.logs().iter().all(|line| line["message"] != UNLISTED), "A is listed again");
+    assert!(relay.logs().iter().all(|line| line["message"] != UNLISTED_KEY), "A is listed again");
+    let delivery = shown["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    stdout(&cli(&env, &["resend", &delivery]).await);
+    let resent = receiver.next().await;
+    assert_eq!((resent.header("webhook-id"), Some(resent.body)), ("under-a-0", first_body), "resent byte for byte");
     // Idempotency across rotation: the fingerprint stored under A still recognizes a repeat.
     let repeat = |n: u32| format!(r#"{{"type":"lab.completed","id":"under-a-0","data":{{"n":{n}}}}}"#);
     assert_eq!(relay.post_unix(&repeat(0)).await.status, 200, "a repeat");
     assert_eq!(relay.post_unix(&repeat(9)).await.status, 409, "the same id with other data");
     stop(relay).await;
 
-    // Stored fingerprints are keyed (a plain SHA-256 of the data would confirm a guess of it).
+    // Stored fingerprints are keyed (a plain SHA-256 of the data would confirm a guess of it), also those
+    // of the events first stored in the clear, whose data is sealed now.
     let db = sled::open(env.state_dir()).unwrap();
-    let fingerprint = |id: &str| {
+    for id in ["clear-0", "under-a-0"] {
         let record: Value = serde_json::from_slice(&db.get(format!("e{id}")).unwrap().unwrap()).unwrap();
-        record["fingerprint"].as_str().unwrap().to_owned()
-    };
-    assert!(fingerprint("under-a-0").starts_with(&format!("{a_id}:")), "{}", fingerprint("under-a-0"));
-    assert!(!fingerprint("clear-0").contains(':'), "stored before a key was set");
-}
-
-async fn futures_ids(receiver: &Receiver, n: usize) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    for _ in 0..n {
-        ids.insert(receiver.next().await.header("webhook-id").to_owned());
+        assert!(record["fingerprint"].as_str().unwrap().starts_with(&format!("{a_id}:")), "{record}");
+        assert!(record["sealed"].as_str().unwrap().starts_with(&a_id), "{record}");
     }
-    ids
 }
 
 /// The value of an unlabelled series in `/metrics`.
@@ -306,7 +324,13 @@ async fn a_store_key_from_a_systemd_credential_seals_and_an_unset_directory_is_a
         ..Setup::default()
     });
 
-    let unset = cli(&env, &["check"]).await;
+    let unset = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["check", "-c"])
+        .arg(env.config_path())
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .await
+        .unwrap();
     let printed = String::from_utf8_lossy(&unset.stdout);
     assert_eq!(unset.status.code(), Some(1), "{printed}");
     assert!(printed.contains("credential `store.key` needs $CREDENTIALS_DIRECTORY, which is not set"), "{printed}");
@@ -324,17 +348,23 @@ async fn a_store_key_from_a_systemd_credential_seals_and_an_unset_directory_is_a
 }
 
 /// SPEC §8: started with umask 0022 (a shell's), the state directory is `0700` and every file the relay
-/// made in it `0600`; a file an earlier start left readable is tightened; the socket has `socket_mode`.
+/// made in it `0600`; a file an earlier start left readable is tightened; a state directory that was
+/// there already is the operator's, left as it is with a warning. The socket has `socket_mode`, in a
+/// directory the clinic application can enter.
 #[tokio::test]
 async fn the_state_dir_and_its_files_are_private_whatever_the_umask() {
-    let (env, _receiver) = TestEnv::with_catch_all().await;
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let text = env.config_text(&Setup { subscriptions: subscription("all", &receiver.url("/"), ""), ..Setup::default() });
+    std::fs::write(env.config_path(), text.replace("unix_socket = \"relay.sock\"", "unix_socket = \"run/relay.sock\"")).unwrap();
     let umask = ["sh", "-c", "umask 0022 && exec \"$0\" \"$@\""];
     let config = env.config_path();
     let start = || RelayProcess::start_under(&umask, &config, &[], &[]);
     let mut relay = start().await;
     assert_eq!(relay.post_unix(r#"{"type":"lab.completed","data":{}}"#).await.status, 202);
     relay.wait_for_log(SUCCEEDED, 1, |_| true).await;
-    assert_eq!(mode(&env.socket()), 0o660, "the socket keeps socket_mode");
+    let socket = env.dir.path().join("run/relay.sock");
+    assert_eq!((mode(&socket), mode(socket.parent().unwrap())), (0o660, 0o755), "socket_mode, in a directory others enter");
     relay.terminate();
     assert!(relay.wait_exit().await.success());
     assert_private(&env.state_dir());
@@ -346,6 +376,14 @@ async fn the_state_dir_and_its_files_are_private_whatever_the_umask() {
     relay.terminate();
     assert!(relay.wait_exit().await.success());
     assert_private(&env.state_dir());
+
+    std::fs::set_permissions(env.state_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut relay = start().await;
+    let warned = relay.wait_for_log("The state directory gives others than the relay's user access; its files are the relay's alone, but consider `chmod 0700` on it.", 1, |_| true).await;
+    assert_eq!((warned["level"].as_str(), warned["mode"].as_str()), (Some("WARN"), Some("0755")), "{warned}");
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    assert_eq!(mode(&env.state_dir()), 0o755, "not the relay's to change");
 }
 
 fn mode(path: &Path) -> u32 {
@@ -387,7 +425,7 @@ async fn an_event_sealed_with_a_key_no_longer_listed_can_still_be_erased() {
 
     env.write_config(&setup(keys(&[&b])));
     let relay = env.start().await;
-    relay.wait_for_log(UNLISTED, 1, |_| true).await;
+    relay.wait_for_log(UNLISTED_KEY, 1, |_| true).await;
     let erased = stdout(&cli(&env, &["erase", "e-erase"]).await);
     assert_eq!(erased.trim(), "e-erase: erased; 1 pending deliveries cancelled");
     assert_eq!(
@@ -413,6 +451,10 @@ async fn an_event_sealed_with_a_key_no_longer_listed_can_still_be_erased() {
     let event = db.get(b"ee-erase").unwrap().expect("the event record is kept");
     let text = String::from_utf8_lossy(&event);
     assert!(!text.contains("sealed"), "the sealed data is gone too: {text}");
+    let attempts: Vec<Value> =
+        db.scan_prefix(b"a").map(|entry| serde_json::from_slice(&entry.unwrap().1).unwrap()).collect();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!((attempts[0]["response_body"].clone(), attempts[0].get("sealed_response_body")), (Value::Null, None));
 }
 
 /// SPEC §6c `redact`: the pointers are removed from the data for that subscription only, every other

@@ -103,7 +103,8 @@ impl Compiler<'_> {
         let mut keys = Vec::new();
         for entry in &raw.get_ref().0 {
             let span = if entry.span().is_empty() { raw.span() } else { entry.span() };
-            let secret = self.secret(entry, raw.span())?;
+            // Each key is checked, so that one run reports every problem.
+            let Some(secret) = self.secret(entry, raw.span()) else { continue };
             let decoded = base64::engine::general_purpose::STANDARD.decode(secret.expose().trim_end());
             let problem = match decoded.as_deref().map(<[u8; StoreKey::BYTES]>::try_from) {
                 Ok(Ok(bytes)) => {

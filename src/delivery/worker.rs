@@ -118,8 +118,8 @@ impl Dispatcher {
         let loaded = match deliveries.load(id).await? {
             Loading::Ready(loaded) => loaded,
             Loading::WaitingForKey(key) => {
-                debug!(subscription = %subscription.name, delivery_id = %id, %key, "Delivery waits for its store key.");
                 deliveries.wait_for_key(&subscription.name, id);
+                debug!(subscription = %subscription.name, delivery_id = %id, %key, "Delivery waits for its store key.");
                 return Ok(());
             }
             Loading::Nothing => {

@@ -25,12 +25,21 @@ pub use accept::{Acceptor, Answer, Refusal};
 pub use patience::client_timeout;
 pub use routes::{Listener, Routes};
 
-/// Binds the unix socket, replacing a stale socket file left by a crash, and applies `mode`. Anything
-/// else at the path is left alone and is an error (SPEC §7: the relay never deletes a file it did not
-/// create): a regular file there may be the relay's own database.
+/// The mode of a directory the relay makes for its socket.
+const SOCKET_DIR_MODE: u32 = 0o755;
+
+/// Binds the unix socket (making its directory `0755` if it is missing), replacing a stale socket file
+/// left by a crash, and applies `mode`. Anything else at the path is left alone and is an error (SPEC §7:
+/// the relay never deletes a file it did not create): a regular file there may be the relay's own
+/// database.
 pub async fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            // The relay's umask is 0077 (its store is private); the socket's users must reach the socket
+            // through this directory, and `socket_mode` is what controls their access.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(SOCKET_DIR_MODE))?;
+        }
     }
     if let Some(kind) = not_a_socket(path) {
         return Err(io::Error::new(

@@ -61,7 +61,7 @@ impl Deliveries {
         })
         .await?;
         if !matches!(found, Ok(Loading::WaitingForKey(_))) {
-            self.no_longer_waiting_for_key(id);
+            self.no_longer_waiting_for_key(&[id]);
         }
         match found {
             Ok(loading) => Ok(loading),
@@ -87,9 +87,14 @@ impl Deliveries {
         self.retry_later(subscription, id, now_ms() + KEY_RECHECK.as_millis() as u64);
     }
 
-    fn no_longer_waiting_for_key(&self, id: DeliveryId) {
+    /// Ends the count of deliveries that wait for their key for these (loaded, erased or cancelled).
+    pub(super) fn no_longer_waiting_for_key(&self, ids: &[DeliveryId]) {
         let mut waiting = self.waiting_for_key.lock().unwrap_or_else(|p| p.into_inner());
-        if waiting.remove(&id) {
+        let before = waiting.len();
+        for id in ids {
+            waiting.remove(id);
+        }
+        if waiting.len() != before {
             self.metrics.waiting_for_key(waiting.len());
         }
     }

@@ -75,7 +75,10 @@ impl Deliveries {
                 let done = examined.len() < SLICE;
                 // Every queued delivery counted as unfinished, whether cancelled now or found quarantined.
                 let released = examined.len() as u64;
-                Ok(Change::then(Some((cancelled, done)), move || owner.backlog.release(released)))
+                Ok(Change::then(Some((cancelled, done)), move || {
+                    owner.backlog.release(released);
+                    owner.no_longer_waiting_for_key(&examined);
+                }))
             });
             match decided.map(|answer| answer.wait()) {
                 Ok(answer) => match answer.await {
@@ -116,7 +119,7 @@ impl Deliveries {
                         records.put_delivery(&delivery);
                         cancelled.push((delivery.subscription.clone(), id));
                     }
-                    for mut attempt in records.attempts(id)? {
+                    for mut attempt in records.attempts_metadata(id)? {
                         if attempt.forget_response_body() {
                             records.put_attempt(id, &attempt);
                         }
@@ -135,6 +138,7 @@ impl Deliveries {
                 let owner = Arc::clone(&owner);
                 Ok(Change::then(answer, move || {
                     owner.backlog.release(cancelled.len() as u64);
+                    owner.no_longer_waiting_for_key(&cancelled.iter().map(|(_, id)| *id).collect::<Vec<_>>());
                     // An attempt result decided earlier in the same round may have queued one again.
                     for (subscription, id) in &cancelled {
                         owner.scheduler.remove(subscription, *id);

@@ -24,7 +24,7 @@ impl Candidate {
     /// Encodes `accepted` (sealing its data with `keyring`) and keeps only what the transition needs; the
     /// payload lives on in the bytes only.
     pub fn new(mut accepted: Accepted, producer_id: bool, keyring: &Keyring) -> Candidate {
-        let fingerprint = keyring.seal_fingerprint(&accepted.event.fingerprint);
+        let fingerprint = keyring.keyed_fingerprint(&accepted.event.fingerprint);
         let fingerprint = std::mem::replace(&mut accepted.event.fingerprint, fingerprint);
         let encoded = accepted.encode(keyring);
         let deliveries = accepted.deliveries.into_iter().map(|d| (d.subscription, d.id, d.created_at)).collect();

@@ -34,11 +34,13 @@ mod keys;
 mod ledger;
 mod private;
 mod records;
+mod seal_existing;
 mod sealing;
 mod state_scan;
 mod status_index;
 mod transition;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +85,13 @@ impl StoreError {
     }
 }
 
+/// How many records one key has sealed ([`Store::sealed_with_older_keys`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SealedRecords {
+    pub events: u64,
+    pub response_bodies: u64,
+}
+
 /// An event and its deliveries, written together.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -119,8 +128,8 @@ pub struct Store {
     had_ledger: bool,
     /// Seals payloads on the way in, opens them on the way out (SPEC §8).
     keyring: Keyring,
-    /// Keys that sealed records here ([`key_log`]) and are not in `keyring`.
-    unlisted_keys: Vec<KeyId>,
+    /// Keys other than the sealing key that may have sealed records here ([`key_log`]).
+    older_keys: Vec<KeyId>,
 }
 
 impl Store {
@@ -128,17 +137,26 @@ impl Store {
     /// clear). sled locks the directory, so a second relay on the same state directory fails here instead
     /// of corrupting it.
     pub fn open(dir: &Path, flush_observer: Option<FlushObserver>, keyring: Keyring) -> Result<Store, StoreError> {
-        let open_error = |source| StoreError::Open { path: dir.display().to_string(), source };
-        private::prepare(dir).map_err(open_error)?;
+        let open_error = |source| open_failed(dir, source);
+        private::create_dir(dir).map_err(open_error)?;
         let format = format::check(dir)?;
         if format.is_none() {
             format::record_new(dir)?;
         }
-        let unlisted_keys = log_sealing_key(dir, &keyring).map_err(open_error)?;
+        // After the format check: a store of a newer format is refused untouched.
+        private::tighten(dir).map_err(open_error)?;
+        let mut key_log = key_log::read(dir, format.is_none()).map_err(open_error)?;
+        note_sealing(dir, &mut key_log, &keyring).map_err(open_error)?;
         let db = open_sled(dir)?;
         if let Some(found) = format {
             format::upgrade(&db, dir, found)?;
         }
+        if keyring.sealing_key().is_some() && key_log.clear {
+            seal_existing::seal_records_in_the_clear(&db, &keyring)?;
+            key_log.clear = false;
+            key_log::write(dir, &key_log).map_err(open_error)?;
+        }
+        let older_keys = key_log.keys.iter().copied().filter(|&key| Some(key) != keyring.sealing_key()).collect();
         let (ledger, found) = ledger::Ledger::open(dir).map_err(open_error)?;
         let ledger = Arc::new(Mutex::new(ledger));
         let broken = CancellationToken::new();
@@ -146,38 +164,51 @@ impl Store {
             .map_err(open_error)?;
         let dir = dir.to_path_buf();
         let had_ledger = found.is_some();
-        Ok(Store { dir, db, committer, broken, corrupt: Arc::default(), ledger, had_ledger, keyring, unlisted_keys })
+        Ok(Store { dir, db, committer, broken, corrupt: Arc::default(), ledger, had_ledger, keyring, older_keys })
     }
 
-    /// How many events are sealed with each key that sealed records here but is not listed now (their
-    /// deliveries cannot be made until it is). Reads every event only when there is such a key; a key
-    /// with no record left is forgotten.
-    pub fn sealed_with_unlisted_keys(&self) -> Result<std::collections::BTreeMap<KeyId, u64>, StoreError> {
-        let mut counts: std::collections::BTreeMap<KeyId, u64> = self.unlisted_keys.iter().map(|&k| (k, 0)).collect();
+    /// How many records are sealed with each key other than the sealing key that has sealed records here
+    /// (an older key still listed, or one no longer listed). Reads every event and attempt, but only
+    /// when there is such a key (a rotation under way, or a key gone), so not at a common start.
+    pub fn sealed_with_older_keys(&self) -> Result<BTreeMap<KeyId, SealedRecords>, StoreError> {
+        let mut counts: BTreeMap<KeyId, SealedRecords> =
+            self.older_keys.iter().map(|&key| (key, SealedRecords::default())).collect();
         if counts.is_empty() {
             return Ok(counts);
         }
+        /// The sealed fields of an event or an attempt, read without the rest.
         #[derive(serde::Deserialize)]
-        struct SealedWith<'a> {
+        struct SealedFields<'a> {
             #[serde(borrow)]
             sealed: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            sealed_response_body: Option<std::borrow::Cow<'a, str>>,
         }
-        for entry in self.db.scan_prefix([keys::EVENT]) {
-            let (_, value) = entry?;
-            let Ok(SealedWith { sealed: Some(sealed) }) = serde_json::from_slice(&value) else { continue };
-            if let Some(count) = sealing::sealed_with(&sealed).and_then(|key| counts.get_mut(&key)) {
-                *count += 1;
+        for prefix in [keys::EVENT, keys::ATTEMPT] {
+            for entry in self.db.scan_prefix([prefix]) {
+                let (_, value) = entry?;
+                let Ok(fields) = serde_json::from_slice::<SealedFields<'_>>(&value) else { continue };
+                let Some(sealed) = fields.sealed.or(fields.sealed_response_body) else { continue };
+                if let Some(count) = sealing::sealed_with(&sealed).and_then(|key| counts.get_mut(&key)) {
+                    match prefix {
+                        keys::EVENT => count.events += 1,
+                        _ => count.response_bodies += 1,
+                    }
+                }
             }
         }
-        let gone: Vec<KeyId> = counts.iter().filter(|(_, &n)| n == 0).map(|(&k, _)| k).collect();
-        if !gone.is_empty() {
-            let open_error = |source| StoreError::Open { path: self.dir.display().to_string(), source };
-            let mut logged = key_log::read(&self.dir).map_err(open_error)?;
-            logged.retain(|key| !gone.contains(key));
-            key_log::write(&self.dir, &logged).map_err(open_error)?;
-            counts.retain(|_, n| *n > 0);
-        }
         Ok(counts)
+    }
+
+    /// Drops keys that seal no record any more from the key log ([`key_log`]).
+    pub fn forget_sealing_keys(&self, gone: &[KeyId]) -> Result<(), StoreError> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let open_error = |source| open_failed(&self.dir, source);
+        let mut log = key_log::read(&self.dir, false).map_err(open_error)?;
+        log.keys.retain(|key| !gone.contains(key));
+        key_log::write(&self.dir, &log).map_err(open_error)
     }
 
     /// The keys payloads are sealed and opened with.
@@ -338,16 +369,22 @@ impl Store {
     }
 }
 
-/// Adds `keyring`'s sealing key to the key log before it seals anything; returns the logged keys that
-/// `keyring` does not list.
-fn log_sealing_key(dir: &Path, keyring: &Keyring) -> io::Result<Vec<KeyId>> {
-    let mut logged = key_log::read(dir)?;
-    if let Some(key) = keyring.sealing_key() {
-        if logged.insert(key) {
-            key_log::write(dir, &logged)?;
-        }
+/// Brings the key log up to date before anything is written: `keyring`'s sealing key is added before it
+/// seals a record, and a start without a key notes that records in the clear may follow.
+fn note_sealing(dir: &Path, log: &mut key_log::KeyLog, keyring: &Keyring) -> io::Result<()> {
+    let before = log.clone();
+    match keyring.sealing_key() {
+        Some(key) => drop(log.keys.insert(key)),
+        None => log.clear = true,
     }
-    Ok(logged.into_iter().filter(|&key| !keyring.lists(key)).collect())
+    if *log != before {
+        key_log::write(dir, log)?;
+    }
+    Ok(())
+}
+
+fn open_failed(dir: &Path, source: io::Error) -> StoreError {
+    StoreError::Open { path: dir.display().to_string(), source }
 }
 
 /// Opens sled; a damaged file can make sled panic (e.g. garbage at the start of `db`), which becomes an

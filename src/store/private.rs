@@ -12,22 +12,45 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
-use tracing::info;
+use tracing::{info, warn};
 
 /// Permission bits of the relay's files and directories that give anyone but its user access.
 const GROUP_AND_OTHER: u32 = 0o077;
 
 /// Makes every file and directory the process creates from now on private to its user. The unix socket
-/// is given `socket_mode` explicitly after it is bound, so it is not affected.
+/// is given `socket_mode` explicitly after it is bound, and a directory made for it its own mode
+/// ([`crate::ingest::bind_unix`]), so neither is affected.
 pub fn keep_new_files_private() {
     // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
     unsafe { libc::umask(GROUP_AND_OTHER as libc::mode_t) };
 }
 
-/// Creates `dir` (and missing parents) `0700`, and takes group and other access from the files the
-/// relay keeps in it (sled's files and ours), in case an earlier start left them open.
-pub fn prepare(dir: &Path) -> io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+/// Creates `dir` (and missing parents) `0700`. A directory that is already there is the operator's (or
+/// systemd's `StateDirectory=`): it is left as it is, with a warning when others may enter it.
+pub fn create_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(metadata) => {
+            let mode = metadata.permissions().mode();
+            if mode & GROUP_AND_OTHER != 0 {
+                warn!(
+                    state_dir = %dir.display(),
+                    mode = format!("{:04o}", mode & 0o7777),
+                    "The state directory gives others than the relay's user access; its files are the relay's \
+                     alone, but consider `chmod 0700` on it."
+                );
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new().recursive(true).mode(0o700).create(dir)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Takes group and other access from the files the relay keeps in `dir` (sled's files and ours), in case
+/// an earlier start left them open.
+pub fn tighten(dir: &Path) -> io::Result<()> {
     let mut tightened = 0;
     for sub in [dir.to_path_buf(), dir.join("blobs")] {
         let entries = match std::fs::read_dir(&sub) {

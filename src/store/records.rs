@@ -27,15 +27,16 @@ pub struct EventRecord {
     /// Unix ms of `hookrelay erase`, if the event's data was erased.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased_at: Option<u64>,
-    /// `data` sealed at rest ([`super::sealing`]), `data` then being `null`. In memory only while the key
-    /// that sealed it is not listed: the record is then kept as found, and written back unchanged.
+    /// `data` sealed at rest ([`super::sealing`]), `data` then being `null`. Set in memory when the record
+    /// was read without opening its data: its key is not listed, or the reader needs no data
+    /// ([`super::Records::event_metadata`]); the record is then written back with the data as found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<String>,
 }
 
 impl EventRecord {
-    /// The key that sealed this event's data, when that key is not listed: the data cannot be read, so
-    /// the event cannot be delivered until the key is listed again.
+    /// After a read that opens the data ([`super::Store::event`]): the key that sealed it, when that key
+    /// is not listed. The data cannot be read then, so the event cannot be delivered until it is.
     pub fn waiting_for_key(&self) -> Option<super::KeyId> {
         self.sealed.as_deref().and_then(super::sealing::sealed_with)
     }
@@ -155,7 +156,7 @@ pub struct AttemptRecord {
     pub error: Option<String>,
     /// The start of the receiver's answer (at most 4 KiB), for operators debugging a rejection.
     pub response_body: Option<String>,
-    /// `response_body` sealed at rest ([`super::sealing`]); in memory only while its key is not listed.
+    /// `response_body` sealed at rest ([`super::sealing`]); set in memory as `EventRecord::sealed` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_response_body: Option<String>,
 }

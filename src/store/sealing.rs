@@ -8,7 +8,7 @@
 //!
 //! An event's idempotency fingerprint (a SHA-256 of its type, time and data) would let someone holding
 //! the disk confirm a guess of the data, so with a key it is stored keyed: `<key id>:<HMAC-SHA256>`
-//! under a key derived from the store key ([`Keyring::seal_fingerprint`]).
+//! under a key derived from the store key ([`Keyring::keyed_fingerprint`]).
 //!
 //! A sealed value is text, kept in the record's JSON: `<key id>.<base64url of nonce ‖ ciphertext ‖ tag>`.
 //! The key id is a short fingerprint of the key ([`KeyId`]), so rotation needs no bookkeeping: the first
@@ -34,7 +34,7 @@ const NONCE_BYTES: usize = 24;
 pub struct StoreKey {
     id: KeyId,
     cipher: XChaCha20Poly1305,
-    /// Keys the fingerprints of events ([`Keyring::seal_fingerprint`]); derived, so that the cipher's
+    /// Keys the fingerprints of events ([`Keyring::keyed_fingerprint`]); derived, so that the cipher's
     /// key is used for one thing only.
     fingerprints: HmacSha256,
 }
@@ -140,11 +140,10 @@ impl Keyring {
         let key = self.0.first()?;
         let mut nonce = [0; NONCE_BYTES];
         rand::rng().fill_bytes(&mut nonce);
-        // Encryption only fails for a plaintext past the cipher's limit (256 GiB), far beyond any record.
         let sealed = key
             .cipher
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: record_key })
-            .unwrap_or_default();
+            .expect("XChaCha20-Poly1305 fails only past 256 GiB, and request bodies are at most 64 MiB");
         let mut text = String::with_capacity(17 + (NONCE_BYTES + sealed.len()).div_ceil(3) * 4);
         text.push_str(&key.id.to_string());
         text.push('.');
@@ -156,14 +155,14 @@ impl Keyring {
     }
 
     /// An event's fingerprint as stored: keyed with the sealing key, or as it is without a key.
-    pub fn seal_fingerprint(&self, fingerprint: &str) -> String {
+    pub fn keyed_fingerprint(&self, fingerprint: &str) -> String {
         match self.0.first() {
             Some(key) => key.keyed(fingerprint),
             None => fingerprint.to_owned(),
         }
     }
 
-    /// Whether a stored fingerprint ([`Keyring::seal_fingerprint`], under any listed key, or plain from
+    /// Whether a stored fingerprint ([`Keyring::keyed_fingerprint`], under any listed key, or plain from
     /// before a key was set) is that of `fingerprint`. One keyed with a key that is not listed cannot be
     /// told, and counts as different: a repeat is then refused as a conflict rather than taken for the
     /// same event.
@@ -256,14 +255,14 @@ mod tests {
     fn fingerprints_are_keyed_and_still_compare_across_rotation() {
         let plain = "ab12";
         let old = Keyring::new(vec![key(1)]);
-        let stored = old.seal_fingerprint(plain);
+        let stored = old.keyed_fingerprint(plain);
         assert!(stored.starts_with(&format!("{}:", key(1).id())) && !stored.contains(plain), "{stored}");
         let rotated = Keyring::new(vec![key(2), key(1)]);
         assert!(rotated.same_fingerprint(&stored, plain));
         assert!(!rotated.same_fingerprint(&stored, "ab13"));
         assert!(rotated.same_fingerprint(plain, plain), "stored before a key was set");
         assert!(!Keyring::new(vec![key(2)]).same_fingerprint(&stored, plain), "its key is gone: cannot tell");
-        assert_eq!(Keyring::default().seal_fingerprint(plain), plain);
+        assert_eq!(Keyring::default().keyed_fingerprint(plain), plain);
     }
 
     #[test]

@@ -151,11 +151,12 @@ impl Records<'_, '_> {
         self.read_with(&keys::event(id), &Keyring::default())
     }
 
-    /// A delivery's attempts, first to last.
-    pub fn attempts(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+    /// A delivery's attempts, first to last, their response bodies left as stored (sealed ones are not
+    /// opened), like [`Records::event_metadata`].
+    pub fn attempts_metadata(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         let mut attempts = Vec::new();
         for key in self.round.keys_with_prefix(&keys::attempts_of(id)).map_err(io_error)? {
-            attempts.extend(self.read::<AttemptRecord>(&key)?);
+            attempts.extend(self.read_with::<AttemptRecord>(&key, &Keyring::default())?);
         }
         Ok(attempts)
     }

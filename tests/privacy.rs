@@ -13,8 +13,8 @@ use base64::Engine;
 use hookrelay::store::StoreKey;
 use serde_json::Value;
 
-use support::receiver::{always, sequence, Receiver, Reply};
 use hookrelay::relay::UNLISTED_KEY;
+use support::receiver::{always, sequence, Receiver, Reply};
 use support::relay::{cli, unsigned_subscription as subscription, RelayProcess, Setup, TestEnv};
 
 const SUCCEEDED: &str = "Delivery succeeded.";
@@ -110,9 +110,14 @@ async fn plant_markers(key: Option<&str>, stop: fn(RelayProcess) -> tokio::task:
     let attempts =
         relay.admin_get(&format!("/v1/deliveries/{}", vet["id"].as_str().unwrap())).await["attempts"].clone();
     assert_eq!(attempts[0]["response_body"], BODY_MARKER, "{attempts}");
-    let unencrypted = relay.logs().into_iter().filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("No encryption_key")));
+    let unencrypted =
+        relay.logs().into_iter().filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("No encryption_key")));
     let levels: Vec<Value> = unencrypted.map(|line| line["level"].clone()).collect();
-    assert_eq!(levels, if key.is_some() { vec![] } else { vec![Value::from("WARN")] }, "said once at start, without a key");
+    assert_eq!(
+        levels,
+        if key.is_some() { vec![] } else { vec![Value::from("WARN")] },
+        "said once at start, without a key"
+    );
     stop(relay).await.unwrap();
     [files_containing(&env.state_dir(), "DATA-MARKER"), files_containing(&env.state_dir(), BODY_MARKER)]
 }
@@ -190,7 +195,8 @@ async fn key_rotation_keeps_old_records_readable_and_a_missing_key_makes_them_wa
     stop(relay).await;
     env.write_config(&setup(keys(&[&a]), false));
     let relay = env.start().await;
-    let sealed_now = relay.wait_for_log("Records stored before encryption_key was set are sealed now.", 1, |_| true).await;
+    let sealed_now =
+        relay.wait_for_log("Records stored before encryption_key was set are sealed now.", 1, |_| true).await;
     assert_eq!(sealed_now["events"], 4, "{sealed_now}");
     post(&relay, "under-a").await;
     stop(relay).await;
@@ -215,7 +221,13 @@ async fn key_rotation_keeps_old_records_readable_and_a_missing_key_makes_them_wa
     // [B, A]: the A events go; A is named as still needed.
     env.write_config(&setup(keys(&[&b, &a]), true));
     let relay = env.start().await;
-    let still = relay.wait_for_log("Records are still sealed with this older store key: keep it in encryption_key until none is left.", 1, |_| true).await;
+    let still = relay
+        .wait_for_log(
+            "Records are still sealed with this older store key: keep it in encryption_key until none is left.",
+            1,
+            |_| true,
+        )
+        .await;
     assert_eq!((still["key"].as_str(), still["events"].as_u64()), (Some(a_id.as_str()), Some(8)), "{still}");
     relay.wait_for_log(SUCCEEDED, 8, |_| true).await;
     let mut delivered = BTreeSet::new();
@@ -234,7 +246,8 @@ async fn key_rotation_keeps_old_records_readable_and_a_missing_key_makes_them_wa
     let delivery = shown["deliveries"][0]["id"].as_str().unwrap().to_owned();
     stdout(&cli(&env, &["resend", &delivery]).await);
     let resent = receiver.next().await;
-    assert_eq!((resent.header("webhook-id"), Some(resent.body)), ("under-a-0", first_body), "resent byte for byte");
+    assert_eq!(resent.header("webhook-id"), "under-a-0");
+    assert_eq!(Some(resent.body), first_body, "resent byte for byte");
     // Idempotency across rotation: the fingerprint stored under A still recognizes a repeat.
     let repeat = |n: u32| format!(r#"{{"type":"lab.completed","id":"under-a-0","data":{{"n":{n}}}}}"#);
     assert_eq!(relay.post_unix(&repeat(0)).await.status, 200, "a repeat");
@@ -355,8 +368,10 @@ async fn a_store_key_from_a_systemd_credential_seals_and_an_unset_directory_is_a
 async fn the_state_dir_and_its_files_are_private_whatever_the_umask() {
     let env = TestEnv::new();
     let receiver = Receiver::start(&env.ca, always(200)).await;
-    let text = env.config_text(&Setup { subscriptions: subscription("all", &receiver.url("/"), ""), ..Setup::default() });
-    std::fs::write(env.config_path(), text.replace("unix_socket = \"relay.sock\"", "unix_socket = \"run/relay.sock\"")).unwrap();
+    let text =
+        env.config_text(&Setup { subscriptions: subscription("all", &receiver.url("/"), ""), ..Setup::default() });
+    std::fs::write(env.config_path(), text.replace("unix_socket = \"relay.sock\"", "unix_socket = \"run/relay.sock\""))
+        .unwrap();
     let umask = ["sh", "-c", "umask 0022 && exec \"$0\" \"$@\""];
     let config = env.config_path();
     let start = || RelayProcess::start_under(&umask, &config, &[], &[]);
@@ -364,7 +379,11 @@ async fn the_state_dir_and_its_files_are_private_whatever_the_umask() {
     assert_eq!(relay.post_unix(r#"{"type":"lab.completed","data":{}}"#).await.status, 202);
     relay.wait_for_log(SUCCEEDED, 1, |_| true).await;
     let socket = env.dir.path().join("run/relay.sock");
-    assert_eq!((mode(&socket), mode(socket.parent().unwrap())), (0o660, 0o755), "socket_mode, in a directory others enter");
+    assert_eq!(
+        (mode(&socket), mode(socket.parent().unwrap())),
+        (0o660, 0o755),
+        "socket_mode, in a directory others enter"
+    );
     relay.terminate();
     assert!(relay.wait_exit().await.success());
     assert_private(&env.state_dir());
@@ -487,17 +506,15 @@ async fn redacted_fields_are_removed_for_one_subscription_byte_for_byte_on_every
 #[tokio::test]
 async fn a_redact_pointer_that_is_not_a_json_pointer_is_a_config_error_at_its_position() {
     let env = TestEnv::new();
-    env.write_config(&Setup {
+    let setup = Setup {
         subscriptions: subscription("vet", "https://hooks.example/x", r#"redact = ["/ok", "patient/name", "/a~2"]"#),
         ..Setup::default()
-    });
+    };
+    env.write_config(&setup);
     let checked = cli(&env, &["check"]).await;
     let printed = String::from_utf8_lossy(&checked.stdout).into_owned();
     assert_eq!(checked.status.code(), Some(1), "{printed}");
-    let text = env.config_text(&Setup {
-        subscriptions: subscription("vet", "https://hooks.example/x", r#"redact = ["/ok", "patient/name", "/a~2"]"#),
-        ..Setup::default()
-    });
+    let text = env.config_text(&setup);
     let line = text.lines().position(|l| l.starts_with("redact")).unwrap() + 1;
     let column = |needle: &str| text.lines().nth(line - 1).unwrap().find(needle).unwrap() + 1;
     let first = format!(

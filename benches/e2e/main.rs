@@ -132,10 +132,12 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
     let config: String = (0..subscriptions).map(|i| subscription(&format!("s{i}"), &sink.url, &extra)).collect();
     write_config_sealed(&env, &config, sealed);
     let relay = start(&env).await;
+    let cpu_before = process::cpu_ms(relay.pid());
     let started = Instant::now();
     drive(&socket(&relay), PRODUCERS, total, 1, PAD_BYTES, "e").await;
     sink.wait_for(total * subscriptions).await;
     let elapsed = started.elapsed();
+    let cpu_per_delivery_ms = (process::cpu_ms(relay.pid()) - cpu_before) / (total * subscriptions) as f64;
     let (_, peak) = process::rss_mib(relay.pid());
     let row = if subscriptions == 1 {
         Row {
@@ -143,7 +145,10 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
             value: total as f64 / elapsed.as_secs_f64(),
             unit: "events/s",
             target: ">= 15000",
-            detail: format!("{total} events, first accept to last delivery {:.2} s", elapsed.as_secs_f64()),
+            detail: format!(
+                "{total} events, first accept to last delivery {:.2} s; relay CPU {cpu_per_delivery_ms:.3} ms per delivery",
+                elapsed.as_secs_f64()
+            ),
         }
     } else {
         Row {
@@ -151,7 +156,10 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
             value: (total * subscriptions) as f64 / elapsed.as_secs_f64(),
             unit: "deliveries/s",
             target: ">= 25000",
-            detail: format!("{total} events x {subscriptions} subscriptions in {:.2} s", elapsed.as_secs_f64()),
+            detail: format!(
+                "{total} events x {subscriptions} subscriptions in {:.2} s; relay CPU {cpu_per_delivery_ms:.3} ms per delivery",
+                elapsed.as_secs_f64()
+            ),
         }
     };
     (row, peak)

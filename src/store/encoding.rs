@@ -51,8 +51,10 @@ impl Record for EventRecord {
 }
 
 impl Record for AttemptRecord {
+    /// The response body sealed, unless there is no key or it is empty (most receivers answer 2xx with no
+    /// body; an empty one holds nothing to protect).
     fn encode(&self, at: &[u8], keyring: &Keyring) -> Vec<u8> {
-        if let Some(body) = &self.response_body {
+        if let Some(body) = self.response_body.as_ref().filter(|body| !body.is_empty()) {
             if let Some(sealed) = keyring.seal(at, body.as_bytes()) {
                 return json(&AttemptRecord {
                     response_body: None,

@@ -30,7 +30,7 @@ pub fn seal_records_in_the_clear(db: &sled::Db, keyring: &Keyring) -> Result<(),
         clear || plain_fingerprint
     })?;
     let attempts = reseal(db, keys::ATTEMPT, keyring, |attempt: &mut AttemptRecord| {
-        attempt.response_body.is_some() && attempt.sealed_response_body.is_none()
+        attempt.response_body.as_ref().is_some_and(|body| !body.is_empty()) && attempt.sealed_response_body.is_none()
     })?;
     db.flush()?;
     info!(

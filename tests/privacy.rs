@@ -67,6 +67,19 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Runs `hookrelay <command> -c <config>` to its end with only `vars` added to the environment (and no
+/// `CREDENTIALS_DIRECTORY` from the test runner's).
+async fn hookrelay(env: &TestEnv, command: &str, vars: &[(&str, &str)]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args([command, "-c"])
+        .arg(env.config_path())
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .envs(vars.iter().copied())
+        .output()
+        .await
+        .unwrap()
+}
+
 fn stdout(output: &Output) -> String {
     assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout.clone()).unwrap()
@@ -289,23 +302,11 @@ async fn a_malformed_store_key_is_a_config_error_naming_its_source_never_its_val
     ];
     for (relay_lines, vars, says, value) in cases {
         env.write_config(&Setup { relay: relay_lines.into(), ..Setup::default() });
-        let checked = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-            .args(["check", "-c"])
-            .arg(env.config_path())
-            .envs(vars.iter().copied())
-            .output()
-            .await
-            .unwrap();
+        let checked = hookrelay(&env, "check", &vars).await;
         let printed = String::from_utf8_lossy(&checked.stdout);
         assert_eq!(checked.status.code(), Some(1), "{printed}");
         assert!(printed.contains(says) && printed.contains("relay.toml:3:"), "{printed}");
-        let started = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-            .args(["run", "-c"])
-            .arg(env.config_path())
-            .envs(vars.iter().copied())
-            .output()
-            .await
-            .unwrap();
+        let started = hookrelay(&env, "run", &vars).await;
         let logged = String::from_utf8_lossy(&started.stderr);
         assert_eq!(started.status.code(), Some(1), "{logged}");
         assert!(logged.contains(says), "{logged}");
@@ -337,13 +338,7 @@ async fn a_store_key_from_a_systemd_credential_seals_and_an_unset_directory_is_a
         ..Setup::default()
     });
 
-    let unset = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-        .args(["check", "-c"])
-        .arg(env.config_path())
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .await
-        .unwrap();
+    let unset = hookrelay(&env, "check", &[]).await;
     let printed = String::from_utf8_lossy(&unset.stdout);
     assert_eq!(unset.status.code(), Some(1), "{printed}");
     assert!(printed.contains("credential `store.key` needs $CREDENTIALS_DIRECTORY, which is not set"), "{printed}");

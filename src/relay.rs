@@ -188,8 +188,8 @@ async fn report_older_keys(store: &Store, keyring: &Keyring) -> anyhow::Result<(
         .context("the store scan stopped unexpectedly")?
         .context("cannot read the store")?;
     let mut gone = Vec::new();
-    for (key, SealedRecords { events, response_bodies }) in counts {
-        match (events + response_bodies, keyring.lists(key)) {
+    for (key, SealedRecords { events, response_bodies, fingerprints }) in counts {
+        match (events + response_bodies + fingerprints, keyring.lists(key)) {
             (0, listed) => {
                 if listed {
                     info!(%key, "No record is sealed with this older store key any more: it can be removed from encryption_key.");
@@ -197,10 +197,10 @@ async fn report_older_keys(store: &Store, keyring: &Keyring) -> anyhow::Result<(
                 gone.push(key);
             }
             (_, true) => info!(
-                %key, events, response_bodies,
+                %key, events, response_bodies, fingerprints,
                 "Records are still sealed with this older store key: keep it in encryption_key until none is left."
             ),
-            (_, false) => error!(%key, events, response_bodies, "{UNLISTED_KEY}"),
+            (_, false) => error!(%key, events, response_bodies, fingerprints, "{UNLISTED_KEY}"),
         }
     }
     store.forget_sealing_keys(&gone).context("cannot write the store's key log")

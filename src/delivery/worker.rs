@@ -118,7 +118,7 @@ impl Dispatcher {
         let loaded = match deliveries.load(id).await? {
             Loading::Ready(loaded) => loaded,
             Loading::WaitingForKey(key) => {
-                deliveries.wait_for_key(&subscription.name, id);
+                deliveries.wait_for_key(&subscription.name, id, key);
                 debug!(subscription = %subscription.name, delivery_id = %id, %key, "Delivery waits for its store key.");
                 return Ok(());
             }

@@ -28,17 +28,19 @@ pub use routes::{Listener, Routes};
 /// The mode of a directory the relay makes for its socket.
 const SOCKET_DIR_MODE: u32 = 0o755;
 
-/// Binds the unix socket (making its directory `0755` if it is missing), replacing a stale socket file
+/// Binds the unix socket (making its missing directories `0755`), replacing a stale socket file
 /// left by a crash, and applies `mode`. Anything else at the path is left alone and is an error (SPEC §7:
 /// the relay never deletes a file it did not create): a regular file there may be the relay's own
 /// database.
 pub async fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)?;
-            // The relay's umask is 0077 (its store is private); the socket's users must reach the socket
-            // through this directory, and `socket_mode` is what controls their access.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(SOCKET_DIR_MODE))?;
+        let missing: Vec<&Path> =
+            dir.ancestors().take_while(|ancestor| !ancestor.as_os_str().is_empty() && !ancestor.exists()).collect();
+        std::fs::create_dir_all(dir)?;
+        // The relay's umask is 0077 (its store is private); the socket's users must reach the socket
+        // through the directories made for it, and `socket_mode` is what controls their access.
+        for made in missing {
+            std::fs::set_permissions(made, std::fs::Permissions::from_mode(SOCKET_DIR_MODE))?;
         }
     }
     if let Some(kind) = not_a_socket(path) {

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use tracing::error;
+
 use super::{blocking, Deliveries};
 use crate::clock::now_ms;
 use crate::store::{AttemptRecord, Change, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord, KeyId, StoreError};
@@ -77,7 +79,11 @@ impl Deliveries {
     /// Sets aside a delivery whose event is sealed with a key that is not listed (see
     /// [`Loading::WaitingForKey`]): it stays pending, and is counted in
     /// `hookrelay_deliveries_waiting_for_key`.
-    pub fn wait_for_key(self: &Arc<Self>, subscription: &str, id: DeliveryId) {
+    /// A key the start did not report (the store's key log lost it) is reported here, once.
+    pub fn wait_for_key(self: &Arc<Self>, subscription: &str, id: DeliveryId, key: KeyId) {
+        if !self.store.logged_key(key) && self.unlogged_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+            error!(%key, "{}", crate::relay::UNLISTED_KEY);
+        }
         let waiting = {
             let mut waiting = self.waiting_for_key.lock().unwrap_or_else(|p| p.into_inner());
             waiting.insert(id);

@@ -85,6 +85,8 @@ pub struct Deliveries {
     reloaded: tokio::sync::Notify,
     /// Pending deliveries set aside because their event is sealed with a key that is not listed.
     waiting_for_key: Mutex<std::collections::HashSet<DeliveryId>>,
+    /// Keys found sealing an event that the store's key log did not name (reported once each).
+    unlogged_keys: Mutex<std::collections::HashSet<crate::store::KeyId>>,
 }
 
 impl Deliveries {
@@ -112,6 +114,7 @@ impl Deliveries {
             removals: AtomicU64::new(0),
             reloaded: tokio::sync::Notify::new(),
             waiting_for_key: Mutex::default(),
+            unlogged_keys: Mutex::default(),
         })
     }
 

@@ -88,8 +88,11 @@ impl StoreError {
 /// How many records one key has sealed ([`Store::sealed_with_older_keys`]).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SealedRecords {
+    /// Events whose data it seals.
     pub events: u64,
     pub response_bodies: u64,
+    /// Events whose idempotency fingerprint it keys (erased ones included).
+    pub fingerprints: u64,
 }
 
 /// An event and its deliveries, written together.
@@ -145,9 +148,11 @@ impl Store {
         }
         // After the format check: a store of a newer format is refused untouched.
         private::tighten(dir).map_err(open_error)?;
+        let db = open_sled(dir)?;
+        // Once sled holds the directory's lock (a second relay on it fails above), and before anything
+        // is sealed.
         let mut key_log = key_log::read(dir, format.is_none()).map_err(open_error)?;
         note_sealing(dir, &mut key_log, &keyring).map_err(open_error)?;
-        let db = open_sled(dir)?;
         if let Some(found) = format {
             format::upgrade(&db, dir, found)?;
         }
@@ -176,18 +181,26 @@ impl Store {
         if counts.is_empty() {
             return Ok(counts);
         }
-        /// The sealed fields of an event or an attempt, read without the rest.
+        /// The fields of an event or an attempt a key seals or keys, read without the rest.
         #[derive(serde::Deserialize)]
         struct SealedFields<'a> {
             #[serde(borrow)]
             sealed: Option<std::borrow::Cow<'a, str>>,
             #[serde(borrow)]
             sealed_response_body: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            fingerprint: Option<std::borrow::Cow<'a, str>>,
         }
         for prefix in [keys::EVENT, keys::ATTEMPT] {
             for entry in self.db.scan_prefix([prefix]) {
                 let (_, value) = entry?;
                 let Ok(fields) = serde_json::from_slice::<SealedFields<'_>>(&value) else { continue };
+                // An erased event's fingerprint is still keyed: its key is needed to answer a repeat.
+                let keyed =
+                    fields.fingerprint.as_deref().and_then(|f| f.split_once(':')).and_then(|(id, _)| KeyId::parse(id));
+                if let Some(count) = keyed.and_then(|key| counts.get_mut(&key)) {
+                    count.fingerprints += 1;
+                }
                 let Some(sealed) = fields.sealed.or(fields.sealed_response_body) else { continue };
                 if let Some(count) = sealing::sealed_with(&sealed).and_then(|key| counts.get_mut(&key)) {
                     match prefix {
@@ -198,6 +211,11 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+
+    /// Whether the key log named `key` at open (the sealing key, or an older one).
+    pub fn logged_key(&self, key: KeyId) -> bool {
+        self.keyring.sealing_key() == Some(key) || self.older_keys.contains(&key)
     }
 
     /// Drops keys that seal no record any more from the key log ([`key_log`]).

@@ -18,8 +18,9 @@ use super::{keys, StoreError};
 
 const BATCH: usize = 1024;
 
-/// Seals every event's data and fingerprint and every attempt's response body still in the clear.
-pub fn seal_records_in_the_clear(db: &sled::Db, keyring: &Keyring) -> Result<(), StoreError> {
+/// Seals every event's data and fingerprint and every attempt's response body still in the clear; returns
+/// how many events and attempts it rewrote.
+pub fn seal_records_in_the_clear(db: &sled::Db, keyring: &Keyring) -> Result<(u64, u64), StoreError> {
     let started = Instant::now();
     let events = reseal(db, keys::EVENT, keyring, |event: &mut EventRecord| {
         let clear = event.sealed.is_none() && event.erased_at.is_none();
@@ -33,13 +34,15 @@ pub fn seal_records_in_the_clear(db: &sled::Db, keyring: &Keyring) -> Result<(),
         attempt.response_body.as_ref().is_some_and(|body| !body.is_empty()) && attempt.sealed_response_body.is_none()
     })?;
     db.flush()?;
-    info!(
-        events,
-        attempts,
-        ms = started.elapsed().as_millis() as u64,
-        "Records stored before encryption_key was set are sealed now."
-    );
-    Ok(())
+    if events + attempts > 0 {
+        info!(
+            events,
+            attempts,
+            ms = started.elapsed().as_millis() as u64,
+            "Records stored before encryption_key was set are sealed now."
+        );
+    }
+    Ok((events, attempts))
 }
 
 /// Rewrites, sealed, each record under `prefix` for which `in_the_clear` says so (it may also change the
@@ -70,4 +73,72 @@ fn reseal<T: Record>(
     }
     db.apply_batch(batch)?;
     Ok(sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::null;
+    use crate::store::{DeliveryId, StoreKey};
+
+    fn event(id: &str, data: &str) -> EventRecord {
+        EventRecord {
+            id: id.into(),
+            event_type: "lab.completed".into(),
+            occurred_at: "2026-12-02T00:00:00Z".into(),
+            accepted_at: 1,
+            fingerprint: "ab12".into(),
+            subscriptions: vec![],
+            deliveries: vec![],
+            data: serde_json::value::RawValue::from_string(data.into()).unwrap(),
+            erased_at: None,
+            sealed: None,
+        }
+    }
+
+    fn attempt(n: u32, body: &str) -> AttemptRecord {
+        let response_body = Some(body.to_owned());
+        AttemptRecord {
+            n,
+            started_at: 1,
+            duration_ms: 1,
+            status_code: Some(500),
+            error: None,
+            response_body,
+            sealed_response_body: None,
+        }
+    }
+
+    #[test]
+    fn records_in_the_clear_are_sealed_once_and_sealed_ones_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).temporary(true).open().unwrap();
+        let (clear, old) = (Keyring::default(), Keyring::new(vec![StoreKey::new(&[1; 32])]));
+        let ring = Keyring::new(vec![StoreKey::new(&[2; 32]), StoreKey::new(&[1; 32])]);
+        let id = DeliveryId(ulid::Ulid::new());
+        let put = |key: Vec<u8>, value: Vec<u8>| db.insert(key, value).unwrap();
+        put(keys::event("plain"), event("plain", r#"{"name":"PLAIN"}"#).encode(&keys::event("plain"), &clear));
+        let mut sealed_by_old = event("old", r#"{"name":"OLD"}"#);
+        sealed_by_old.fingerprint = old.keyed_fingerprint("ab12");
+        put(keys::event("old"), sealed_by_old.encode(&keys::event("old"), &old));
+        let mut erased = event("erased", "null");
+        (erased.erased_at, erased.data) = (Some(2), null());
+        put(keys::event("erased"), erased.encode(&keys::event("erased"), &clear));
+        put(keys::attempt(id, 1).to_vec(), attempt(1, "BODY").encode(&keys::attempt(id, 1), &clear));
+        put(keys::attempt(id, 2).to_vec(), attempt(2, "").encode(&keys::attempt(id, 2), &clear));
+        let old_before = db.get(keys::event("old")).unwrap().unwrap();
+
+        // The plain event's data and fingerprint, the erased one's fingerprint, the non-empty body.
+        assert_eq!(seal_records_in_the_clear(&db, &ring).unwrap(), (2, 1));
+        let raw = |key: &[u8]| String::from_utf8(db.get(key).unwrap().unwrap().to_vec()).unwrap();
+        assert!(!raw(&keys::event("plain")).contains("PLAIN") && raw(&keys::event("plain")).contains("\"sealed\""));
+        assert!(!raw(&keys::attempt(id, 1)).contains("BODY"));
+        assert_eq!(db.get(keys::event("old")).unwrap().unwrap(), old_before, "sealed with the older key: as found");
+        let opened = EventRecord::decode(&keys::event("plain"), raw(&keys::event("plain")).as_bytes(), &ring).unwrap();
+        assert_eq!(opened.data.get(), r#"{"name":"PLAIN"}"#);
+        assert!(ring.same_fingerprint(&opened.fingerprint, "ab12"));
+        let body = AttemptRecord::decode(&keys::attempt(id, 1), raw(&keys::attempt(id, 1)).as_bytes(), &ring).unwrap();
+        assert_eq!(body.response_body.as_deref(), Some("BODY"));
+        assert_eq!(seal_records_in_the_clear(&db, &ring).unwrap(), (0, 0), "repeating it is safe");
+    }
 }

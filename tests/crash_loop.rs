@@ -61,6 +61,8 @@ async fn every_event_answered_202_is_delivered_across_repeated_kill_9() {
         )
     };
     env.write_config(&Setup {
+        // Sealed, as a production relay should run: every record a crash cuts short is a sealed one.
+        relay: "encryption_key = \"q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\"\n".into(),
         subscriptions: subscription("all", "*") + &subscription("labs", "lab.*"),
         ..Setup::default()
     });

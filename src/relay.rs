@@ -177,6 +177,10 @@ pub const UNLISTED_KEY: &str = "Records are sealed with a store key that encrypt
                                 cannot be read, so their deliveries wait (kept, not attempted) until that key is \
                                 listed again.";
 
+/// The INFO a start logs while an older listed key still seals or keys records.
+pub const OLDER_KEY_IN_USE: &str =
+    "Records are still sealed with this older store key: keep it in encryption_key until none is left.";
+
 /// Reports, at start, the records sealed with keys other than the sealing key (SPEC §8): with a key no
 /// longer listed at ERROR (they are kept, and their deliveries wait until it is listed again); with an
 /// older key still listed, so that the operator knows when it can go. Keys that seal nothing any more
@@ -198,12 +202,17 @@ async fn report_older_keys(store: &Store, keyring: &Keyring) -> anyhow::Result<(
             }
             (_, true) => info!(
                 %key, events, response_bodies, fingerprints,
-                "Records are still sealed with this older store key: keep it in encryption_key until none is left."
+                "{OLDER_KEY_IN_USE}"
             ),
             (_, false) => error!(%key, events, response_bodies, fingerprints, "{UNLISTED_KEY}"),
         }
     }
-    store.forget_sealing_keys(&gone).context("cannot write the store's key log")
+    // The key log is a file written and fsynced: off the async workers.
+    let writer = store.clone();
+    tokio::task::spawn_blocking(move || writer.forget_sealing_keys(&gone))
+        .await
+        .context("the key log's write stopped unexpectedly")?
+        .context("cannot write the store's key log")
 }
 
 /// [`REMOVED_GRACE`], or the duration in [`REMOVED_GRACE_VARIABLE`].

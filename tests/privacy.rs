@@ -13,7 +13,7 @@ use base64::Engine;
 use hookrelay::store::StoreKey;
 use serde_json::Value;
 
-use hookrelay::relay::UNLISTED_KEY;
+use hookrelay::relay::{OLDER_KEY_IN_USE, UNLISTED_KEY};
 use support::receiver::{always, sequence, Receiver, Reply};
 use support::relay::{cli, unsigned_subscription as subscription, RelayProcess, Setup, TestEnv};
 
@@ -234,13 +234,7 @@ async fn key_rotation_keeps_old_records_readable_and_a_missing_key_makes_them_wa
     // [B, A]: the A events go; A is named as still needed.
     env.write_config(&setup(keys(&[&b, &a]), true));
     let relay = env.start().await;
-    let still = relay
-        .wait_for_log(
-            "Records are still sealed with this older store key: keep it in encryption_key until none is left.",
-            1,
-            |_| true,
-        )
-        .await;
+    let still = relay.wait_for_log(OLDER_KEY_IN_USE, 1, |_| true).await;
     assert_eq!((still["key"].as_str(), still["events"].as_u64()), (Some(a_id.as_str()), Some(8)), "{still}");
     relay.wait_for_log(SUCCEEDED, 8, |_| true).await;
     let mut delivered = BTreeSet::new();

@@ -56,10 +56,15 @@ impl Record for AttemptRecord {
     fn encode(&self, at: &[u8], keyring: &Keyring) -> Vec<u8> {
         if let Some(body) = self.response_body.as_ref().filter(|body| !body.is_empty()) {
             if let Some(sealed) = keyring.seal(at, body.as_bytes()) {
+                // Every field but the body, which is not copied only to be dropped.
                 return json(&AttemptRecord {
+                    n: self.n,
+                    started_at: self.started_at,
+                    duration_ms: self.duration_ms,
+                    status_code: self.status_code,
+                    error: self.error.clone(),
                     response_body: None,
                     sealed_response_body: Some(sealed),
-                    ..self.clone()
                 });
             }
         }

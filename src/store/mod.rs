@@ -196,8 +196,7 @@ impl Store {
                 let (_, value) = entry?;
                 let Ok(fields) = serde_json::from_slice::<SealedFields<'_>>(&value) else { continue };
                 // An erased event's fingerprint is still keyed: its key is needed to answer a repeat.
-                let keyed =
-                    fields.fingerprint.as_deref().and_then(|f| f.split_once(':')).and_then(|(id, _)| KeyId::parse(id));
+                let keyed = fields.fingerprint.as_deref().and_then(sealing::fingerprint_key);
                 if let Some(count) = keyed.and_then(|key| counts.get_mut(&key)) {
                     count.fingerprints += 1;
                 }

@@ -24,7 +24,7 @@ pub fn seal_records_in_the_clear(db: &sled::Db, keyring: &Keyring) -> Result<(u6
     let started = Instant::now();
     let events = reseal(db, keys::EVENT, keyring, |event: &mut EventRecord| {
         let clear = event.sealed.is_none() && event.erased_at.is_none();
-        let plain_fingerprint = !event.fingerprint.contains(':');
+        let plain_fingerprint = super::sealing::fingerprint_key(&event.fingerprint).is_none();
         if plain_fingerprint {
             event.fingerprint = keyring.keyed_fingerprint(&event.fingerprint);
         }

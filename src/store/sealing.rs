@@ -77,6 +77,9 @@ impl fmt::Debug for StoreKey {
 pub struct KeyId([u8; 8]);
 
 impl KeyId {
+    /// Its length as text: 16 hex digits.
+    const TEXT_LEN: usize = 16;
+
     fn of(key: &[u8]) -> KeyId {
         let digest = Sha256::new().chain_update(b"hookrelay store key\0").chain_update(key).finalize();
         let mut id = [0; 8];
@@ -167,8 +170,10 @@ impl Keyring {
     /// told, and counts as different: a repeat is then refused as a conflict rather than taken for the
     /// same event.
     pub fn same_fingerprint(&self, stored: &str, fingerprint: &str) -> bool {
-        let Some((id, _)) = stored.split_once(':') else { return stored == fingerprint };
-        match KeyId::parse(id).and_then(|id| self.0.iter().find(|key| key.id == id)) {
+        if !stored.contains(':') {
+            return stored == fingerprint;
+        }
+        match fingerprint_key(stored).and_then(|id| self.0.iter().find(|key| key.id == id)) {
             Some(key) => key.keyed(fingerprint).as_bytes().ct_eq(stored.as_bytes()).into(),
             None => false,
         }
@@ -178,7 +183,9 @@ impl Keyring {
     pub fn open(&self, record_key: &[u8], sealed: &str) -> Result<Vec<u8>, Unopened> {
         let id = sealed_with(sealed).ok_or(Unopened::Damaged("not a sealed value"))?;
         let key = self.0.iter().find(|key| key.id == id).ok_or(Unopened::KeyNotListed(id))?;
-        let raw = URL_SAFE_NO_PAD.decode(&sealed[17..]).map_err(|_| Unopened::Damaged("not a sealed value"))?;
+        // `sealed_with` checked the id and the dot, all ASCII.
+        let body = &sealed[KeyId::TEXT_LEN + 1..];
+        let raw = URL_SAFE_NO_PAD.decode(body).map_err(|_| Unopened::Damaged("not a sealed value"))?;
         if raw.len() < NONCE_BYTES {
             return Err(Unopened::Damaged("a sealed value too short to hold its nonce"));
         }
@@ -191,8 +198,14 @@ impl Keyring {
 
 /// The key a sealed value names, if it is shaped like one.
 pub fn sealed_with(sealed: &str) -> Option<KeyId> {
-    let (id, rest) = sealed.split_at_checked(16)?;
+    let (id, rest) = sealed.split_at_checked(KeyId::TEXT_LEN)?;
     rest.starts_with('.').then_some(())?;
+    KeyId::parse(id)
+}
+
+/// The key that keyed a stored fingerprint ([`Keyring::keyed_fingerprint`]); `None` for a plain one.
+pub fn fingerprint_key(stored: &str) -> Option<KeyId> {
+    let (id, _) = stored.split_once(':')?;
     KeyId::parse(id)
 }
 

@@ -140,10 +140,6 @@ impl Records<'_, '_> {
         Ok(found)
     }
 
-    pub fn event(&mut self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        self.read(&keys::event(id))
-    }
-
     /// An event with its data left as stored (sealed data is not opened: `sealed` is set, `data` null),
     /// for decisions that need only its ids, times and deliveries: no decryption on the commit thread.
     /// Written back with [`Records::put_event`], the data stays as it was.

@@ -21,14 +21,16 @@
 //! - [`event`]: the ingest API's event objects: parsing, validation, compact JSON.
 //! - [`json`]: compacting JSON text byte for byte.
 //! - [`redact`]: JSON pointers removed from an event's data for one subscription, on the text.
+//! - [`order_key`]: the keyed hash deliveries with the same `order_key` value share.
 //! - [`ingest`]: the HTTP/1.1 server on the unix socket and TCP listener, lingering close.
 //! - [`lifecycle`]: the owner of every delivery's state: create, attempt result, requeue, resend,
-//!   cancel, erase, purge, quarantine, recovery.
+//!   cancel, erase, purge, quarantine, recovery, and subscriptions' pauses.
 //! - [`store`]: the sled database, its key layout and invariants, the group-commit thread and its
 //!   transitions.
 //! - [`scheduler`]: which deliveries are due, per subscription.
 //! - [`backlog`]: the count of unfinished deliveries behind `max_pending`.
-//! - [`delivery`]: workers, the outgoing request, signing, the HTTPS client, retry decisions.
+//! - [`delivery`]: workers (pauses, probes, rate limits), the outgoing request, signing, the HTTPS
+//!   client and its route (direct or through a proxy), retry delays.
 //! - [`reload`]: watches the config file (and SIGHUP), validates, swaps.
 //! - [`admin`]: the unix-socket-only admin API.
 //! - [`cli`]: the command line and the admin commands' client.
@@ -51,6 +53,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod order_key;
 pub mod redact;
 pub mod relay;
 pub mod reload;

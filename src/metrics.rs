@@ -62,6 +62,9 @@ pub struct Metrics {
     flush_duration: Histogram,
     corrupt_records: Counter,
     waiting_for_key: Gauge,
+    /// Paused subscriptions (SPEC §6c); every configured subscription has a series, 0 or 1.
+    subscription_paused: Family<SubscriptionLabel, Gauge>,
+    paused: Mutex<std::collections::HashSet<String>>,
     /// Failed deliveries per subscription: counted at start, then kept up to date as deliveries fail, are
     /// requeued or purged.
     failed: Mutex<HashMap<String, i64>>,
@@ -83,6 +86,8 @@ impl Default for Metrics {
             flush_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
             corrupt_records: Counter::default(),
             waiting_for_key: Gauge::default(),
+            subscription_paused: Family::default(),
+            paused: Mutex::default(),
             failed: Mutex::default(),
             registry: Registry::default(),
         };
@@ -124,6 +129,11 @@ impl Default for Metrics {
             "Pending deliveries whose event is sealed with a key that encryption_key no longer lists",
             metrics.waiting_for_key.clone(),
         );
+        registry.register(
+            "subscription_paused",
+            "1 while a subscription is paused (its receiver kept failing, answered 410, or hookrelay pause)",
+            metrics.subscription_paused.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 }
@@ -159,6 +169,15 @@ impl Metrics {
         self.flush_duration.observe(duration.as_secs_f64());
     }
 
+    pub fn paused(&self, subscription: &str, paused: bool) {
+        let mut set = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        if paused {
+            set.insert(subscription.to_owned());
+        } else {
+            set.remove(subscription);
+        }
+    }
+
     /// Adds `change` to a subscription's failed deliveries.
     pub fn failed(&self, subscription: &str, change: i64) {
         *self.failed.lock().unwrap_or_else(|p| p.into_inner()).entry(subscription.to_owned()).or_default() += change;
@@ -179,6 +198,13 @@ impl Metrics {
                 .get_or_create(&SubscriptionLabel { subscription: backlog.subscription.clone() })
                 .set(age);
         }
+        self.subscription_paused.clear();
+        let paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        for backlog in backlogs {
+            let labels = SubscriptionLabel { subscription: backlog.subscription.clone() };
+            self.subscription_paused.get_or_create(&labels).set(i64::from(paused.contains(&backlog.subscription)));
+        }
+        drop(paused);
         for (subscription, failed) in self.failed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let labels = SubscriptionStatus { subscription: subscription.clone(), status: "failed".into() };
             self.deliveries.get_or_create(&labels).set(*failed);

@@ -38,12 +38,34 @@ pub enum Next {
 
 #[derive(Default)]
 struct Queue {
-    /// Due time → delivery, for unordered subscriptions.
+    /// Due time → delivery, for unordered subscriptions: the queued deliveries that may start (those
+    /// whose order key has an earlier unfinished delivery wait in `by_id` only).
     by_due: BTreeSet<(u64, DeliveryId)>,
-    /// Delivery → due time; ids sort in acceptance order, for ordered subscriptions.
+    /// Delivery → due time: every queued delivery; ids sort in acceptance order, for ordered subscriptions.
     by_id: BTreeMap<DeliveryId, u64>,
     in_flight: BTreeSet<DeliveryId>,
+    /// `order_key`: the unfinished deliveries (queued or in flight) of each key.
+    keys: OrderKeys,
     wake: Arc<Notify>,
+}
+
+/// Deliveries by order key (SPEC §6c `order_key`): of a key's unfinished deliveries only the oldest
+/// (its head) may start; the next one becomes the head when it finishes.
+#[derive(Default)]
+struct OrderKeys {
+    key_of: HashMap<DeliveryId, u64>,
+    members: HashMap<u64, BTreeSet<DeliveryId>>,
+}
+
+impl OrderKeys {
+    fn head(&self, key: u64) -> Option<DeliveryId> {
+        self.members.get(&key).and_then(|m| m.first().copied())
+    }
+
+    /// Whether `id` may start as far as its key goes.
+    fn may_start(&self, id: DeliveryId) -> bool {
+        self.key_of.get(&id).is_none_or(|&key| self.head(key) == Some(id))
+    }
 }
 
 impl Queue {
@@ -51,22 +73,61 @@ impl Queue {
         match self.by_id.remove(&id) {
             Some(due) => {
                 self.by_due.remove(&(due, id));
+                self.release_key(id);
                 true
             }
             None => false,
         }
     }
 
-    /// Queues `id` due at `due_ms`, moving it if it is queued already; refuses one in flight.
-    fn insert(&mut self, id: DeliveryId, due_ms: u64) -> bool {
+    /// Queues `id` due at `due_ms`, moving it if it is queued already; refuses one in flight. `key` is its
+    /// order key (a delivery handed back after an attempt keeps the one it has).
+    fn insert(&mut self, id: DeliveryId, due_ms: u64, key: Option<u64>) -> bool {
         if self.in_flight.contains(&id) {
             return false;
         }
         if let Some(earlier) = self.by_id.insert(id, due_ms) {
             self.by_due.remove(&(earlier, id));
         }
-        self.by_due.insert((due_ms, id));
+        if let Some(key) = key {
+            self.take_key(id, key);
+        }
+        if self.keys.may_start(id) {
+            self.by_due.insert((due_ms, id));
+        }
         true
+    }
+
+    /// Counts `id` among its key's unfinished deliveries; an older delivery of the key (a requeued one)
+    /// becomes its head, and the head it replaces waits again unless it is in flight.
+    fn take_key(&mut self, id: DeliveryId, key: u64) {
+        if self.keys.key_of.insert(id, key).is_some() {
+            return;
+        }
+        let before = self.keys.head(key);
+        self.keys.members.entry(key).or_default().insert(id);
+        if let Some(before) = before.filter(|&before| before != id && self.keys.head(key) == Some(id)) {
+            if let Some(&due) = self.by_id.get(&before) {
+                self.by_due.remove(&(due, before));
+            }
+        }
+    }
+
+    /// `id` is finished (or taken out): its key's next delivery may start.
+    fn release_key(&mut self, id: DeliveryId) {
+        let Some(key) = self.keys.key_of.remove(&id) else { return };
+        let Some(members) = self.keys.members.get_mut(&key) else { return };
+        members.remove(&id);
+        match members.first().copied() {
+            None => {
+                self.keys.members.remove(&key);
+            }
+            Some(head) => {
+                if let Some(&due) = self.by_id.get(&head) {
+                    self.by_due.insert((due, head));
+                }
+            }
+        }
     }
 }
 
@@ -84,15 +145,20 @@ impl Scheduler {
 
     /// Queues a pending delivery due at `due_ms` and wakes the subscription's worker. Returns false, and
     /// changes nothing, if the delivery is in flight (see the invariants).
-    pub fn enqueue(&self, subscription: &str, id: DeliveryId, due_ms: u64) -> bool {
-        self.enqueue_all(subscription, [(id, due_ms)]) == 1
+    /// `order_key` is the delivery's order key, if it has one.
+    pub fn enqueue(&self, subscription: &str, id: DeliveryId, due_ms: u64, order_key: Option<u64>) -> bool {
+        self.enqueue_all(subscription, [(id, due_ms, order_key)]) == 1
     }
 
     /// [`Scheduler::enqueue`] for many deliveries of one subscription at once; returns how many it took.
-    pub fn enqueue_all(&self, subscription: &str, deliveries: impl IntoIterator<Item = (DeliveryId, u64)>) -> usize {
+    pub fn enqueue_all(
+        &self,
+        subscription: &str,
+        deliveries: impl IntoIterator<Item = (DeliveryId, u64, Option<u64>)>,
+    ) -> usize {
         let mut queues = self.lock();
         let queue = entry(&mut queues, subscription);
-        let taken = deliveries.into_iter().filter(|&(id, due_ms)| queue.insert(id, due_ms)).count();
+        let taken = deliveries.into_iter().filter(|&(id, due_ms, key)| queue.insert(id, due_ms, key)).count();
         queue.wake.notify_one();
         taken
     }
@@ -114,8 +180,10 @@ impl Scheduler {
         match head {
             None => Next::Wait,
             Some((due, _)) if due > now_ms => Next::WaitUntil(due),
-            Some((_, id)) => {
-                queue.remove(id);
+            Some((due, id)) => {
+                // Out of the queue, but it keeps its order key while in flight.
+                queue.by_id.remove(&id);
+                queue.by_due.remove(&(due, id));
                 queue.in_flight.insert(id);
                 Next::Start(id)
             }
@@ -127,8 +195,11 @@ impl Scheduler {
         let mut queues = self.lock();
         let queue = entry(&mut queues, subscription);
         queue.in_flight.remove(&id);
-        if let Some(due) = retry_at {
-            queue.insert(id, due);
+        match retry_at {
+            Some(due) => {
+                queue.insert(id, due, None);
+            }
+            None => queue.release_key(id),
         }
         queue.wake.notify_one();
     }
@@ -176,6 +247,18 @@ impl Scheduler {
         ids
     }
 
+    /// Makes a subscription's worker look at its queue again (its pause began or ended).
+    pub fn wake(&self, subscription: &str) {
+        if let Some(queue) = self.lock().get(subscription) {
+            queue.wake.notify_one();
+        }
+    }
+
+    /// Attempts of a subscription in flight.
+    pub fn in_flight(&self, subscription: &str) -> usize {
+        self.lock().get(subscription).map_or(0, |queue| queue.in_flight.len())
+    }
+
     /// Makes every worker look at its queue again, e.g. after a config change of concurrency or `enabled`.
     pub fn wake_all(&self) {
         for queue in self.lock().values() {
@@ -214,7 +297,10 @@ impl Scheduler {
     pub fn holds(&self, subscription: &str, id: DeliveryId) -> usize {
         let queues = self.lock();
         let Some(queue) = queues.get(subscription) else { return 0 };
-        let queued = queue.by_due.iter().filter(|(_, queued)| *queued == id).count();
+        let mut queued = queue.by_due.iter().filter(|(_, queued)| *queued == id).count();
+        if queued == 0 && queue.by_id.contains_key(&id) {
+            queued = 1; // waiting behind an earlier delivery of its order key
+        }
         queued + usize::from(queue.in_flight.contains(&id))
     }
 }
@@ -232,9 +318,9 @@ mod tests {
     fn unordered_takes_earliest_due_within_concurrency() {
         let scheduler = Scheduler::default();
         let id = ids(3);
-        scheduler.enqueue("s", id[0], 300);
-        scheduler.enqueue("s", id[1], 100);
-        scheduler.enqueue("s", id[2], 200);
+        scheduler.enqueue("s", id[0], 300, None);
+        scheduler.enqueue("s", id[1], 100, None);
+        scheduler.enqueue("s", id[2], 200, None);
         assert_eq!(scheduler.next("s", 2, false, 50), Next::WaitUntil(100));
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[1]));
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[2]));
@@ -247,8 +333,8 @@ mod tests {
     fn ordered_waits_for_the_oldest_even_when_later_ones_are_due() {
         let scheduler = Scheduler::default();
         let id = ids(2);
-        scheduler.enqueue("s", id[0], 100);
-        scheduler.enqueue("s", id[1], 100);
+        scheduler.enqueue("s", id[0], 100, None);
+        scheduler.enqueue("s", id[1], 100, None);
         assert_eq!(scheduler.next("s", 8, true, 100), Next::Start(id[0]));
         assert_eq!(scheduler.next("s", 8, true, 100), Next::Wait, "one at a time");
         scheduler.finished("s", id[0], Some(500));
@@ -262,9 +348,9 @@ mod tests {
     fn unfinished_after_pages_through_every_queue_in_id_order() {
         let scheduler = Scheduler::default();
         let id: Vec<DeliveryId> = (1..=6).map(|n| DeliveryId(ulid::Ulid(n))).collect();
-        scheduler.enqueue_all("a", [(id[0], 9), (id[3], 1)]);
-        scheduler.enqueue_all("b", [(id[1], 5), (id[4], 0), (id[2], 3)]);
-        scheduler.enqueue_all("c", [(id[5], 0)]);
+        scheduler.enqueue_all("a", [(id[0], 9, None), (id[3], 1, None)]);
+        scheduler.enqueue_all("b", [(id[1], 5, None), (id[4], 0, None), (id[2], 3, None)]);
+        scheduler.enqueue_all("c", [(id[5], 0, None)]);
         assert_eq!(scheduler.next("b", 8, false, 10), Next::Start(id[4]));
         let wanted = |name: &str| name != "c";
         assert_eq!(scheduler.unfinished_after(None, 3, wanted), vec![id[0], id[1], id[2]]);
@@ -278,7 +364,7 @@ mod tests {
         let scheduler = Scheduler::default();
         let id = ids(3);
         for &delivery in &id {
-            scheduler.enqueue("s", delivery, 0);
+            scheduler.enqueue("s", delivery, 0, None);
         }
         assert_eq!(scheduler.next("s", 1, false, 10), Next::Start(id[0]));
         assert_eq!(scheduler.queued_ids("s", 8), vec![id[1], id[2]]);
@@ -292,12 +378,12 @@ mod tests {
     fn enqueue_twice_start_once_regression() {
         let scheduler = Scheduler::default();
         let id = ids(1)[0];
-        assert!(scheduler.enqueue("s", id, 10));
-        assert!(scheduler.enqueue("s", id, 20), "a queued delivery moves to its new due time");
+        assert!(scheduler.enqueue("s", id, 10, None));
+        assert!(scheduler.enqueue("s", id, 20, None), "a queued delivery moves to its new due time");
         assert_eq!(scheduler.holds("s", id), 1);
         assert_eq!(scheduler.next("s", 8, false, 100), Next::Start(id));
         assert_eq!(scheduler.next("s", 8, false, 100), Next::Wait, "no stale entry starts it again");
-        assert!(!scheduler.enqueue("s", id, 30), "a delivery in flight is not queued besides");
+        assert!(!scheduler.enqueue("s", id, 30, None), "a delivery in flight is not queued besides");
         assert_eq!(scheduler.next("s", 8, false, 100), Next::Wait);
         assert_eq!(scheduler.holds("s", id), 1);
         scheduler.finished("s", id, Some(40));
@@ -308,8 +394,8 @@ mod tests {
     fn remove_takes_a_queued_delivery_but_not_one_in_flight() {
         let scheduler = Scheduler::default();
         let id = ids(2);
-        scheduler.enqueue("s", id[0], 0);
-        scheduler.enqueue("s", id[1], 5);
+        scheduler.enqueue("s", id[0], 0, None);
+        scheduler.enqueue("s", id[1], 5, None);
         assert_eq!(scheduler.next("s", 8, false, 1), Next::Start(id[0]));
         assert!(!scheduler.remove("s", id[0]));
         assert!(scheduler.remove("s", id[1]));
@@ -318,10 +404,52 @@ mod tests {
     }
 
     #[test]
+    fn an_order_key_runs_one_at_a_time_in_acceptance_order_and_other_keys_pass() {
+        let scheduler = Scheduler::default();
+        let id = ids(5);
+        // Accepted in id order; queued out of order, as recovery's parallel scan does.
+        scheduler.enqueue("s", id[2], 0, Some(7));
+        scheduler.enqueue("s", id[0], 0, Some(7));
+        scheduler.enqueue("s", id[1], 0, Some(9));
+        scheduler.enqueue("s", id[3], 0, Some(7));
+        scheduler.enqueue("s", id[4], 0, None);
+        let mut started = Vec::new();
+        while let Next::Start(next) = scheduler.next("s", 8, false, 10) {
+            started.push(next);
+        }
+        started.sort();
+        assert_eq!(started, vec![id[0], id[1], id[4]], "the heads of keys 7 and 9, and the unkeyed one");
+        scheduler.finished("s", id[0], Some(50));
+        assert_eq!(scheduler.next("s", 8, false, 10), Next::WaitUntil(50), "a retrying head holds its key back");
+        assert_eq!(scheduler.next("s", 8, false, 50), Next::Start(id[0]));
+        scheduler.finished("s", id[0], None);
+        assert_eq!(scheduler.next("s", 8, false, 50), Next::Start(id[2]), "the next of key 7");
+        assert_eq!(scheduler.next("s", 8, false, 50), Next::Wait);
+        assert_eq!(scheduler.holds("s", id[3]), 1, "waiting behind its key is still queued");
+        assert!(scheduler.remove("s", id[3]));
+        scheduler.finished("s", id[2], None);
+        assert_eq!(scheduler.next("s", 8, false, 50), Next::Wait);
+    }
+
+    #[test]
+    fn a_requeued_older_delivery_becomes_its_keys_head() {
+        let scheduler = Scheduler::default();
+        let id = ids(3);
+        scheduler.enqueue("s", id[1], 0, Some(1));
+        scheduler.enqueue("s", id[2], 0, Some(1));
+        // id[0] failed earlier and is requeued: it is the oldest unfinished delivery of the key.
+        scheduler.enqueue("s", id[0], 0, Some(1));
+        assert_eq!(scheduler.next("s", 8, false, 10), Next::Start(id[0]));
+        assert_eq!(scheduler.next("s", 8, false, 10), Next::Wait, "id[1] waits for it");
+        scheduler.finished("s", id[0], None);
+        assert_eq!(scheduler.next("s", 8, false, 10), Next::Start(id[1]));
+    }
+
+    #[test]
     fn queues_are_per_subscription() {
         let scheduler = Scheduler::default();
         let id = ids(1);
-        scheduler.enqueue("a", id[0], 0);
+        scheduler.enqueue("a", id[0], 0, None);
         assert_eq!(scheduler.next("b", 1, false, 10), Next::Wait);
         assert_eq!(scheduler.queued("a"), 1);
         assert_eq!(scheduler.next("a", 1, false, 10), Next::Start(id[0]));

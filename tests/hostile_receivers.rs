@@ -142,7 +142,7 @@ async fn a_receiver_that_is_down_costs_a_few_log_lines_not_one_per_attempt() {
     let env = TestEnv::new();
     let (down, up) = (Receiver::start(&env.ca, always(503)).await, Receiver::start(&env.ca, always(200)).await);
     let setup = |url: &str| Setup {
-        subscriptions: unsigned_subscription("vet", url, "retry = [\"10ms\"]"),
+        subscriptions: unsigned_subscription("vet", url, "retry = [\"10ms\"]\npause_after = 0"),
         ..Setup::default()
     };
     env.write_config(&setup(&down.url("/")));

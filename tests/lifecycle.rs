@@ -108,7 +108,7 @@ async fn an_attempt_abandoned_at_shutdown_is_made_again_after_restart() {
 async fn a_restart_requeues_pending_cancels_removed_and_remembers_failed_deliveries() {
     let env = TestEnv::new();
     let (doomed, held) = (Receiver::start(&env.ca, always(503)).await, Receiver::start(&env.ca, always(200)).await);
-    let doomed_subscription = unsigned_subscription("doomed", &doomed.url("/"), "retry = []");
+    let doomed_subscription = unsigned_subscription("doomed", &doomed.url("/"), "retry = []\npause_after = 0");
     env.write_config(&Setup {
         subscriptions: unsigned_subscription("held", &held.url("/"), "enabled = false")
             + &unsigned_subscription("gone", &held.url("/"), "enabled = false")

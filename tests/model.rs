@@ -180,22 +180,9 @@ impl Model {
                     response_body: Some("body".into()),
                     sealed_response_body: None,
                 };
-                deliveries
-                    .record_attempt(&name, id, attempt, move |delivery| {
-                        delivery.attempts = n;
-                        if success {
-                            delivery.status = DeliveryStatus::Delivered;
-                            None
-                        } else if n - delivery.schedule_start < 2 {
-                            delivery.next_attempt_at = Some(0);
-                            Some(0)
-                        } else {
-                            delivery.status = DeliveryStatus::Failed;
-                            None
-                        }
-                    })
-                    .await
-                    .unwrap();
+                // The subscription as its worker would hold it (it may have left the config since).
+                let subscription = subscription_settings(&name);
+                deliveries.record_attempt(&subscription, id, attempt, None).await.unwrap();
             }
             Op::Reload { sub, to } => {
                 let was = self.presence;
@@ -330,8 +317,18 @@ impl Model {
     }
 }
 
+/// A subscription's settings: two attempts, the retry due at once, never paused (the model's schedule).
+fn subscription_settings(name: &str) -> Arc<hookrelay::config::Subscription> {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &[Presence::Active; 2]);
+    Config::load(&dir.path().join("relay.toml")).unwrap().subscription(name).cloned().unwrap()
+}
+
 fn write_config(dir: &Path, presence: &[Presence; 2]) {
-    let mut text = String::from("[relay]\nstate_dir = \"state\"\n[ingest]\nunix_socket = \"relay.sock\"\n");
+    let mut text = String::from(
+        "[relay]\nstate_dir = \"state\"\n[ingest]\nunix_socket = \"relay.sock\"\n\
+         [delivery]\nretry = [\"0s\"]\njitter = 0.0\npause_after = 0\n",
+    );
     for (name, presence) in SUBSCRIPTIONS.iter().zip(presence) {
         if *presence == Presence::Removed {
             continue;

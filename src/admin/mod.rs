@@ -1,9 +1,11 @@
 //! The admin API (SPEC §5), served on the unix socket only: list and inspect deliveries and events,
-//! requeue or resend deliveries, erase events, list quarantined records. The socket's file permissions
+//! requeue or resend deliveries, erase events, list, pause and resume subscriptions, list quarantined
+//! records. The socket's file permissions
 //! are its access control. Store reads run on the blocking pool; every change goes through the
 //! lifecycle owner.
 
 mod listing;
+mod subscriptions;
 mod view;
 
 use std::borrow::Cow;
@@ -40,6 +42,8 @@ pub fn is_admin_path(path: &str) -> bool {
         || path.starts_with("/v1/deliveries/")
         || path.starts_with("/v1/events/")
         || path == "/v1/quarantine"
+        || path == "/v1/subscriptions"
+        || path.starts_with("/v1/subscriptions/")
 }
 
 /// A path segment as sent, percent-decoded (ids may hold any printable character).
@@ -79,6 +83,11 @@ impl Admin {
             (["v1", "events", _], _) => Ok(reply::method_not_allowed("GET")),
             (["v1", "events", id, "erase"], &Method::POST) => self.erase(id).await,
             (["v1", "events", _, "erase"], _) => Ok(reply::method_not_allowed("POST")),
+            (["v1", "subscriptions"], &Method::GET) => self.subscriptions().await,
+            (["v1", "subscriptions"], _) => Ok(reply::method_not_allowed("GET")),
+            (["v1", "subscriptions", name, "pause"], &Method::POST) => self.pause(name, true).await,
+            (["v1", "subscriptions", name, "resume"], &Method::POST) => self.pause(name, false).await,
+            (["v1", "subscriptions", _, "pause" | "resume"], _) => Ok(reply::method_not_allowed("POST")),
             (["v1", "quarantine"], &Method::GET) => self.quarantine().await,
             (["v1", "quarantine"], _) => Ok(reply::method_not_allowed("GET")),
             _ => Ok(reply::not_found()),
@@ -202,6 +211,33 @@ impl Admin {
             }
             None => Ok(reply::error(StatusCode::NOT_FOUND, "not_found", format!("no event `{}`", shown(id)))),
         }
+    }
+
+    async fn subscriptions(&self) -> Result<Reply, StoreError> {
+        let finished = self.read(|store, _| subscriptions::count_finished(store)).await?;
+        let config = self.deliveries.config();
+        let all: Vec<Value> = config
+            .subscriptions
+            .iter()
+            .map(|s| subscriptions::view(&self.deliveries, &config, &s.name, &finished))
+            .collect();
+        Ok(reply::json(StatusCode::OK, &json!({ "subscriptions": all })))
+    }
+
+    /// `pause` (true) or `resume` (false) a configured subscription; answers its object.
+    async fn pause(&self, name: &str, pause: bool) -> Result<Reply, StoreError> {
+        let config = self.deliveries.config();
+        if config.subscription(name).is_none() {
+            let message = format!("no subscription named `{}` in the config", shown(name));
+            return Ok(reply::error(StatusCode::NOT_FOUND, "not_found", message));
+        }
+        if pause {
+            self.deliveries.pause_by_hand(name).await?;
+        } else {
+            self.deliveries.resume(name).await?;
+        }
+        let finished = self.read(|store, _| subscriptions::count_finished(store)).await?;
+        Ok(reply::json(StatusCode::OK, &subscriptions::view(&self.deliveries, &config, name, &finished)))
     }
 
     async fn quarantine(&self) -> Result<Reply, StoreError> {

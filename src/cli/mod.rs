@@ -1,5 +1,5 @@
 //! The command line (SPEC §2). `run` and `check` work on the config file; the admin commands (`send`,
-//! `deliveries`, `delivery`, `event`, `retry`, `resend`, `erase`) talk to the running daemon over its
+//! `deliveries`, `delivery`, `event`, `retry`, `resend`, `erase`, `subscriptions`, `pause`, `resume`) talk to the running daemon over its
 //! unix socket. Ids and names are percent-encoded into request paths, so any id is safe to pass.
 
 mod client;
@@ -44,14 +44,39 @@ pub enum Command {
     Resend(IdsArgs),
     /// Erase events' data now (right to erasure); pending deliveries of them are cancelled.
     Erase(IdsArgs),
-    /// Print a new random secret: a signing secret (whsec_<base64 of 32 bytes>) or a store key.
+    /// Print a new random secret: a signing secret (whsec_<base64 of 32 bytes>), a store key or an ed25519
+    /// key pair.
     Secret(SecretArgs),
+    /// Each subscription: state (active, paused, held), counts by status, oldest pending age, last error.
+    Subscriptions(JsonArgs),
+    /// Pause a subscription: its queue waits and no attempt is made until `hookrelay resume`.
+    Pause(NameArgs),
+    /// Resume a subscription paused by hand, by a 410 Gone, or by its failures.
+    Resume(NameArgs),
+}
+
+#[derive(Args)]
+pub struct JsonArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Print the admin API's JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct NameArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The subscription's name.
+    name: String,
 }
 
 #[derive(Args)]
 pub struct SecretArgs {
     /// hmac: a signing secret for a subscription's `secret`; store-key: an `encryption_key` (base64 of 32
-    /// bytes).
+    /// bytes); ed25519: a `signing_key` (whsk_...) and, on the second line, its public key for receivers
+    /// (whpk_...).
     #[arg(long, value_enum, default_value_t = SecretKind::Hmac)]
     kind: SecretKind,
 }
@@ -60,6 +85,7 @@ pub struct SecretArgs {
 pub enum SecretKind {
     Hmac,
     StoreKey,
+    Ed25519,
 }
 
 #[derive(Args)]
@@ -166,6 +192,9 @@ pub fn execute(command: Command) -> ExitCode {
             |id| format!("/v1/deliveries/{}/resend", segment(id)),
             |answer| format!("resent as {}", text(&answer["delivery"])),
         ),
+        Command::Subscriptions(args) => subscriptions(args),
+        Command::Pause(args) => pause_or_resume(args, "pause"),
+        Command::Resume(args) => pause_or_resume(args, "resume"),
         Command::Erase(args) => each(
             args,
             "erase",
@@ -279,6 +308,52 @@ fn list(args: ListArgs) -> Result<String, String> {
         output.push_str(&format!("\n(more deliveries match; raise --limit, up to {})", crate::admin::MAX_LIMIT));
     }
     Ok(output)
+}
+
+fn subscriptions(args: JsonArgs) -> Result<String, String> {
+    let document = client(&args.config)?.get("/v1/subscriptions")?;
+    if args.json {
+        return Ok(document.to_string());
+    }
+    let rows: Vec<Vec<String>> = document["subscriptions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(subscription_row)
+        .collect();
+    let header =
+        ["NAME", "STATE", "PENDING", "HELD", "DELIVERED", "FAILED", "CANCELLED", "OLDEST PENDING", "LAST ERROR"];
+    Ok(table::render(&header, &rows))
+}
+
+fn subscription_row(s: &Value) -> Vec<String> {
+    let state = match s["paused_reason"].as_str() {
+        Some(reason) => format!("{} ({reason})", text(&s["state"])),
+        None => text(&s["state"]),
+    };
+    let oldest = match s["oldest_pending_age_seconds"].as_f64() {
+        Some(age) => humantime::format_duration(std::time::Duration::from_secs(age as u64)).to_string(),
+        None => "-".to_owned(),
+    };
+    let counts = &s["counts"];
+    vec![
+        text(&s["name"]),
+        state,
+        counts["pending"].to_string(),
+        counts["held"].to_string(),
+        counts["delivered"].to_string(),
+        counts["failed"].to_string(),
+        counts["cancelled"].to_string(),
+        oldest,
+        table::clip(&text(&s["last_error"]), 48),
+    ]
+}
+
+fn pause_or_resume(args: NameArgs, action: &str) -> Result<String, String> {
+    let path = format!("/v1/subscriptions/{}/{action}", segment(&args.name));
+    let answer = client(&args.config)?.post(&path, &json!({}))?;
+    Ok(format!("{}: {}", text(&answer["name"]), subscription_row(&answer)[1]))
 }
 
 fn show(args: ShowArgs) -> Result<String, String> {
@@ -401,5 +476,10 @@ fn new_secret(kind: SecretKind) -> Result<String, String> {
     Ok(match kind {
         SecretKind::Hmac => format!("whsec_{encoded}"),
         SecretKind::StoreKey => encoded,
+        SecretKind::Ed25519 => {
+            let key = crate::delivery::sign::SigningKey::from_seed(&key)
+                .ok_or_else(|| "ring refused a random ed25519 seed".to_owned())?;
+            format!("{}{encoded}\n{}", crate::delivery::sign::SIGNING_KEY_PREFIX, key.public_text())
+        }
     })
 }

@@ -39,6 +39,7 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Upper bounds of counts (SPEC §3: a value past them is a config error, never an overflow at run time).
 const MAX_CONCURRENCY: usize = 1024;
+const MAX_PAUSE_AFTER: u32 = 1_000_000;
 const MAX_RETRIES: usize = 100;
 const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// `relay.source` is copied into every envelope.
@@ -326,7 +327,58 @@ impl Compiler<'_> {
             }
         }
         self.dialect(raw, &mut settings);
+        self.flow_and_outbound(raw, &mut settings);
         settings
+    }
+
+    /// The keys of SPEC §6c and the outbound ones (`proxy`, `client_cert`, `client_key`).
+    fn flow_and_outbound(&mut self, raw: &RawDelivery, settings: &mut DeliverySettings) {
+        if let Some(proxy) = &raw.proxy {
+            if let Some(choice) = self.proxy_choice(proxy) {
+                settings.proxy = choice;
+            }
+        }
+        match (&raw.client_cert, &raw.client_key) {
+            (Some(cert), Some(key)) => {
+                if let Some(identity) = self.client_identity(cert, key) {
+                    settings.client_identity = Some(identity);
+                }
+            }
+            (Some(cert), None) => {
+                self.reporter.error(Some(cert.span()), "`client_cert` needs `client_key`, its private key")
+            }
+            (None, Some(key)) => {
+                self.reporter.error(Some(key.span()), "`client_key` needs `client_cert`, its certificate chain")
+            }
+            (None, None) => {}
+        }
+        if let Some(text) = &raw.rate_limit {
+            if let Some(limit) = self.rate_limit(text) {
+                settings.rate_limit = Some(limit);
+            }
+        }
+        if let Some(n) = &raw.pause_after {
+            match u32::try_from(*n.get_ref()) {
+                Ok(n) if n <= MAX_PAUSE_AFTER => settings.pause_after = n,
+                _ => self
+                    .reporter
+                    .error(Some(n.span()), format!("`pause_after` must be from 0 (never pause) to {MAX_PAUSE_AFTER}")),
+            }
+        }
+        if let Some(text) = &raw.probe_interval {
+            match self.duration(text) {
+                Some(d) if d.is_zero() => {
+                    self.reporter.error(Some(text.span()), "`probe_interval` must be more than 0s")
+                }
+                Some(d) => settings.probe_interval = d,
+                None => {}
+            }
+        }
+        if let Some(list) = &raw.give_up_on {
+            if let Some(codes) = self.give_up_on(list) {
+                settings.give_up_on = codes;
+            }
+        }
     }
 
     fn subscription(
@@ -360,7 +412,16 @@ impl Compiler<'_> {
             Some(secrets) => self.secrets(secrets),
             None => Some(Vec::new()),
         };
-        if matches!(&secrets, Some(s) if s.is_empty()) && delivery.signature != SignatureScheme::None {
+        let signing_key = match &raw.signing_key {
+            Some(key) if delivery.signature != SignatureScheme::Standard => self.fail(
+                key.span(),
+                "`signing_key` signs Standard Webhooks `v1a` entries: it needs `signature = \"standard\"`",
+            ),
+            Some(key) => self.signing_key(key).map(Some),
+            None => Some(None),
+        };
+        let signs_v1a = matches!(signing_key, Some(Some(_)));
+        if matches!(&secrets, Some(s) if s.is_empty()) && delivery.signature != SignatureScheme::None && !signs_v1a {
             self.reporter.error(
                 raw.secret.as_ref().map_or(here.clone(), |s| Some(s.span())),
                 "a `secret` is required unless `signature = \"none\"` (generate one with `hookrelay secret`)",
@@ -378,8 +439,24 @@ impl Compiler<'_> {
             Some(list) => self.pointers(list),
             None => Some(Vec::new()),
         };
+        let ordered = raw.ordered.as_ref().is_some_and(|o| *o.get_ref());
+        let order_key = match &raw.order_key {
+            Some(text) if ordered => self.fail(
+                text.span(),
+                "`order_key` and `ordered = true` exclude each other: `ordered` already sends one at a time",
+            ),
+            Some(text) => match crate::redact::Pointer::parse(text.get_ref()) {
+                Ok(_) => Some(Some(text.get_ref().clone())),
+                Err(problem) => self.fail(text.span(), format!("invalid `order_key` pointer: {problem}")),
+            },
+            None => Some(None),
+        };
+        let proxy = match (&url, &raw.url) {
+            (Some(parsed), Some(text)) => self.resolve_proxy(&delivery.proxy, parsed, text.span()),
+            _ => Some(None),
+        };
         let (name, url, events, exclude, secrets, headers) = (name?, url?, events?, exclude?, secrets?, headers?);
-        let redact = redact?;
+        let (redact, order_key, signing_key, proxy) = (redact?, order_key?, signing_key?, proxy?);
         let route = RouteSpec { name: name.clone(), events: events.1, exclude: exclude.1 };
         let subscription = Subscription {
             name,
@@ -389,8 +466,11 @@ impl Compiler<'_> {
             secrets,
             headers,
             enabled: raw.enabled.as_ref().is_none_or(|e| *e.get_ref()),
-            ordered: raw.ordered.as_ref().is_some_and(|o| *o.get_ref()),
+            ordered,
             redact,
+            order_key,
+            signing_key,
+            proxy,
             delivery,
         };
         Some((subscription, route))

@@ -6,6 +6,8 @@
 mod compile;
 mod diagnostic;
 mod dialect;
+mod flow;
+mod outbound;
 mod raw;
 mod sections;
 mod values;
@@ -20,6 +22,8 @@ use rustls_pki_types::CertificateDer;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use dialect::{Envelope, HeaderNames, TimestampFormat};
+pub use flow::RateLimit;
+pub use outbound::{ClientIdentity, Proxy, ProxyChoice};
 
 use crate::router::Router;
 use crate::secret::Secret;
@@ -147,6 +151,18 @@ pub struct DeliverySettings {
     pub envelope: Envelope,
     /// The relay's own headers, renamed or dropped.
     pub header_names: HeaderNames,
+    /// `proxy`: the environment's, none, or one configured (applied per subscription: [`Subscription::proxy`]).
+    pub proxy: ProxyChoice,
+    /// `client_cert` / `client_key`: presented to receivers that ask for a client certificate.
+    pub client_identity: Option<ClientIdentity>,
+    /// `rate_limit`: attempt starts per period, probes included.
+    pub rate_limit: Option<RateLimit>,
+    /// `pause_after`: consecutive failed attempts that pause the subscription; 0 never pauses.
+    pub pause_after: u32,
+    /// `probe_interval`: while paused, one attempt per interval.
+    pub probe_interval: Duration,
+    /// `give_up_on`: answers that fail a delivery at once.
+    pub give_up_on: Vec<u16>,
 }
 
 impl Default for DeliverySettings {
@@ -165,6 +181,12 @@ impl Default for DeliverySettings {
             user_agent: HeaderValue::from_static(crate::USER_AGENT),
             envelope: Envelope::default(),
             header_names: HeaderNames::default(),
+            proxy: ProxyChoice::Environment,
+            client_identity: None,
+            rate_limit: None,
+            pause_after: 10,
+            probe_interval: Duration::from_secs(60),
+            give_up_on: Vec::new(),
         }
     }
 }
@@ -188,5 +210,11 @@ pub struct Subscription {
     pub ordered: bool,
     /// JSON pointers removed from `data` for this subscription (`redact`).
     pub redact: Vec<crate::redact::Pointer>,
+    /// `order_key`: deliveries whose data has the same value here go one at a time, in acceptance order.
+    pub order_key: Option<String>,
+    /// `signing_key`: signs `v1a` (ed25519) next to the `v1` entries (SPEC §6b).
+    pub signing_key: Option<crate::delivery::sign::SigningKey>,
+    /// The proxy its deliveries tunnel through ([`DeliverySettings::proxy`] applied to `url`'s host).
+    pub proxy: Option<Proxy>,
     pub delivery: DeliverySettings,
 }

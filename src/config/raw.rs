@@ -47,6 +47,13 @@ pub struct RawDelivery {
     pub body: Option<Text>,
     pub ca_file: Option<Text>,
     pub user_agent: Option<Text>,
+    pub proxy: Option<Spanned<RawSecret>>,
+    pub client_cert: Option<Text>,
+    pub client_key: Option<Spanned<RawSecret>>,
+    pub rate_limit: Option<Text>,
+    pub pause_after: Option<Spanned<u64>>,
+    pub probe_interval: Option<Text>,
+    pub give_up_on: Option<Spanned<Vec<Spanned<u64>>>>,
     // Tables nested in a section carry no span of their own (their values do).
     pub envelope: Option<RawEnvelope>,
     pub header_names: Option<RawHeaderNames>,
@@ -87,6 +94,8 @@ pub struct RawSubscription {
     pub enabled: Option<Spanned<bool>>,
     pub ordered: Option<Spanned<bool>>,
     pub redact: Option<TextList>,
+    pub order_key: Option<Text>,
+    pub signing_key: Option<Spanned<RawSecret>>,
 }
 
 /// Where a secret comes from: `"literal"`, `{ env = "NAME" }`, `{ file = "path" }` or

@@ -94,6 +94,22 @@ impl Compiler<'_> {
         Some(Secret::new(value))
     }
 
+    /// `signing_key`: `whsk_` and the base64 of a 32-byte ed25519 seed. A problem names the key's source,
+    /// never its value.
+    pub(super) fn signing_key(&mut self, raw: &Spanned<RawSecret>) -> Option<crate::delivery::sign::SigningKey> {
+        let secret = self.secret(raw, raw.span())?;
+        match crate::delivery::sign::SigningKey::from_text(secret.expose().trim_end()) {
+            Ok(key) => Some(key),
+            Err(problem) => {
+                let source = source_of(raw.get_ref());
+                self.fail(
+                    raw.span(),
+                    format!("`signing_key` ({source}) {problem} (make one with `hookrelay secret --kind ed25519`)"),
+                )
+            }
+        }
+    }
+
     /// `relay.encryption_key`: each secret the base64 of 32 bytes. A problem names the key's source (the
     /// file, a variable, a credential), never its value.
     pub(super) fn store_keys(&mut self, raw: &Spanned<RawSecrets>) -> Option<Vec<StoreKey>> {

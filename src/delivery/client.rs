@@ -15,11 +15,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::backoff::parse_retry_after;
 use super::connection_cap::CappedConnector;
+use super::route::Route;
+use crate::config::{ClientIdentity, Proxy, Subscription};
 
 /// How much of a receiver's answer is kept for operators.
 pub const RESPONSE_BODY_LIMIT: usize = 4096;
@@ -44,7 +45,7 @@ impl Outcome {
 /// One pooled client.
 #[derive(Clone)]
 pub struct HttpsClient {
-    inner: Client<CappedConnector<HttpsConnector<HttpConnector>>, Full<Bytes>>,
+    inner: Client<CappedConnector<HttpsConnector<Route>>, Full<Bytes>>,
 }
 
 /// Headers a receiver's answer may have: hyper's default is 100, and a 2xx with more would count as a
@@ -54,23 +55,25 @@ const MAX_RESPONSE_HEADERS: usize = 1000;
 impl HttpsClient {
     /// A client for one subscription: at most `concurrency` connections exist at once, connecting, in
     /// use or idle ([`CappedConnector`]), and a connect gives up after `timeout` (SPEC §7: connections
-    /// to a subscriber stay bounded by its concurrency).
-    pub fn new(
-        extra_roots: &[CertificateDer<'static>],
-        concurrency: usize,
-        outbound: Arc<Semaphore>,
-        timeout: Duration,
-    ) -> Result<HttpsClient, rustls::Error> {
+    /// to a subscriber stay bounded by its concurrency). It presents the subscription's client
+    /// certificate when a receiver asks for one, and tunnels through its proxy when it has one.
+    fn new(made_for: &MadeFor, outbound: Arc<Semaphore>) -> Result<HttpsClient, rustls::Error> {
         let mut roots = RootCertStore::empty();
         roots.add_parsable_certificates(system_roots().iter().cloned());
-        for root in extra_roots {
+        for root in made_for.roots.iter() {
             roots.add(root.clone())?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let tls = match &made_for.identity {
+            Some(identity) => {
+                tls.with_client_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(Arc::clone(&identity.key))))
+            }
+            None => tls.with_no_client_auth(),
+        };
+        let (concurrency, timeout) = (made_for.concurrency, made_for.timeout);
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -79,7 +82,7 @@ impl HttpsClient {
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(Route::new(http, made_for.proxy.as_ref()));
         let connector = CappedConnector::new(connector, concurrency, outbound, timeout);
         let inner = Client::builder(TokioExecutor::new())
             // Without a timer hyper-util never evicts idle connections on its own, and each holds its
@@ -176,11 +179,45 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
-/// One client per subscription, made again when its receiver's host, roots, concurrency or timeout
-/// change (a new host gets a client of its own: the old one's idle connections close with it instead
-/// of holding its connection permits).
+/// What a subscription's client was made for: when any of it changes (a reload), the next attempt gets a
+/// new client, and the old one's idle connections close with it instead of holding connection permits.
+#[derive(PartialEq)]
+struct MadeFor {
+    authority: String,
+    roots: Arc<Vec<CertificateDer<'static>>>,
+    concurrency: usize,
+    timeout: Duration,
+    proxy: Option<Proxy>,
+    identity: Option<ClientIdentity>,
+}
+
+impl MadeFor {
+    fn matches(&self, subscription: &Subscription) -> bool {
+        let settings = &subscription.delivery;
+        self.authority == subscription.url.authority().map_or("", |a| a.as_str())
+            && (Arc::ptr_eq(&self.roots, &settings.extra_roots) || self.roots == settings.extra_roots)
+            && self.concurrency == settings.concurrency
+            && self.timeout == settings.timeout
+            && self.proxy == subscription.proxy
+            && self.identity == settings.client_identity
+    }
+
+    fn of(subscription: &Subscription) -> MadeFor {
+        let settings = &subscription.delivery;
+        MadeFor {
+            authority: subscription.url.authority().map_or_else(String::new, |a| a.to_string()),
+            roots: Arc::clone(&settings.extra_roots),
+            concurrency: settings.concurrency,
+            timeout: settings.timeout,
+            proxy: subscription.proxy.clone(),
+            identity: settings.client_identity.clone(),
+        }
+    }
+}
+
+/// One client per subscription, made again when what it was made for changes ([`MadeFor`]).
 pub struct ClientPool {
-    clients: Mutex<HashMap<String, ([u8; 32], HttpsClient)>>,
+    clients: Mutex<HashMap<String, (MadeFor, HttpsClient)>>,
     /// Permits for every subscription's connections together ([`crate::limits::outbound_connections`]).
     outbound: Arc<Semaphore>,
 }
@@ -195,33 +232,16 @@ impl Default for ClientPool {
 }
 
 impl ClientPool {
-    pub fn client(
-        &self,
-        subscription: &str,
-        url: &Uri,
-        extra_roots: &[CertificateDer<'static>],
-        concurrency: usize,
-        timeout: Duration,
-    ) -> Result<HttpsClient, rustls::Error> {
-        let mut hash = Sha256::new();
-        let authority = url.authority().map_or("", |a| a.as_str());
-        hash.update((authority.len() as u64).to_be_bytes());
-        hash.update(authority);
-        for root in extra_roots {
-            hash.update((root.len() as u64).to_be_bytes());
-            hash.update(root);
-        }
-        hash.update((concurrency as u64).to_be_bytes());
-        hash.update(timeout.as_nanos().to_be_bytes());
-        let settings: [u8; 32] = hash.finalize().into();
+    pub fn client(&self, subscription: &Subscription) -> Result<HttpsClient, rustls::Error> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((made_for, client)) = clients.get(subscription) {
-            if *made_for == settings {
+        if let Some((made_for, client)) = clients.get(&subscription.name) {
+            if made_for.matches(subscription) {
                 return Ok(client.clone());
             }
         }
-        let client = HttpsClient::new(extra_roots, concurrency, Arc::clone(&self.outbound), timeout)?;
-        clients.insert(subscription.to_owned(), (settings, client.clone()));
+        let made_for = MadeFor::of(subscription);
+        let client = HttpsClient::new(&made_for, Arc::clone(&self.outbound))?;
+        clients.insert(subscription.name.clone(), (made_for, client.clone()));
         Ok(client)
     }
 }

@@ -1,11 +1,12 @@
 //! Getting deliveries to subscribers: per-subscription workers ([`worker`]), the request they send
-//! ([`request`], [`sign`]), the HTTPS client ([`client`]) and the retry decision ([`backoff`]).
+//! ([`request`], [`sign`]), the HTTPS client ([`client`]) and its way out ([`route`]: direct or through a proxy) and the retry decision ([`backoff`]).
 
 pub mod backoff;
 pub mod client;
 mod connection_cap;
 pub mod failure_log;
 pub mod request;
+mod route;
 pub mod sign;
 pub mod worker;
 

@@ -94,7 +94,14 @@ pub fn headers(
     match settings.signature {
         SignatureScheme::Standard => {
             headers.insert(WEBHOOK_ID, text_value(&delivery.event_id));
-            let signature = sign::standard_signature(&subscription.secrets, &delivery.event_id, timestamp, body);
+            let mut signature = sign::standard_signature(&subscription.secrets, &delivery.event_id, timestamp, body);
+            if let Some(key) = &subscription.signing_key {
+                // `v1a` after the `v1` entries, space-separated (SPEC §6b).
+                if !signature.is_empty() {
+                    signature.push(' ');
+                }
+                signature.push_str(&key.sign(&delivery.event_id, timestamp, body));
+            }
             headers.insert(WEBHOOK_SIGNATURE, text_value(&signature));
         }
         SignatureScheme::HmacSha256 => {

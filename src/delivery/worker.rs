@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use super::backoff::next_delay;
 use super::client::{ClientPool, Outcome};
 use super::failure_log::{FailureLog, Loudness};
 use super::request;
 use crate::clock::{mono_ms, now_ms};
 use crate::config::Subscription;
-use crate::lifecycle::{Attempted, Deliveries, Loaded, Loading};
+use crate::lifecycle::{Attempted, Deliveries, Gate, Loaded, Loading};
 use crate::scheduler::Next;
 use crate::shutdown::Shutdown;
 use crate::store::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, StoreError};
@@ -66,16 +65,32 @@ impl Dispatcher {
         let scheduler = self.deliveries.scheduler();
         let wake = scheduler.wake_signal(&name);
         let stop = self.shutdown.stop.clone();
+        // `rate_limit` paces attempt starts: the first one after a start waits one interval too, so the
+        // bound holds across restarts without remembering the last start.
+        let mut next_start_ms = mono_ms();
+        let mut paced = false;
         while !stop.is_cancelled() {
             let config = self.deliveries.config();
             let subscription = config.subscription(&name).filter(|s| s.enabled).cloned();
+            let now = mono_ms();
+            let interval = subscription.as_ref().and_then(|s| s.delivery.rate_limit).map(|limit| limit.interval());
+            if let Some(interval) = interval {
+                if !paced {
+                    next_start_ms = now + interval.as_millis() as u64;
+                    paced = true;
+                }
+            }
             let next = match &subscription {
-                Some(s) => scheduler.next(&name, s.delivery.concurrency, s.ordered, mono_ms()),
                 // Removed or disabled: hold everything until a config change wakes us.
                 None => Next::Wait,
+                Some(_) if interval.is_some() && now < next_start_ms => Next::WaitUntil(next_start_ms),
+                Some(s) => self.next_start(s, now),
             };
             match (next, subscription) {
                 (Next::Start(id), Some(subscription)) => {
+                    if let Some(interval) = interval {
+                        next_start_ms = now + (interval.as_millis() as u64).max(1);
+                    }
                     let dispatcher = Arc::clone(&self);
                     self.tasks.spawn(async move { dispatcher.attempt(subscription, id).await });
                 }
@@ -93,6 +108,27 @@ impl Dispatcher {
                         _ = stop.cancelled() => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// What to start now as far as the subscription's pause allows (SPEC §6c): anything due while
+    /// active; while paused for failing, one probe per `probe_interval` once nothing is in flight.
+    fn next_start(&self, subscription: &Subscription, now: u64) -> Next {
+        let scheduler = self.deliveries.scheduler();
+        let name = &subscription.name;
+        match self.deliveries.gate(name) {
+            Gate::Open => scheduler.next(name, subscription.delivery.concurrency, subscription.ordered, now),
+            Gate::Closed => Next::Wait,
+            Gate::Probe(at) if at > now => Next::WaitUntil(at),
+            Gate::Probe(_) if scheduler.in_flight(name) > 0 => Next::Wait,
+            Gate::Probe(_) => {
+                let next = scheduler.next(name, 1, subscription.ordered, now);
+                if let Next::Start(id) = next {
+                    debug!(subscription = %name, delivery_id = %id, "Probing a paused subscription.");
+                    self.deliveries.probe_started(name, subscription.delivery.probe_interval);
+                }
+                next
             }
         }
     }
@@ -138,14 +174,7 @@ impl Dispatcher {
         let n = delivery.attempts + 1;
         let started_at = now_ms();
         let headers = request::headers(subscription, &delivery, n, (started_at / 1000) as i64, &body);
-        let settings = &subscription.delivery;
-        let client = self.clients.client(
-            &subscription.name,
-            &subscription.url,
-            &settings.extra_roots,
-            settings.concurrency,
-            settings.timeout,
-        );
+        let client = self.clients.client(subscription);
         let outcome = match client {
             Ok(client) => client.post(&subscription.url, headers, body, subscription.delivery.timeout).await,
             Err(error) => Outcome { error: Some(format!("cannot set up TLS: {error}")), ..Outcome::default() },
@@ -159,45 +188,13 @@ impl Dispatcher {
             response_body: outcome.response_body.clone(),
             sealed_response_body: None,
         };
-        let settings = Arc::clone(subscription);
         // Durable before the slot is freed: after a crash only attempts that were in flight (started, or
         // finished but not yet on disk) are made again, at most `concurrency` per subscription.
-        let recorded = deliveries
-            .record_attempt(&subscription.name, id, attempt.clone(), move |delivery| {
-                settle(delivery, &settings, n, &outcome)
-            })
-            .await?;
-        if let Some(Attempted { delivery, retry_at }) = recorded {
-            log_attempt(&self.failures, &delivery, &attempt, retry_at);
+        let recorded = deliveries.record_attempt(subscription, id, attempt.clone(), outcome.retry_after).await?;
+        if let Some(Attempted { delivery, retry_at, gave_up }) = recorded {
+            log_attempt(&self.failures, &delivery, &attempt, retry_at, gave_up);
         }
         Ok(())
-    }
-}
-
-/// Applies an attempt's outcome to the delivery; returns when it is due again, if it is.
-fn settle(delivery: &mut DeliveryRecord, subscription: &Subscription, n: u32, outcome: &Outcome) -> Option<u64> {
-    let now = now_ms();
-    delivery.attempts = n;
-    delivery.updated_at = now;
-    delivery.last_status_code = outcome.status.map(|s| s.as_u16());
-    delivery.last_error = outcome.error.clone();
-    delivery.next_attempt_at = None;
-    if outcome.succeeded() {
-        delivery.status = DeliveryStatus::Delivered;
-        return None;
-    }
-    let settings = &subscription.delivery;
-    let nth_of_schedule = n.saturating_sub(delivery.schedule_start);
-    match next_delay(nth_of_schedule, &settings.retry, settings.jitter, outcome.retry_after, &mut rand::rng()) {
-        Some(delay) => {
-            let at = now + delay.as_millis() as u64;
-            delivery.next_attempt_at = Some(at);
-            Some(at)
-        }
-        None => {
-            delivery.status = DeliveryStatus::Failed;
-            None
-        }
     }
 }
 
@@ -205,11 +202,20 @@ fn settle(delivery: &mut DeliveryRecord, subscription: &Subscription, n: u32, ou
 pub const WILL_RETRY: &str = "Delivery attempt failed; will retry.";
 /// Message of a delivery's last failed attempt.
 pub const GAVE_UP: &str = "Delivery failed after its last attempt; requeue it with `hookrelay retry`.";
+/// Message of a delivery failed at once by an answer `give_up_on` lists.
+pub const GAVE_UP_ON: &str =
+    "Delivery failed: the receiver's answer is listed in give_up_on, so it is not retried; requeue it with `hookrelay retry`.";
 
 /// One line per attempt: success at INFO; failures through the [`FailureLog`], so that a failing
 /// subscription logs its first failure at WARN (ERROR when the delivery is failed), then a summary per
 /// minute, and every other failure at DEBUG.
-fn log_attempt(failures: &FailureLog, delivery: &DeliveryRecord, attempt: &AttemptRecord, retry_at: Option<u64>) {
+fn log_attempt(
+    failures: &FailureLog,
+    delivery: &DeliveryRecord,
+    attempt: &AttemptRecord,
+    retry_at: Option<u64>,
+    gave_up: bool,
+) {
     let status = attempt.status_code;
     let error = attempt.error.as_deref().unwrap_or("");
     let (event_id, delivery_id, subscription) = (&delivery.event_id, delivery.id, &delivery.subscription);
@@ -240,6 +246,10 @@ fn log_attempt(failures: &FailureLog, delivery: &DeliveryRecord, attempt: &Attem
         }
         // Erased while the attempt was out.
         DeliveryStatus::Cancelled => debug!(%delivery_id, %subscription, "Attempt of a cancelled delivery recorded."),
+        DeliveryStatus::Failed if gave_up => {
+            failures.failed(subscription, error, true, Instant::now());
+            warn!(%event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, "{}", GAVE_UP_ON)
+        }
         DeliveryStatus::Pending | DeliveryStatus::Failed => {
             match failures.failed(subscription, error, retry_at.is_none(), Instant::now()) {
                 Loudness::First if retry_at.is_some() => failed!(warn),

@@ -98,7 +98,8 @@ impl Acceptor {
                 in_this_request.insert(id.clone(), candidates.len());
             }
             let producer_id = event.id.is_some();
-            let accepted = build_records(config, event, &mut next_ulid, now)?;
+            let mut accepted = build_records(config, event, &mut next_ulid, now)?;
+            crate::order_key::assign(&mut accepted, config, self.deliveries.keyring());
             slots.push(Slot { candidate: candidates.len(), answer: answer(&accepted.event) });
             candidates.push(Candidate::new(accepted, producer_id, self.deliveries.keyring()));
         }

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use tracing::error;
 
+use super::flow::{Judged, PauseChange};
 use super::{blocking, Deliveries};
 use crate::clock::now_ms;
+use crate::config::Subscription;
 use crate::store::{AttemptRecord, Change, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord, KeyId, StoreError};
 
 /// How often a delivery whose event is sealed with a key that is not listed is looked at again. Keys
@@ -38,6 +40,8 @@ pub struct Attempted {
     pub delivery: DeliveryRecord,
     /// When the delivery is due again, if it will be retried.
     pub retry_at: Option<u64>,
+    /// Failed at once: the answer is listed in `give_up_on`.
+    pub gave_up: bool,
 }
 
 impl Deliveries {
@@ -148,23 +152,25 @@ impl Deliveries {
             .await
     }
 
-    /// Records an attempt of a loaded delivery. `decide` applies the outcome to the delivery as it is
-    /// now (pending) and returns when it is due again; it is not called when the delivery was cancelled
-    /// meanwhile (the attempt is recorded, the cancellation stands). Durable when it returns.
+    /// Records an attempt of a loaded delivery and applies its outcome ([`Deliveries::judge`]: the retry
+    /// schedule, `give_up_on`, pauses) to the delivery as it is now; a delivery cancelled meanwhile keeps
+    /// its cancellation (the attempt is recorded). A pause or resume it causes is written in the same
+    /// batch. Durable when it returns.
     pub async fn record_attempt(
         self: &Arc<Self>,
-        subscription: &str,
+        subscription: &Arc<Subscription>,
         id: DeliveryId,
         mut attempt: AttemptRecord,
-        decide: impl FnOnce(&mut DeliveryRecord) -> Option<u64> + Send + 'static,
+        retry_after: Option<std::time::Duration>,
     ) -> Result<Option<Attempted>, StoreError> {
         let owner = Arc::clone(self);
         let duration = std::time::Duration::from_millis(attempt.duration_ms);
-        let name = subscription.to_owned();
+        let subscription = Arc::clone(subscription);
         // Encoded here, on the worker's task, not on the commit thread.
         let encoded = self.store.encode_attempt(id, &attempt);
         self.store
             .transition(move |records| {
+                let name = subscription.name.clone();
                 let Some(mut delivery) = records.delivery(id)? else {
                     // Quarantined while the attempt was out: nothing to record it on; it was counted as
                     // unfinished until now.
@@ -174,14 +180,14 @@ impl Deliveries {
                     }));
                 };
                 let was_pending = delivery.status == DeliveryStatus::Pending;
-                let retry_at = if was_pending {
-                    decide(&mut delivery)
+                let judged = if was_pending {
+                    owner.judge(&subscription, &mut delivery, &attempt, retry_after)
                 } else {
                     // Cancelled (erased) while the attempt was out: keep the cancellation; an erased event
                     // keeps no response body either.
                     delivery.attempts = attempt.n;
                     attempt.forget_response_body();
-                    None
+                    Judged { retry_at: None, pause: None, gave_up: false }
                 };
                 records.put_delivery(&delivery);
                 if was_pending {
@@ -189,16 +195,24 @@ impl Deliveries {
                 } else {
                     records.put_attempt(id, &attempt);
                 }
+                match &judged.pause {
+                    Some(PauseChange::Paused(pause)) => records.put_pause(&name, pause),
+                    Some(PauseChange::Resumed) => records.remove_pause(&name),
+                    None => {}
+                }
                 let recorded = delivery.clone();
-                Ok(Change::then(Some(Attempted { delivery, retry_at }), move || {
-                    let name = &recorded.subscription;
-                    owner.metrics.attempt(name, attempt.status_code, duration);
-                    owner.end_attempt(name, id, retry_at);
+                let Judged { retry_at, pause, gave_up } = judged;
+                Ok(Change::then(Some(Attempted { delivery, retry_at, gave_up }), move || {
+                    owner.metrics.attempt(&name, attempt.status_code, duration);
+                    owner.end_attempt(&name, id, retry_at);
                     if was_pending && recorded.status.is_finished() {
                         owner.backlog.release(1);
                     }
                     if was_pending && recorded.status == DeliveryStatus::Failed {
-                        owner.metrics.failed(name, 1);
+                        owner.metrics.failed(&name, 1);
+                    }
+                    if let Some(change) = pause {
+                        owner.pause_changed(&name, &change, false);
                     }
                 }))
             })?

@@ -14,8 +14,8 @@ pub struct Candidate {
     pub fingerprint: String,
     /// The producer gave the id: a known event under it is answered instead of stored again.
     pub producer_id: bool,
-    /// Its deliveries, to queue once durable: subscription, id, due time (Unix ms).
-    pub deliveries: Vec<(String, DeliveryId, u64)>,
+    /// Its deliveries, to queue once durable: subscription, id, due time (Unix ms), order key.
+    pub deliveries: Vec<(String, DeliveryId, u64, Option<u64>)>,
     /// The records, encoded by ingest's task rather than the commit thread.
     pub encoded: Writes,
 }
@@ -27,7 +27,8 @@ impl Candidate {
         let fingerprint = keyring.keyed_fingerprint(&accepted.event.fingerprint);
         let fingerprint = std::mem::replace(&mut accepted.event.fingerprint, fingerprint);
         let encoded = accepted.encode(keyring);
-        let deliveries = accepted.deliveries.into_iter().map(|d| (d.subscription, d.id, d.created_at)).collect();
+        let deliveries =
+            accepted.deliveries.into_iter().map(|d| (d.subscription, d.id, d.created_at, d.order_key)).collect();
         let Accepted { event, .. } = accepted;
         Candidate { event_id: event.id, fingerprint, producer_id, deliveries, encoded }
     }
@@ -87,8 +88,8 @@ impl Deliveries {
             Ok(Change {
                 answer: Created::Stored(known),
                 then: Box::new(move || {
-                    for (subscription, id, due_ms) in &to_queue {
-                        queued.queue(subscription, *id, *due_ms);
+                    for (subscription, id, due_ms, order_key) in &to_queue {
+                        queued.queue(subscription, *id, *due_ms, *order_key);
                     }
                 }),
                 otherwise: Box::new(move || {

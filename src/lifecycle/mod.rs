@@ -15,7 +15,8 @@
 //! | transition | file | writes | follow-up |
 //! |---|---|---|---|
 //! | create (ingest) | [`create`] | event + its deliveries, `pending` | queue them; on failure take them back |
-//! | attempt result | [`attempt`] | delivery + attempt | hand back to the scheduler (retry) or release |
+//! | attempt result | [`attempt`] | delivery + attempt (+ pause record when it pauses or resumes) | hand back to the scheduler (retry) or release |
+//! | pause / resume (by hand; removed subscription) | [`flow`] | pause record | wake the worker |
 //! | requeue | [`requeue`] | `failed`/`cancelled` → `pending` | queue, count back in the backlog |
 //! | resend | [`requeue`] | a new `pending` delivery of the same event | queue it |
 //! | cancel (removed subscription, after the grace period) | [`cancel`] | `pending` → `cancelled` | release |
@@ -31,6 +32,7 @@
 mod attempt;
 mod cancel;
 mod create;
+mod flow;
 mod purge;
 mod quarantine;
 mod recover;
@@ -47,6 +49,7 @@ use tracing::info;
 pub use attempt::{Attempted, Loaded, Loading};
 pub use cancel::Erased;
 pub use create::{Candidate, Created};
+pub use flow::{FlowView, Gate, PAUSED_BY_HAND, PAUSED_FAILING, PAUSED_GONE, RESUMED_BY_HAND, RESUMED_BY_PROBE};
 pub use purge::Purged;
 pub use recover::Recovered;
 pub use requeue::{NotRequeued, NotResent};
@@ -87,6 +90,8 @@ pub struct Deliveries {
     waiting_for_key: Mutex<std::collections::HashSet<DeliveryId>>,
     /// Keys found sealing an event that the store's key log did not name (reported once each).
     unlogged_keys: Mutex<std::collections::HashSet<crate::store::KeyId>>,
+    /// Pauses and failure streaks per subscription ([`flow`]).
+    flows: flow::Flows,
 }
 
 impl Deliveries {
@@ -115,6 +120,7 @@ impl Deliveries {
             reloaded: tokio::sync::Notify::new(),
             waiting_for_key: Mutex::default(),
             unlogged_keys: Mutex::default(),
+            flows: flow::Flows::default(),
         })
     }
 
@@ -140,8 +146,8 @@ impl Deliveries {
     /// Queues a pending delivery due at `due_ms` (wall clock, as stored) once its transition is durable;
     /// the scheduler waits on the monotonic clock. A delivery of a subscription that is not in the config
     /// waits in its queue for the removal grace period (see [`Deliveries::watch_removed`]).
-    fn queue(self: &Arc<Self>, subscription: &str, id: DeliveryId, due_ms: u64) {
-        self.scheduler.enqueue(subscription, id, crate::clock::wall_to_mono(due_ms));
+    fn queue(self: &Arc<Self>, subscription: &str, id: DeliveryId, due_ms: u64, order_key: Option<u64>) {
+        self.scheduler.enqueue(subscription, id, crate::clock::wall_to_mono(due_ms), order_key);
         if self.config.load().subscription(subscription).is_none() {
             self.watch_removed(subscription);
         }
@@ -168,6 +174,7 @@ impl Deliveries {
         for name in removed {
             self.watch_removed(name);
         }
+        self.forget_pauses(removed);
         self.scheduler.wake_all();
         self.reloaded.notify_waiters();
     }

@@ -31,7 +31,7 @@ impl Deliveries {
         /// One scan thread's findings, merged once all are done (no shared locks while scanning).
         #[derive(Default)]
         struct Found {
-            pending: HashMap<String, Vec<(DeliveryId, u64)>>,
+            pending: HashMap<String, Vec<(DeliveryId, u64, Option<u64>)>>,
             failed: HashMap<String, i64>,
             /// Failed and cancelled deliveries: what the status index must hold.
             indexed: Vec<(DeliveryStatus, DeliveryId)>,
@@ -50,7 +50,8 @@ impl Deliveries {
                     }
                     DeliveryStatus::Cancelled => found.indexed.push((DeliveryStatus::Cancelled, id)),
                     DeliveryStatus::Pending => {
-                        entry(&mut found.pending, subscription).push((id, state.next_attempt_at.unwrap_or(0)));
+                        let due = state.next_attempt_at.unwrap_or(0);
+                        entry(&mut found.pending, subscription).push((id, due, state.order_key));
                     }
                     DeliveryStatus::Delivered => {}
                 }
@@ -58,6 +59,7 @@ impl Deliveries {
         })
         .await?;
         let mut recovered = Recovered { quarantined: self.quarantine(damaged).await?, ..Recovered::default() };
+        self.recover_pauses().await?;
         let config = self.config.load_full();
         let to_mono = crate::clock::ToMono::now();
         // Grace periods start once every scan thread's findings are queued: a short one must not end
@@ -68,7 +70,7 @@ impl Deliveries {
             recovered.deliveries += found.deliveries;
             indexed.extend(found.indexed);
             for (subscription, deliveries) in found.pending {
-                let deliveries = deliveries.into_iter().map(|(id, due_ms)| (id, to_mono.convert(due_ms)));
+                let deliveries = deliveries.into_iter().map(|(id, due_ms, key)| (id, to_mono.convert(due_ms), key));
                 let count = self.scheduler.enqueue_all(&subscription, deliveries) as u64;
                 recovered.pending += count;
                 if config.subscription(&subscription).is_none() {

@@ -100,7 +100,7 @@ impl Deliveries {
                         if was_failed {
                             owner.metrics.failed(&delivery.subscription, -1);
                         }
-                        owner.queue(&delivery.subscription, delivery.id, now);
+                        owner.queue(&delivery.subscription, delivery.id, now, delivery.order_key);
                     }
                 }))
             })?
@@ -137,20 +137,23 @@ impl Deliveries {
                     let mut ids = owner.ids.lock().unwrap_or_else(|p| p.into_inner());
                     DeliveryId(ids.generate().unwrap_or_else(|_| ulid::Ulid::new()))
                 };
-                let fresh = DeliveryRecord::pending(
-                    fresh_id,
-                    &original.event_id,
-                    &original.event_type,
-                    &original.subscription,
-                    now,
-                );
+                let fresh = DeliveryRecord {
+                    order_key: original.order_key,
+                    ..DeliveryRecord::pending(
+                        fresh_id,
+                        &original.event_id,
+                        &original.event_type,
+                        &original.subscription,
+                        now,
+                    )
+                };
                 event.deliveries.push(fresh_id);
                 records.put_event(&event);
                 records.put_new_delivery(&fresh);
                 let owner = Arc::clone(&owner);
                 Ok(Change::then(Ok(fresh_id), move || {
                     owner.backlog.add(1);
-                    owner.queue(&fresh.subscription, fresh_id, now);
+                    owner.queue(&fresh.subscription, fresh_id, now, fresh.order_key);
                 }))
             })?
             .wait()

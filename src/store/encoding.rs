@@ -8,11 +8,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::records::{AttemptRecord, DeliveryRecord, DeliveryState, EventRecord};
+use super::records::{
+    AttemptRecord, DeliveryRecord, DeliveryRecordV1, DeliveryState, DeliveryStateV1, EventRecord, PauseRecord,
+};
 use super::sealing::{Keyring, Unopened};
 
-/// The first byte of a delivery record. A later layout gets a new number and a decoder of its own.
-const DELIVERY_FORMAT: u8 = 1;
+/// The first byte of a delivery record. A later layout gets a new number and a decoder of its own:
+/// 1 had no `order_key` (read as none), 2 has it as the fourth field.
+const DELIVERY_FORMAT: u8 = 2;
+const DELIVERY_FORMAT_V1: u8 = 1;
 
 /// A record kept in the store under the key `at`; JSON unless the record says otherwise. Payloads are
 /// sealed with `keyring` on the way in and opened on the way out ([`super::sealing`]), so every read and
@@ -99,22 +103,44 @@ impl Record for DeliveryRecord {
     }
 
     fn decode(_at: &[u8], bytes: &[u8], _keyring: &Keyring) -> Result<Self, String> {
-        postcard::from_bytes(delivery_body(bytes)?).map_err(|e| format!("bad delivery record: {e}"))
+        let bad = |e: postcard::Error| format!("bad delivery record: {e}");
+        match delivery_body(bytes)? {
+            (DELIVERY_FORMAT_V1, body) => postcard::from_bytes::<DeliveryRecordV1>(body).map(Into::into).map_err(bad),
+            (_, body) => postcard::from_bytes(body).map_err(bad),
+        }
     }
 }
 
 /// The leading fields of a delivery record, borrowing its subscription name from `bytes`.
 pub fn delivery_state(bytes: &[u8]) -> Result<DeliveryState<'_>, String> {
-    let (state, _rest) =
-        postcard::take_from_bytes(delivery_body(bytes)?).map_err(|e| format!("bad delivery record: {e}"))?;
-    Ok(state)
+    let bad = |e: postcard::Error| format!("bad delivery record: {e}");
+    match delivery_body(bytes)? {
+        (DELIVERY_FORMAT_V1, body) => {
+            let (old, _rest): (DeliveryStateV1<'_>, _) = postcard::take_from_bytes(body).map_err(bad)?;
+            let DeliveryStateV1 { status, next_attempt_at, subscription } = old;
+            Ok(DeliveryState { status, next_attempt_at, subscription, order_key: None })
+        }
+        (_, body) => Ok(postcard::take_from_bytes(body).map_err(bad)?.0),
+    }
 }
 
-fn delivery_body(bytes: &[u8]) -> Result<&[u8], String> {
+/// The layout number and the postcard body of a delivery record.
+fn delivery_body(bytes: &[u8]) -> Result<(u8, &[u8]), String> {
     match bytes.split_first() {
-        Some((&DELIVERY_FORMAT, body)) => Ok(body),
+        Some((&layout, body)) if layout == DELIVERY_FORMAT || layout == DELIVERY_FORMAT_V1 => Ok((layout, body)),
         Some((other, _)) => Err(format!("delivery record format {other} is unknown to this version of hookrelay")),
         None => Err("empty delivery record".into()),
+    }
+}
+
+/// Pause records are JSON: written at a pause or a resume, read at start.
+impl Record for PauseRecord {
+    fn encode(&self, _at: &[u8], _keyring: &Keyring) -> Vec<u8> {
+        json(self)
+    }
+
+    fn decode(_at: &[u8], bytes: &[u8], _keyring: &Keyring) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("bad pause record: {e}"))
     }
 }
 
@@ -130,6 +156,7 @@ mod tests {
             event_id: "evt_01J".into(),
             event_type: "lab.completed".into(),
             subscription: "vetigen".into(),
+            order_key: Some(0x0123_4567_89ab_cdef),
             status: DeliveryStatus::Pending,
             attempts: 2,
             schedule_start: 1,
@@ -160,6 +187,48 @@ mod tests {
         assert_eq!(state.status, DeliveryStatus::Pending);
         assert_eq!(state.next_attempt_at, Some(1_795_000_000_000));
         assert!(matches!(state.subscription, std::borrow::Cow::Borrowed(_)), "no copy");
+        assert_eq!(state.order_key, Some(0x0123_4567_89ab_cdef));
+    }
+
+    /// Records written before `order_key` (layout 1) still read, with no order key.
+    #[test]
+    fn a_layout_1_record_reads_without_an_order_key() {
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            status: DeliveryStatus,
+            next_attempt_at: Option<u64>,
+            subscription: &'a str,
+            id: DeliveryId,
+            event_id: &'a str,
+            event_type: &'a str,
+            attempts: u32,
+            schedule_start: u32,
+            last_status_code: Option<u16>,
+            last_error: Option<&'a str>,
+            created_at: u64,
+            updated_at: u64,
+        }
+        let now = delivery();
+        let old = V1 {
+            status: now.status,
+            next_attempt_at: now.next_attempt_at,
+            subscription: &now.subscription,
+            id: now.id,
+            event_id: &now.event_id,
+            event_type: &now.event_type,
+            attempts: now.attempts,
+            schedule_start: now.schedule_start,
+            last_status_code: now.last_status_code,
+            last_error: now.last_error.as_deref(),
+            created_at: now.created_at,
+            updated_at: now.updated_at,
+        };
+        let mut bytes = vec![DELIVERY_FORMAT_V1];
+        postcard::to_io(&old, &mut bytes).unwrap();
+        let read = DeliveryRecord::decode(b"d", &bytes, &Keyring::default()).unwrap();
+        assert_eq!(format!("{read:?}"), format!("{:?}", DeliveryRecord { order_key: None, ..now }));
+        let state = delivery_state(&bytes).unwrap();
+        assert_eq!((state.subscription.as_ref(), state.order_key), ("vetigen", None));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `a` `<delivery ULID, 16 bytes>` `<attempt n, u32 big-endian>` | [`AttemptRecord`](super::AttemptRecord) |
 //! | `q` `<the damaged record's key>` | the damaged record's bytes, as found ([`super::transition`]) |
 //! | `s` `<status: f or c>` `<delivery ULID, 16 bytes>` | empty: the index of failed and cancelled deliveries ([`super::status_index`]) |
+//! | `p` `<subscription name>` | [`PauseRecord`](super::PauseRecord): the subscription is paused (SPEC §6c) |
 //!
 //! Big-endian ULIDs make a prefix scan of `d` walk deliveries in acceptance order, and `a` keys list a
 //! delivery's attempts in order.
@@ -19,6 +20,14 @@ pub const DELIVERY: u8 = b'd';
 pub const ATTEMPT: u8 = b'a';
 pub const QUARANTINE: u8 = b'q';
 pub const STATUS: u8 = b's';
+pub const PAUSE: u8 = b'p';
+
+pub fn pause(subscription: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + subscription.len());
+    key.push(PAUSE);
+    key.extend_from_slice(subscription.as_bytes());
+    key
+}
 
 pub fn event(id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + id.len());

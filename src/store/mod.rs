@@ -52,7 +52,10 @@ pub use format::CURRENT as FORMAT;
 pub use group_commit::{FlushObserver, Writes};
 pub use keys::delivery_id as delivery_key_id;
 pub use private::keep_new_files_private;
-pub use records::{null, AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord};
+pub use records::{
+    null, AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord, PauseReason,
+    PauseRecord,
+};
 pub use sealing::{KeyId, Keyring, StoreKey};
 pub use status_index::status_entries;
 pub use transition::{Answer, Change, Records};
@@ -313,6 +316,21 @@ impl Store {
                 Ok((keys::printable(&key[1..]), value.len()))
             })
             .collect()
+    }
+
+    /// Every paused subscription's pause record; a damaged one is skipped with its key (the pause is
+    /// lost, never the start).
+    pub fn pauses(&self) -> Result<(Vec<(String, PauseRecord)>, Vec<Vec<u8>>), StoreError> {
+        let (mut found, mut damaged) = (Vec::new(), Vec::new());
+        for entry in self.db.scan_prefix([keys::PAUSE]) {
+            let (key, value) = entry?;
+            let name = String::from_utf8_lossy(&key[1..]).into_owned();
+            match PauseRecord::decode(&key, &value, &self.keyring) {
+                Ok(pause) => found.push((name, pause)),
+                Err(_) => damaged.push(key.to_vec()),
+            }
+        }
+        Ok((found, damaged))
     }
 
     /// Every delivery, in acceptance order.

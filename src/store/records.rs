@@ -87,6 +87,7 @@ impl DeliveryRecord {
             event_id: event_id.to_owned(),
             event_type: event_type.to_owned(),
             subscription: subscription.to_owned(),
+            order_key: None,
             status: DeliveryStatus::Pending,
             attempts: 0,
             schedule_start: 0,
@@ -114,14 +115,17 @@ impl DeliveryStatus {
 }
 
 /// One event on its way to one subscription. Stored as postcard ([`super::encoding`]), where fields are
-/// positional: the first three are read alone at start ([`DeliveryState`]), so they stay first and in
-/// this order; changing the fields means a new format number.
+/// positional: the first four are read alone at start ([`DeliveryState`]), so they stay first and in
+/// this order; changing the fields means a new layout number (see `DELIVERY_FORMAT`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub status: DeliveryStatus,
     /// Unix ms; set while pending.
     pub next_attempt_at: Option<u64>,
     pub subscription: String,
+    /// With `order_key`: a keyed hash of the event's value at that pointer (never the value: it may be
+    /// patient data). Deliveries of a subscription with the same one go one at a time, oldest first.
+    pub order_key: Option<u64>,
     pub id: DeliveryId,
     pub event_id: String,
     pub event_type: String,
@@ -143,6 +147,85 @@ pub struct DeliveryState<'a> {
     pub next_attempt_at: Option<u64>,
     #[serde(borrow)]
     pub subscription: Cow<'a, str>,
+    pub order_key: Option<u64>,
+}
+
+/// A delivery record of layout 1 (before `order_key`), read as found and converted.
+#[derive(Deserialize)]
+pub(super) struct DeliveryRecordV1 {
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<u64>,
+    pub subscription: String,
+    pub id: DeliveryId,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempts: u32,
+    pub schedule_start: u32,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl From<DeliveryRecordV1> for DeliveryRecord {
+    fn from(old: DeliveryRecordV1) -> DeliveryRecord {
+        DeliveryRecord {
+            status: old.status,
+            next_attempt_at: old.next_attempt_at,
+            subscription: old.subscription,
+            order_key: None,
+            id: old.id,
+            event_id: old.event_id,
+            event_type: old.event_type,
+            attempts: old.attempts,
+            schedule_start: old.schedule_start,
+            last_status_code: old.last_status_code,
+            last_error: old.last_error,
+            created_at: old.created_at,
+            updated_at: old.updated_at,
+        }
+    }
+}
+
+/// The leading fields of a layout-1 delivery record.
+#[derive(Deserialize)]
+pub(super) struct DeliveryStateV1<'a> {
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<u64>,
+    #[serde(borrow)]
+    pub subscription: Cow<'a, str>,
+}
+
+/// Why a subscription is paused (SPEC §6c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// `pause_after` consecutive failed attempts; probes resume it.
+    Failing,
+    /// The receiver answered 410 Gone; only `hookrelay resume` resumes it.
+    Gone,
+    /// `hookrelay pause`; only `hookrelay resume` resumes it.
+    ByHand,
+}
+
+impl PauseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::Failing => "failing",
+            PauseReason::Gone => "gone",
+            PauseReason::ByHand => "by_hand",
+        }
+    }
+}
+
+/// A paused subscription, stored under its name (`p` keys) so that the pause survives restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseRecord {
+    pub reason: PauseReason,
+    /// Unix ms.
+    pub since: u64,
+    /// The failed attempt's error that paused it, if one did.
+    pub last_error: Option<String>,
 }
 
 /// One HTTP attempt of a delivery.

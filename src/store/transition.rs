@@ -211,6 +211,18 @@ impl Records<'_, '_> {
         }
     }
 
+    /// Records that a subscription is paused (replacing an earlier pause of it).
+    pub fn put_pause(&mut self, subscription: &str, pause: &super::PauseRecord) {
+        let key = keys::pause(subscription);
+        let value = pause.encode(&key, &self.store.keyring);
+        self.stage(key, Some(value));
+    }
+
+    /// Ends a subscription's pause, if it had one.
+    pub fn remove_pause(&mut self, subscription: &str) {
+        self.stage(keys::pause(subscription), None);
+    }
+
     pub fn put_event(&mut self, event: &EventRecord) {
         let key = keys::event(&event.id);
         let value = event.encode(&key, &self.store.keyring);

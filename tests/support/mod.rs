@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod hostile;
+pub mod proxy;
 pub mod receiver;
 pub mod relay;
 pub mod tls;

@@ -85,8 +85,12 @@ pub fn sequence(replies: Vec<Reply>, then: u16) -> Script {
     Arc::new(move |n| replies.get(n).cloned().unwrap_or_else(|| Reply::status(then)))
 }
 
+/// Decides the answer from the request itself (its headers and body).
+pub type Judge = Arc<dyn Fn(&Received) -> Reply + Send + Sync>;
+
 struct Shared {
     script: Script,
+    judge: Option<Judge>,
     count: AtomicUsize,
     /// When set, every answer waits for a permit (see [`Receiver::release`]).
     gate: Option<Arc<Semaphore>>,
@@ -124,11 +128,28 @@ impl Receiver {
         Self::serve_tls(listener, tls, script, false)
     }
 
+    /// A receiver that answers each request as `judge` decides from the request.
+    pub async fn start_judging(ca: &TestCa, judge: Judge) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_with(listener, Arc::clone(&ca.server), always(200), Some(judge), false)
+    }
+
     fn serve_tls(listener: TcpListener, tls: Arc<rustls::ServerConfig>, script: Script, hold: bool) -> Receiver {
+        Self::serve_with(listener, tls, script, None, hold)
+    }
+
+    fn serve_with(
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        script: Script,
+        judge: Option<Judge>,
+        hold: bool,
+    ) -> Receiver {
         let port = listener.local_addr().unwrap().port();
         let (sender, requests) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             script,
+            judge,
             count: AtomicUsize::new(0),
             gate: hold.then(|| Arc::new(Semaphore::new(0))),
             in_flight: AtomicUsize::new(0),
@@ -184,11 +205,14 @@ async fn answer(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let n = shared.count.fetch_add(1, Ordering::SeqCst);
     let received = Received { n, path: parts.uri.path().to_owned(), headers: parts.headers, body, at: Instant::now() };
+    let reply = match &shared.judge {
+        Some(judge) => judge(&received),
+        None => (shared.script)(n),
+    };
     let _ = shared.sender.send(received);
     if let Some(gate) = &shared.gate {
         gate.acquire().await.unwrap().forget();
     }
-    let reply = (shared.script)(n);
     if let Some(delay) = reply.delay {
         tokio::time::sleep(delay).await;
     }

@@ -40,6 +40,42 @@ impl TestCa {
         signed_server(&self.ca, &self.ca_key, flaw)
     }
 
+    /// A client certificate chain and its key from this CA, written as PEM to `cert` and `key` (for a
+    /// config's `client_cert` / `client_key`).
+    pub fn write_client_identity(&self, cert: &Path, key: &Path) {
+        let pair = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "clinic relay");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let certificate = params.signed_by(&pair, &self.ca, &self.ca_key).unwrap();
+        std::fs::write(cert, certificate.pem()).unwrap();
+        std::fs::write(key, pair.serialize_pem()).unwrap();
+    }
+
+    /// A server config for 127.0.0.1 that requires a client certificate issued by this CA (mTLS).
+    pub fn server_requiring_client_certificates(&self) -> Arc<rustls::ServerConfig> {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "mtls receiver");
+        let certificate = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .unwrap();
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![certificate.der().clone()], key_der)
+            .unwrap();
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(server)
+    }
+
     /// Writes the CA certificate where a config's `ca_file` can point.
     pub fn write_ca(&self, path: &Path) {
         std::fs::write(path, &self.ca_pem).unwrap();

@@ -1,0 +1,350 @@
+//! Flow control (SPEC §6c): pausing a subscription whose receiver keeps failing, probing it, resuming it.
+//! Pauses and resumes are transitions like any other: a pause is a record under the subscription's name,
+//! written in the same batch as the attempt that caused it (or by `hookrelay pause`), so it survives
+//! restarts; removing the subscription from the config removes it.
+//!
+//! # The rules
+//! - A failed attempt adds one to the subscription's streak of consecutive failures; a success ends the
+//!   streak. Answers listed in `give_up_on` fail their delivery and leave the streak as it is (the
+//!   receiver is up, it refused that event).
+//! - The attempt that makes the streak reach `pause_after` pauses the subscription (`failing`). A `410
+//!   Gone` pauses it at once (`gone`), until `hookrelay resume`.
+//! - A failed attempt recorded while the subscription is paused, or that pauses it, does not count
+//!   against its delivery's schedule: the delivery is due again at once and waits for the pause to end.
+//!   So an outage costs about `pause_after` attempts plus one probe per `probe_interval`, and every
+//!   waiting delivery keeps the rest of its schedule.
+//! - While paused for failing, the worker makes one attempt (a probe) per `probe_interval`, and only
+//!   when nothing else is in flight; a success resumes the subscription. `gone` and `by_hand` make no
+//!   probes.
+//! - The streak lives in memory and starts at 0 at each start; the pause itself is on disk.
+//!
+//! The decisions run inside the attempt's transition on the commit thread and update the in-memory
+//! state there, so the next transition sees them; workers read that state through [`Deliveries::gate`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::{blocking, Deliveries};
+use crate::clock::{mono_ms, now_ms};
+use crate::config::Subscription;
+use crate::delivery::backoff::next_delay;
+use crate::store::{AttemptRecord, Change, DeliveryRecord, DeliveryStatus, PauseReason, PauseRecord, StoreError};
+
+/// Message of a subscription paused by its failures.
+pub const PAUSED_FAILING: &str = "Subscription paused: its receiver keeps failing; one probe per probe_interval.";
+/// Message of a subscription paused by a 410 Gone.
+pub const PAUSED_GONE: &str =
+    "Subscription paused: the receiver answered 410 Gone; no attempt is made until `hookrelay resume`.";
+/// Message of `hookrelay pause`.
+pub const PAUSED_BY_HAND: &str = "Subscription paused by hand; no attempt is made until `hookrelay resume`.";
+/// Message of a subscription resumed by a probe's success.
+pub const RESUMED_BY_PROBE: &str = "Subscription resumed: an attempt succeeded while it was paused.";
+/// Message of `hookrelay resume`.
+pub const RESUMED_BY_HAND: &str = "Subscription resumed by hand.";
+
+/// One subscription's flow state.
+#[derive(Debug, Default)]
+struct Flow {
+    /// Consecutive failed attempts (since the last success, or the start).
+    streak: u32,
+    paused: Option<PauseRecord>,
+    /// While paused for failing: when the next probe may start (monotonic ms).
+    next_probe_ms: u64,
+    /// The last failed attempt's error, and the last success (Unix ms), since the start.
+    last_error: Option<String>,
+    last_success_at: Option<u64>,
+}
+
+/// The subscriptions' flow states, owned by [`Deliveries`].
+#[derive(Default)]
+pub struct Flows(Mutex<HashMap<String, Flow>>);
+
+impl Flows {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Flow>> {
+        // Each change is one assignment under the lock: a poisoned lock still holds a consistent map.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a subscription's worker may start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Anything due, within concurrency.
+    Open,
+    /// Paused for failing: one probe, once nothing is in flight, from this time on (monotonic ms).
+    Probe(u64),
+    /// Paused until resumed: nothing.
+    Closed,
+}
+
+/// What an attempt's outcome did to its subscription's pause.
+#[derive(Debug, Clone)]
+pub enum PauseChange {
+    Paused(PauseRecord),
+    Resumed,
+}
+
+/// An attempt's outcome applied to its delivery ([`Deliveries::judge`]).
+#[derive(Debug)]
+pub struct Judged {
+    /// When the delivery is due again, if it is.
+    pub retry_at: Option<u64>,
+    pub pause: Option<PauseChange>,
+    /// Failed at once: the answer is listed in `give_up_on`.
+    pub gave_up: bool,
+}
+
+/// What a subscription looks like to an operator (`hookrelay subscriptions`).
+#[derive(Debug, Clone, Default)]
+pub struct FlowView {
+    pub paused: Option<PauseRecord>,
+    pub last_error: Option<String>,
+    pub last_success_at: Option<u64>,
+}
+
+impl Deliveries {
+    /// What `subscription`'s worker may start now.
+    pub fn gate(&self, subscription: &str) -> Gate {
+        match self.flows.lock().get(subscription).and_then(|flow| flow.paused.as_ref().map(|p| (p.reason, flow))) {
+            None => Gate::Open,
+            Some((PauseReason::Failing, flow)) => Gate::Probe(flow.next_probe_ms),
+            Some(_) => Gate::Closed,
+        }
+    }
+
+    /// A probe started: the next one waits for `interval`.
+    pub fn probe_started(&self, subscription: &str, interval: Duration) {
+        if let Some(flow) = self.flows.lock().get_mut(subscription) {
+            flow.next_probe_ms = mono_ms().saturating_add(interval.as_millis() as u64);
+        }
+    }
+
+    pub fn flow_view(&self, subscription: &str) -> FlowView {
+        self.flows.lock().get(subscription).map_or_else(FlowView::default, |flow| FlowView {
+            paused: flow.paused.clone(),
+            last_error: flow.last_error.clone(),
+            last_success_at: flow.last_success_at,
+        })
+    }
+
+    pub fn is_paused(&self, subscription: &str) -> bool {
+        self.flows.lock().get(subscription).is_some_and(|flow| flow.paused.is_some())
+    }
+
+    /// Applies an attempt's outcome to its pending delivery and to its subscription's flow (see the
+    /// module doc). Runs inside the attempt's transition.
+    pub(super) fn judge(
+        &self,
+        subscription: &Subscription,
+        delivery: &mut DeliveryRecord,
+        attempt: &AttemptRecord,
+        retry_after: Option<Duration>,
+    ) -> Judged {
+        let now = now_ms();
+        let settings = &subscription.delivery;
+        delivery.attempts = attempt.n;
+        delivery.updated_at = now;
+        delivery.last_status_code = attempt.status_code;
+        delivery.last_error = attempt.error.clone();
+        delivery.next_attempt_at = None;
+        let mut flows = self.flows.lock();
+        let flow = crate::str_map::entry(&mut flows, &subscription.name);
+        let mut judged = Judged { retry_at: None, pause: None, gave_up: false };
+        if attempt.status_code.is_some_and(|code| (200..300).contains(&code)) {
+            delivery.status = DeliveryStatus::Delivered;
+            flow.streak = 0;
+            flow.last_success_at = Some(now);
+            if flow.paused.as_ref().is_some_and(|p| p.reason == PauseReason::Failing) {
+                flow.paused = None;
+                judged.pause = Some(PauseChange::Resumed);
+            }
+            return judged;
+        }
+        flow.last_error = attempt.error.clone();
+        let status = attempt.status_code;
+        if status.is_some_and(|code| settings.give_up_on.contains(&code)) {
+            delivery.status = DeliveryStatus::Failed;
+            judged.gave_up = true;
+            return judged;
+        }
+        flow.streak = flow.streak.saturating_add(1);
+        let gone = status == Some(410);
+        let failing = settings.pause_after > 0 && flow.streak >= settings.pause_after;
+        let reason = match &flow.paused {
+            Some(paused) if !(gone && paused.reason == PauseReason::Failing) => None,
+            _ if gone => Some(PauseReason::Gone),
+            None if failing => Some(PauseReason::Failing),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            let pause = PauseRecord { reason, since: now, last_error: attempt.error.clone() };
+            flow.paused = Some(pause.clone());
+            flow.next_probe_ms = mono_ms().saturating_add(settings.probe_interval.as_millis() as u64);
+            judged.pause = Some(PauseChange::Paused(pause));
+        }
+        if flow.paused.is_some() {
+            // Not counted against the schedule: due again at once, held by the pause.
+            delivery.schedule_start = delivery.schedule_start.saturating_add(1);
+            delivery.next_attempt_at = Some(now);
+            judged.retry_at = Some(now);
+            return judged;
+        }
+        let nth_of_schedule = attempt.n.saturating_sub(delivery.schedule_start);
+        match next_delay(nth_of_schedule, &settings.retry, settings.jitter, retry_after, &mut rand::rng()) {
+            Some(delay) => {
+                let at = now + delay.as_millis() as u64;
+                delivery.next_attempt_at = Some(at);
+                judged.retry_at = Some(at);
+            }
+            None => delivery.status = DeliveryStatus::Failed,
+        }
+        judged
+    }
+
+    /// Logs and exports a pause change once it is durable.
+    pub(super) fn pause_changed(&self, subscription: &str, change: &PauseChange, by_hand: bool) {
+        match change {
+            PauseChange::Paused(pause) => {
+                self.metrics.paused(subscription, true);
+                let error = pause.last_error.as_deref().unwrap_or("");
+                match pause.reason {
+                    PauseReason::Failing => warn!(subscription, last_error = error, "{}", PAUSED_FAILING),
+                    PauseReason::Gone => warn!(subscription, last_error = error, "{}", PAUSED_GONE),
+                    PauseReason::ByHand => warn!(subscription, "{}", PAUSED_BY_HAND),
+                }
+            }
+            PauseChange::Resumed => {
+                self.metrics.paused(subscription, false);
+                if by_hand {
+                    info!(subscription, "{}", RESUMED_BY_HAND);
+                } else {
+                    info!(subscription, "{}", RESUMED_BY_PROBE);
+                }
+            }
+        }
+        self.scheduler.wake(subscription);
+    }
+
+    /// `hookrelay pause`: no attempt of the subscription starts until it is resumed. Durable when it returns.
+    pub async fn pause_by_hand(self: &Arc<Self>, subscription: &str) -> Result<(), StoreError> {
+        let (owner, name) = (Arc::clone(self), subscription.to_owned());
+        self.store
+            .transition(move |records| {
+                let pause = PauseRecord { reason: PauseReason::ByHand, since: now_ms(), last_error: None };
+                records.put_pause(&name, &pause);
+                let already = {
+                    let mut flows = owner.flows.lock();
+                    let flow = crate::str_map::entry(&mut flows, &name);
+                    let already = flow.paused.as_ref().is_some_and(|p| p.reason == PauseReason::ByHand);
+                    if !already {
+                        flow.paused = Some(pause.clone());
+                    }
+                    already
+                };
+                Ok(Change::then((), move || {
+                    if !already {
+                        owner.pause_changed(&name, &PauseChange::Paused(pause), true);
+                    }
+                }))
+            })?
+            .wait()
+            .await
+    }
+
+    /// `hookrelay resume`: ends any pause of the subscription, and its streak. Durable when it returns.
+    pub async fn resume(self: &Arc<Self>, subscription: &str) -> Result<(), StoreError> {
+        let (owner, name) = (Arc::clone(self), subscription.to_owned());
+        self.store
+            .transition(move |records| {
+                let was_paused = {
+                    let mut flows = owner.flows.lock();
+                    let flow = crate::str_map::entry(&mut flows, &name);
+                    flow.streak = 0;
+                    flow.paused.take().is_some()
+                };
+                if was_paused {
+                    records.remove_pause(&name);
+                }
+                Ok(Change::then((), move || {
+                    if was_paused {
+                        owner.pause_changed(&name, &PauseChange::Resumed, true);
+                    }
+                }))
+            })?
+            .wait()
+            .await
+    }
+
+    /// At start: the pauses on disk of subscriptions in the config are in force again (a paused-for-failing
+    /// one probes at once); those of subscriptions no longer configured are removed.
+    pub(super) async fn recover_pauses(self: &Arc<Self>) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        let (found, damaged) = blocking(move || store.pauses()).await?;
+        let config = self.config.load_full();
+        let mut gone = Vec::new();
+        for (name, pause) in found {
+            if config.subscription(&name).is_none() {
+                gone.push(name);
+                continue;
+            }
+            self.metrics.paused(&name, true);
+            warn!(subscription = %name, reason = pause.reason.as_str(), "Subscription still paused from before the restart.");
+            let mut flows = self.flows.lock();
+            let flow = crate::str_map::entry(&mut flows, &name);
+            flow.paused = Some(pause);
+            flow.next_probe_ms = mono_ms();
+        }
+        if !damaged.is_empty() {
+            warn!(records = damaged.len(), "Damaged pause records removed; those subscriptions are active.");
+        }
+        self.store
+            .transition(move |records| {
+                for name in &gone {
+                    records.remove_pause(name);
+                }
+                for key in &damaged {
+                    records.remove_pause(&String::from_utf8_lossy(&key[1..]));
+                }
+                Ok(Change::only(()))
+            })?
+            .wait()
+            .await
+    }
+
+    /// A subscription left the config: its pause ends with it (a subscription added again starts active).
+    pub(super) fn forget_pauses(self: &Arc<Self>, removed: &[String]) {
+        let was_paused: Vec<String> = {
+            let mut flows = self.flows.lock();
+            removed
+                .iter()
+                .filter(|name| flows.remove(name.as_str()).is_some_and(|f| f.paused.is_some()))
+                .cloned()
+                .collect()
+        };
+        for name in &was_paused {
+            self.metrics.paused(name, false);
+        }
+        if was_paused.is_empty() {
+            return;
+        }
+        let owner = Arc::clone(self);
+        self.runtime.spawn(async move {
+            let removal = owner.store.transition(move |records| {
+                for name in &was_paused {
+                    records.remove_pause(name);
+                }
+                Ok(Change::only(()))
+            });
+            if let Err(error) = match removal {
+                Ok(answer) => answer.wait().await,
+                Err(error) => Err(error),
+            } {
+                // Left on disk, it is removed at the next start (the subscription is not configured then).
+                warn!(%error, "Cannot remove the pause of a removed subscription now.");
+            }
+        });
+    }
+}

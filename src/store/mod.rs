@@ -49,6 +49,9 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 pub use format::CURRENT as FORMAT;
+
+/// The pause records found at start ([`Store::pauses`]): by subscription, and the keys of damaged ones.
+pub type Pauses = (Vec<(String, PauseRecord)>, Vec<Vec<u8>>);
 pub use group_commit::{FlushObserver, Writes};
 pub use keys::delivery_id as delivery_key_id;
 pub use private::keep_new_files_private;
@@ -320,7 +323,7 @@ impl Store {
 
     /// Every paused subscription's pause record; a damaged one is skipped with its key (the pause is
     /// lost, never the start).
-    pub fn pauses(&self) -> Result<(Vec<(String, PauseRecord)>, Vec<Vec<u8>>), StoreError> {
+    pub fn pauses(&self) -> Result<Pauses, StoreError> {
         let (mut found, mut damaged) = (Vec::new(), Vec::new());
         for entry in self.db.scan_prefix([keys::PAUSE]) {
             let (key, value) = entry?;

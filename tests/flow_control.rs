@@ -105,13 +105,25 @@ async fn a_receiver_that_is_down_pauses_its_subscription_and_every_delivery_surv
 }
 
 /// A 410 pauses at once and until `hookrelay resume`: no probes, not even after a restart, and the
-/// answered attempt does not count (with `retry = []` a counted failure would fail the delivery).
+/// answered attempt does not count: after the resume the delivery still has both attempts of its
+/// schedule (`retry = ["10ms"]`), so a 503 then is retried, not final.
 #[tokio::test]
 async fn gone_pauses_until_resumed_by_hand_and_costs_the_delivery_nothing() {
     let env = TestEnv::new();
-    let (receiver, gone) = switchable(&env, 410).await;
+    // 0: answer 410; 1: answer one 503, then 200 for good.
+    let phase = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let judged = Arc::clone(&phase);
+    let judge = Arc::new(move |_: &Received| match judged.load(Ordering::SeqCst) {
+        0 => Reply::status(410),
+        1 => {
+            judged.store(2, Ordering::SeqCst);
+            Reply::status(503)
+        }
+        _ => Reply::status(200),
+    });
+    let receiver = Receiver::start_judging(&env.ca, judge).await;
     let other = Receiver::start(&env.ca, always(200)).await;
-    let subscriptions = unsigned_subscription("vet", &receiver.url("/"), "retry = []\nconcurrency = 1")
+    let subscriptions = unsigned_subscription("vet", &receiver.url("/"), "retry = [\"10ms\"]\nconcurrency = 1")
         .replace("[\"*\"]", "[\"lab.*\"]")
         + &unsigned_subscription("marker", &other.url("/"), "").replace("[\"*\"]", "[\"marker\"]");
     env.write_config(&Setup { subscriptions, ..Setup::default() });
@@ -132,15 +144,16 @@ async fn gone_pauses_until_resumed_by_hand_and_costs_the_delivery_nothing() {
     assert_eq!((view["state"].as_str(), view["paused_reason"].as_str()), (Some("paused"), Some("gone")), "{view}");
     assert_eq!(view["counts"]["pending"], 3, "{view}");
 
-    gone.store(false, Ordering::SeqCst);
+    phase.store(1, Ordering::SeqCst);
     let resumed = cli(&env, &["resume", "vet"]).await;
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(String::from_utf8_lossy(&resumed.stdout).trim(), "vet: active");
+    relay.wait_for_log(hookrelay::lifecycle::RESUMED_BY_HAND, 1, |_| true).await;
     relay.wait_for_log(DELIVERED, 3, |line| line["subscription"] == "vet").await;
-    let first = relay.admin_get("/v1/deliveries?subscription=vet&status=delivered").await;
+    let delivered = relay.admin_get("/v1/deliveries?subscription=vet&status=delivered").await;
     let attempts: Vec<u64> =
-        first["deliveries"].as_array().unwrap().iter().map(|d| d["attempts"].as_u64().unwrap()).collect();
-    assert_eq!(attempts.iter().sum::<u64>(), 4, "the 410 attempt and three successes: {first}");
+        delivered["deliveries"].as_array().unwrap().iter().map(|d| d["attempts"].as_u64().unwrap()).collect();
+    assert_eq!(attempts.iter().sum::<u64>(), 5, "410, 503 and 200 for the first, 200 for the others: {delivered}");
 }
 
 #[tokio::test]

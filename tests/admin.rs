@@ -143,9 +143,11 @@ async fn admin_routes_answer_404_on_the_tcp_listener() {
     env.write_config(&Setup::default());
     let relay = env.start().await;
     assert_eq!(relay.post_unix(r#"{"type":"x","id":"t1","data":1}"#).await.status, 202);
-    for path in ["/v1/deliveries", "/v1/events/t1", "/v1/deliveries/retry"] {
+    for path in ["/v1/deliveries", "/v1/events/t1", "/v1/deliveries/retry", "/v1/subscriptions", "/v1/quarantine"] {
         assert_eq!(send(relay.tcp(), Call::get(path)).await.status, 404, "{path} on TCP");
     }
+    let pause = Call::post("/v1/subscriptions/all/pause", "");
+    assert_eq!(send(relay.tcp(), pause).await.status, 404, "pause on TCP");
     assert_eq!(send(&relay.unix, Call::get("/v1/events/t1")).await.status, 200);
 }
 

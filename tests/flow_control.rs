@@ -179,6 +179,13 @@ async fn pause_and_resume_by_hand_survive_a_reload_and_end_with_the_subscription
     relay.wait_for_log(DELIVERED, 1, |line| line["subscription"] == "marker").await;
     assert_eq!(receiver.count(), 0, "nothing is attempted while paused");
     assert_eq!(subscription_view(&env, "vet").await["counts"]["pending"], 1);
+    let table = String::from_utf8(cli(&env, &["subscriptions"]).await.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = table.lines().map(|line| line.split_whitespace().collect()).collect();
+    assert_eq!(rows[0][..3], ["NAME", "STATE", "PENDING"], "{table}");
+    let vet = rows.iter().find(|row| row[0] == "vet").unwrap();
+    assert_eq!(vet[1..4], ["paused", "(by_hand)", "1"], "{table}");
+    let marker = rows.iter().find(|row| row[0] == "marker").unwrap();
+    assert_eq!(marker[1..5], ["active", "0", "0", "1"], "state, pending, held, delivered: {table}");
     let unknown = cli(&env, &["pause", "nosuch"]).await;
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no subscription named `nosuch`"));

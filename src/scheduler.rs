@@ -50,11 +50,16 @@ struct Queue {
 }
 
 /// Deliveries by order key (SPEC §6c `order_key`): of a key's unfinished deliveries only the oldest
-/// (its head) may start; the next one becomes the head when it finishes.
+/// (its head) may start, and only while none of the key is in flight (a requeued older delivery becomes
+/// the head while a younger one is out: it waits for that one). When a delivery leaves for good the next
+/// becomes the head.
 #[derive(Default)]
 struct OrderKeys {
     key_of: HashMap<DeliveryId, u64>,
+    /// Each key's unfinished deliveries, queued or in flight.
     members: HashMap<u64, BTreeSet<DeliveryId>>,
+    /// Each key's deliveries in flight (absent: none).
+    busy: HashMap<u64, usize>,
 }
 
 impl OrderKeys {
@@ -64,7 +69,7 @@ impl OrderKeys {
 
     /// Whether `id` may start as far as its key goes.
     fn may_start(&self, id: DeliveryId) -> bool {
-        self.key_of.get(&id).is_none_or(|&key| self.head(key) == Some(id))
+        self.key_of.get(&id).is_none_or(|&key| self.head(key) == Some(id) && !self.busy.contains_key(&key))
     }
 }
 
@@ -98,6 +103,39 @@ impl Queue {
         true
     }
 
+    /// Takes the queued delivery `id` (due at `due`) out to start it; it keeps its order key.
+    fn start(&mut self, due: u64, id: DeliveryId) {
+        self.by_id.remove(&id);
+        self.by_due.remove(&(due, id));
+        self.in_flight.insert(id);
+        if let Some(&key) = self.keys.key_of.get(&id) {
+            *self.keys.busy.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Ends the attempt of `id`: back in the queue due at `retry_at`, or gone for good.
+    fn finish(&mut self, id: DeliveryId, retry_at: Option<u64>) {
+        let was_in_flight = self.in_flight.remove(&id);
+        let key = self.keys.key_of.get(&id).copied();
+        if let Some(key) = key.filter(|_| was_in_flight) {
+            if let std::collections::hash_map::Entry::Occupied(mut busy) = self.keys.busy.entry(key) {
+                *busy.get_mut() -= 1;
+                if *busy.get() == 0 {
+                    busy.remove();
+                }
+            }
+        }
+        match retry_at {
+            Some(due) => {
+                self.insert(id, due, None);
+            }
+            None => self.release_key(id),
+        }
+        if let Some(key) = key {
+            self.wake_head(key);
+        }
+    }
+
     /// Counts `id` among its key's unfinished deliveries; an older delivery of the key (a requeued one)
     /// becomes its head, and the head it replaces waits again unless it is in flight.
     fn take_key(&mut self, id: DeliveryId, key: u64) {
@@ -118,16 +156,49 @@ impl Queue {
         let Some(key) = self.keys.key_of.remove(&id) else { return };
         let Some(members) = self.keys.members.get_mut(&key) else { return };
         members.remove(&id);
-        match members.first().copied() {
-            None => {
-                self.keys.members.remove(&key);
-            }
-            Some(head) => {
-                if let Some(&due) = self.by_id.get(&head) {
-                    self.by_due.insert((due, head));
-                }
+        if members.is_empty() {
+            self.keys.members.remove(&key);
+        }
+        self.wake_head(key);
+    }
+
+    /// Lets the head of `key` start if it is queued and nothing of the key is in flight.
+    fn wake_head(&mut self, key: u64) {
+        if let Some(head) = self.keys.head(key).filter(|&head| self.keys.may_start(head)) {
+            if let Some(&due) = self.by_id.get(&head) {
+                self.by_due.insert((due, head));
             }
         }
+    }
+
+    /// Checks the order-key bookkeeping against its definition (for the model test): `by_due` holds exactly
+    /// the queued deliveries that may start, each key's members are its queued and in-flight deliveries,
+    /// and its busy count is its deliveries in flight.
+    fn check(&self) -> Result<(), String> {
+        for (&id, &due) in &self.by_id {
+            let listed = self.by_due.contains(&(due, id));
+            if listed != self.keys.may_start(id) {
+                return Err(format!("{id}: in by_due {listed}, may start {}", self.keys.may_start(id)));
+            }
+        }
+        if self.by_due.len() > self.by_id.len() {
+            return Err("by_due holds a delivery that is not queued".into());
+        }
+        for (&key, members) in &self.keys.members {
+            for id in members {
+                if !self.by_id.contains_key(id) && !self.in_flight.contains(id) {
+                    return Err(format!("{id} holds key {key} but is neither queued nor in flight"));
+                }
+            }
+            let busy = members.iter().filter(|id| self.in_flight.contains(id)).count();
+            if busy > 1 {
+                return Err(format!("key {key}: {busy} deliveries in flight at once"));
+            }
+            if busy != self.keys.busy.get(&key).copied().unwrap_or(0) {
+                return Err(format!("key {key}: {busy} in flight, counted {:?}", self.keys.busy.get(&key)));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -181,10 +252,7 @@ impl Scheduler {
             None => Next::Wait,
             Some((due, _)) if due > now_ms => Next::WaitUntil(due),
             Some((due, id)) => {
-                // Out of the queue, but it keeps its order key while in flight.
-                queue.by_id.remove(&id);
-                queue.by_due.remove(&(due, id));
-                queue.in_flight.insert(id);
+                queue.start(due, id);
                 Next::Start(id)
             }
         }
@@ -194,13 +262,7 @@ impl Scheduler {
     pub fn finished(&self, subscription: &str, id: DeliveryId, retry_at: Option<u64>) {
         let mut queues = self.lock();
         let queue = entry(&mut queues, subscription);
-        queue.in_flight.remove(&id);
-        match retry_at {
-            Some(due) => {
-                queue.insert(id, due, None);
-            }
-            None => queue.release_key(id),
-        }
+        queue.finish(id, retry_at);
         queue.wake.notify_one();
     }
 
@@ -290,6 +352,11 @@ impl Scheduler {
     pub fn is_held(&self, subscription: &str, id: DeliveryId) -> bool {
         let queues = self.lock();
         queues.get(subscription).is_some_and(|queue| queue.by_id.contains_key(&id) || queue.in_flight.contains(&id))
+    }
+
+    /// Checks every queue's order-key bookkeeping (see `Queue::check`), for the model test.
+    pub fn check_order_keys(&self) -> Result<(), String> {
+        self.lock().iter().try_for_each(|(name, queue)| queue.check().map_err(|e| format!("{name}: {e}")))
     }
 
     /// Whether a delivery is queued or in flight, and how often it is held (0 or 1 while the invariants
@@ -443,6 +510,27 @@ mod tests {
         assert_eq!(scheduler.next("s", 8, false, 10), Next::Wait, "id[1] waits for it");
         scheduler.finished("s", id[0], None);
         assert_eq!(scheduler.next("s", 8, false, 10), Next::Start(id[1]));
+        scheduler.check_order_keys().unwrap();
+    }
+
+    #[test]
+    fn an_older_delivery_requeued_while_a_younger_one_is_out_waits_for_it() {
+        let scheduler = Scheduler::default();
+        let id = ids(3);
+        scheduler.enqueue("s", id[1], 0, Some(1));
+        scheduler.enqueue("s", id[2], 0, Some(1));
+        assert_eq!(scheduler.next("s", 8, false, 10), Next::Start(id[1]));
+        scheduler.enqueue("s", id[0], 0, Some(1));
+        assert_eq!(scheduler.next("s", 8, false, 10), Next::Wait, "one of the key at a time");
+        scheduler.check_order_keys().unwrap();
+        scheduler.finished("s", id[1], Some(20));
+        assert_eq!(scheduler.next("s", 8, false, 10), Next::Start(id[0]), "the oldest goes first");
+        assert_eq!(scheduler.next("s", 8, false, 30), Next::Wait, "id[1] retries after it");
+        scheduler.finished("s", id[0], None);
+        assert_eq!(scheduler.next("s", 8, false, 30), Next::Start(id[1]));
+        scheduler.finished("s", id[1], None);
+        assert_eq!(scheduler.next("s", 8, false, 30), Next::Start(id[2]));
+        scheduler.check_order_keys().unwrap();
     }
 
     #[test]

@@ -80,7 +80,7 @@ async fn a_receiver_that_is_down_pauses_its_subscription_and_every_delivery_surv
     let mut relay = relay;
     assert!(relay.wait_exit().await.success());
     let relay = env.start().await;
-    relay.wait_for_log("Subscription still paused from before the restart.", 1, |_| true).await;
+    relay.wait_for_log(hookrelay::lifecycle::STILL_PAUSED, 1, |_| true).await;
     assert_eq!(subscription_view(&env, "vet").await["state"], "paused");
     // A few probes, one per interval, each failing.
     let seen = receiver.count();
@@ -106,7 +106,7 @@ async fn a_receiver_that_is_down_pauses_its_subscription_and_every_delivery_surv
 
 /// A 410 pauses at once and until `hookrelay resume`: no probes, not even after a restart, and the
 /// answered attempt does not count: after the resume the delivery still has both attempts of its
-/// schedule (`retry = ["10ms"]`), so a 503 then is retried, not final.
+/// schedule (`retry = ["10ms"]`), so its 503 then is retried, not final.
 #[tokio::test]
 async fn gone_pauses_until_resumed_by_hand_and_costs_the_delivery_nothing() {
     let env = TestEnv::new();
@@ -128,47 +128,48 @@ async fn gone_pauses_until_resumed_by_hand_and_costs_the_delivery_nothing() {
         + &unsigned_subscription("marker", &other.url("/"), "").replace("[\"*\"]", "[\"marker\"]");
     env.write_config(&Setup { subscriptions, ..Setup::default() });
     let relay = env.start().await;
-    post_events(&relay, 0, 3).await;
+    post_events(&relay, 0, 1).await;
     let paused = relay.wait_for_log(PAUSED_GONE, 1, |_| true).await;
     assert_eq!(paused["subscription"], "vet");
     let mut relay = relay;
     relay.terminate();
     assert!(relay.wait_exit().await.success());
     let relay = env.start().await;
-    relay.wait_for_log("Subscription still paused from before the restart.", 1, |_| true).await;
+    relay.wait_for_log(hookrelay::lifecycle::STILL_PAUSED, 1, |_| true).await;
     // The marker's delivery is made after the relay is ready; a probe would have been made by then too.
     assert_eq!(relay.post_unix(r#"{"type": "marker", "data": {}}"#).await.status, 202);
     relay.wait_for_log(DELIVERED, 1, |line| line["subscription"] == "marker").await;
     assert_eq!(receiver.count(), 1, "one attempt, no probes");
     let view = subscription_view(&env, "vet").await;
     assert_eq!((view["state"].as_str(), view["paused_reason"].as_str()), (Some("paused"), Some("gone")), "{view}");
-    assert_eq!(view["counts"]["pending"], 3, "{view}");
+    assert_eq!(view["counts"]["pending"], 1, "{view}");
 
     phase.store(1, Ordering::SeqCst);
     let resumed = cli(&env, &["resume", "vet"]).await;
     assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
     assert_eq!(String::from_utf8_lossy(&resumed.stdout).trim(), "vet: active");
     relay.wait_for_log(hookrelay::lifecycle::RESUMED_BY_HAND, 1, |_| true).await;
-    relay.wait_for_log(DELIVERED, 3, |line| line["subscription"] == "vet").await;
+    relay.wait_for_log(DELIVERED, 1, |line| line["subscription"] == "vet").await;
     let delivered = relay.admin_get("/v1/deliveries?subscription=vet&status=delivered").await;
-    let attempts: Vec<u64> =
-        delivered["deliveries"].as_array().unwrap().iter().map(|d| d["attempts"].as_u64().unwrap()).collect();
-    assert_eq!(attempts.iter().sum::<u64>(), 5, "410, 503 and 200 for the first, 200 for the others: {delivered}");
+    assert_eq!(delivered["deliveries"][0]["attempts"], 3, "410, then 503 (retried), then 200: {delivered}");
+    assert_eq!(receiver.count(), 3);
 }
 
 #[tokio::test]
-async fn pause_and_resume_by_hand_survive_a_reload_and_end_with_the_subscription() {
+async fn a_pause_by_hand_survives_reloads_and_a_config_saved_in_two_writes_and_ends_with_the_subscription() {
     let env = TestEnv::new();
     let receiver = Receiver::start(&env.ca, always(200)).await;
     let marker = Receiver::start(&env.ca, always(200)).await;
-    let with = |vet: bool, jitter: &str| Setup {
+    let with = |vet: bool, delivery: &str| Setup {
         subscriptions: if vet { unsigned_subscription("vet", &receiver.url("/"), "") } else { String::new() }
             + &unsigned_subscription("marker", &marker.url("/"), ""),
-        delivery: jitter.to_owned(),
+        delivery: delivery.to_owned(),
         ..Setup::default()
     };
     env.write_config(&with(true, ""));
-    let relay = env.start().await;
+    // A removed subscription's work waits an hour for it here (SPEC §7).
+    let grace = [(hookrelay::relay::REMOVED_GRACE_VARIABLE, "1h")];
+    let mut relay = env.start_with_env(&grace).await;
     let paused = cli(&env, &["pause", "vet"]).await;
     assert_eq!(String::from_utf8_lossy(&paused.stdout).trim(), "vet: paused (by_hand)");
     relay.wait_for_log(hookrelay::lifecycle::PAUSED_BY_HAND, 1, |_| true).await;
@@ -184,18 +185,30 @@ async fn pause_and_resume_by_hand_survive_a_reload_and_end_with_the_subscription
     assert_eq!(rows[0][..3], ["NAME", "STATE", "PENDING"], "{table}");
     let vet = rows.iter().find(|row| row[0] == "vet").unwrap();
     assert_eq!(vet[1..4], ["paused", "(by_hand)", "1"], "{table}");
-    let marker = rows.iter().find(|row| row[0] == "marker").unwrap();
-    assert_eq!(marker[1..5], ["active", "0", "0", "1"], "state, pending, held, delivered: {table}");
+    let marker_row = rows.iter().find(|row| row[0] == "marker").unwrap();
+    assert_eq!(marker_row[1..5], ["active", "0", "0", "1"], "state, pending, held, delivered: {table}");
     let unknown = cli(&env, &["pause", "nosuch"]).await;
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no subscription named `nosuch`"));
 
-    // Removed from the file, its pause ends (the tests' removal grace is 0s: what waited is cancelled);
-    // added back, it is active.
-    env.save_by_rename(&with(false, "user_agent = \"clinic/2\""));
+    // Saved in two writes: gone, then back within the grace period. Still paused, nothing attempted.
+    env.save_by_rename(&with(false, ""));
     relay.wait_for_log("Config reloaded.", 2, |_| true).await;
     env.save_by_rename(&with(true, ""));
     relay.wait_for_log("Config reloaded.", 3, |_| true).await;
+    assert_eq!(subscription_view(&env, "vet").await["paused_reason"], "by_hand");
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    assert_eq!(receiver.count(), 0);
+
+    // Removed for longer than the grace period (0s here): its pause ends with its queued work; added back,
+    // it is active, and a restart finds no pause of it.
+    let relay = env.start().await;
+    relay.wait_for_log(hookrelay::lifecycle::STILL_PAUSED, 1, |_| true).await;
+    env.save_by_rename(&with(false, ""));
+    relay.wait_for_log("Removed subscription's queued deliveries cancelled.", 1, |_| true).await;
+    env.save_by_rename(&with(true, ""));
+    relay.wait_for_log("Config reloaded.", 2, |_| true).await;
     assert_eq!(subscription_view(&env, "vet").await["state"], "active");
     post_events(&relay, 1, 1).await;
     relay.wait_for_log(DELIVERED, 1, |line| line["subscription"] == "vet").await;
@@ -204,7 +217,7 @@ async fn pause_and_resume_by_hand_survive_a_reload_and_end_with_the_subscription
     assert!(relay.wait_exit().await.success());
     let restarted = env.start().await;
     assert_eq!(subscription_view(&env, "vet").await["state"], "active", "its pause record went with it");
-    drop(restarted);
+    assert!(restarted.logs().iter().all(|line| line["message"] != hookrelay::lifecycle::STILL_PAUSED));
 }
 
 #[tokio::test]
@@ -236,13 +249,14 @@ async fn an_answer_listed_in_give_up_on_fails_the_delivery_at_that_attempt() {
 }
 
 /// Attempt starts, as the receiver saw them, never exceed the limit in any window of one period (plus
-/// one), though eight could run at once.
+/// one), though eight could run at once. (A slow limit, so that the scheduling delays of a loaded machine
+/// are small against the spacing.)
 #[tokio::test]
 async fn rate_limit_spaces_attempt_starts() {
-    const EVENTS: usize = 30;
+    const EVENTS: usize = 12;
     let env = TestEnv::new();
     let receiver = Receiver::start(&env.ca, always(200)).await;
-    let extra = "rate_limit = \"20/s\"\nconcurrency = 8";
+    let extra = "rate_limit = \"5/s\"\nconcurrency = 8";
     env.write_config(&Setup {
         subscriptions: unsigned_subscription("vet", &receiver.url("/"), extra),
         ..Setup::default()
@@ -256,10 +270,10 @@ async fn rate_limit_spaces_attempt_starts() {
     }
     for (i, start) in arrivals.iter().enumerate() {
         let within_a_second = arrivals[i..].iter().take_while(|at| at.duration_since(*start) < Duration::from_secs(1));
-        assert!(within_a_second.count() <= 21, "more than 20 (+1) attempts started within one second");
+        assert!(within_a_second.count() <= 6, "more than 5 (+1) attempts started within one second");
     }
     let span = arrivals[EVENTS - 1].duration_since(arrivals[0]);
-    assert!(span >= Duration::from_millis(50 * (EVENTS as u64 - 1) * 9 / 10), "paced over {span:?}");
+    assert!(span >= Duration::from_millis(200 * (EVENTS as u64 - 1) * 9 / 10), "paced over {span:?}");
     for bad in ["0/s", "5/h", "fast", "2000/s"] {
         env.write_config(&Setup {
             subscriptions: unsigned_subscription("vet", &receiver.url("/"), &format!("rate_limit = \"{bad}\"")),
@@ -287,7 +301,7 @@ async fn order_key_keeps_each_keys_deliveries_in_acceptance_order() {
     let judge = Arc::new(|request: &Received| {
         let (n, _) = event_of(request);
         let first = request.header("x-hookrelay-attempt") == "1";
-        Reply::status(if n % 3 == 0 && first { 503 } else { 200 }).after(Duration::from_millis(5))
+        Reply::status(if n % 3 == 0 && first { 503 } else { 200 }).after(Duration::from_millis(20))
     });
     let receiver = Receiver::start_judging(&env.ca, judge).await;
     let extra = "order_key = \"/patient/fp\"\nretry = [\"300ms\"]\nconcurrency = 4\npause_after = 0";

@@ -9,7 +9,9 @@
 //! - a delivery reported requeued or resent is pending on disk (so it was not purged);
 //! - the backlog count equals the pending deliveries on disk, and the failed gauge equals the failed
 //!   deliveries on disk, per subscription;
-//! - the status index holds exactly the failed and cancelled deliveries on disk.
+//! - the status index holds exactly the failed and cancelled deliveries on disk;
+//! - the scheduler's order-key bookkeeping matches its definition (subscription `a` orders by `/k`): only a
+//!   key's oldest unfinished delivery may start, never while another of the key is in flight.
 //!
 //! `HOOKRELAY_MODEL_CASES` runs more cases (default 48).
 
@@ -145,7 +147,10 @@ impl Model {
             Op::Create { with_id } => {
                 self.events += 1;
                 let id = with_id.map_or(String::new(), |n| format!(r#""id":"k{n}","#));
-                let body = format!(r#"{{{id}"type":"lab.completed","data":{{"n":{}}}}}"#, with_id.unwrap_or(0));
+                // `k` is subscription a's order key: two keys, so that order and parallelism both happen.
+                let key = with_id.map_or(self.events % 2, |n| usize::from(n) % 2);
+                let n = with_id.unwrap_or(0);
+                let body = format!(r#"{{{id}"type":"lab.completed","data":{{"n":{n},"k":{key}}}}}"#);
                 let answer = self.relay().acceptor.accept(parse_submission(body.as_bytes()).unwrap()).await;
                 answer.unwrap_or_else(|refusal| panic!("{body}: {refusal}"));
             }
@@ -284,6 +289,9 @@ impl Model {
                 *failed.entry(&delivery.subscription).or_default() += 1;
             }
         }
+        if let Err(problem) = scheduler.check_order_keys() {
+            panic!("after {after:?}: order keys: {problem}");
+        }
         let held: usize = scheduler.unfinished().iter().map(|(_, n, _)| n).sum();
         let flying_finished = self
             .in_flight
@@ -334,9 +342,10 @@ fn write_config(dir: &Path, presence: &[Presence; 2]) {
             continue;
         }
         let enabled = *presence == Presence::Active;
+        let order_key = if *name == "a" { "order_key = \"/k\"\n" } else { "" };
         text.push_str(&format!(
             "[[subscription]]\nname = \"{name}\"\nurl = \"https://127.0.0.1:9/\"\nevents = [\"*\"]\n\
-             signature = \"none\"\nenabled = {enabled}\n"
+             signature = \"none\"\nenabled = {enabled}\n{order_key}"
         ));
     }
     std::fs::write(dir.join("relay.toml"), text).unwrap();

@@ -91,9 +91,14 @@ impl Compiler<'_> {
         let (intercept, from) = match choice {
             ProxyChoice::Direct => return Some(None),
             ProxyChoice::Configured(secret) => {
-                (Matcher::builder().all(secret.expose().to_owned()).build().intercept(url), "`proxy`")
+                let intercept = Matcher::builder().all(secret.expose().to_owned()).build().intercept(url);
+                if intercept.is_none() {
+                    // Checked by `proxy_choice`; never go direct in silence if the matcher reads it otherwise.
+                    return self.fail(span, format!("`proxy` cannot be used: {PROXY_EXPECTED}"));
+                }
+                (intercept, "`proxy`")
             }
-            ProxyChoice::Environment => (Matcher::from_env().intercept(url), "the relay's HTTPS_PROXY / ALL_PROXY"),
+            ProxyChoice::Environment => (environment_matcher().intercept(url), "the relay's HTTPS_PROXY"),
         };
         let Some(intercept) = intercept else { return Some(None) };
         let target = intercept.uri();
@@ -111,7 +116,8 @@ impl Compiler<'_> {
             return self.fail(span, format!("the proxy from {from} has no host"));
         };
         let port = target.port_u16().unwrap_or(80);
-        let shown = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        // `host()` keeps an IPv6 address's brackets.
+        let shown = format!("{host}:{port}");
         let uri = match format!("http://{shown}").parse::<Uri>() {
             Ok(uri) => uri,
             Err(_) => return self.fail(span, format!("the proxy from {from} is not a valid URL")),
@@ -161,6 +167,21 @@ impl Compiler<'_> {
             Err(error) => self.fail(span, format!("cannot read `client_cert` {}: {error}", path.display())),
         }
     }
+}
+
+/// The proxy of the relay's environment (SPEC §3): `HTTPS_PROXY` / `https_proxy`, except for the hosts
+/// `NO_PROXY` / `no_proxy` names (hyper-util's matcher reads that list: hosts, domains with their
+/// subdomains, IPs, CIDR ranges, `*`).
+fn environment_matcher() -> Matcher {
+    let first = |names: [&str; 2]| names.iter().find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    let mut builder = Matcher::builder();
+    if let Some(proxy) = first(["HTTPS_PROXY", "https_proxy"]) {
+        builder = builder.https(proxy);
+    }
+    if let Some(exempt) = first(["NO_PROXY", "no_proxy"]) {
+        builder = builder.no(exempt);
+    }
+    builder.build()
 }
 
 /// The proxy URL, checked: `http://` (or no scheme), a host, no path. Problems never quote the text.

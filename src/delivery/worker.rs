@@ -65,32 +65,28 @@ impl Dispatcher {
         let scheduler = self.deliveries.scheduler();
         let wake = scheduler.wake_signal(&name);
         let stop = self.shutdown.stop.clone();
-        // `rate_limit` paces attempt starts: the first one after a start waits one interval too, so the
-        // bound holds across restarts without remembering the last start.
-        let mut next_start_ms = mono_ms();
-        let mut paced = false;
+        // `rate_limit` paces attempt starts one spacing apart, counted from the last start (so a reload that
+        // changes the limit applies from the next start); the first start after the relay starts waits one
+        // spacing too, so the bound holds across restarts without remembering the last start.
+        let started_ms = mono_ms();
+        let mut last_start_ms: Option<u64> = None;
         while !stop.is_cancelled() {
             let config = self.deliveries.config();
             let subscription = config.subscription(&name).filter(|s| s.enabled).cloned();
             let now = mono_ms();
-            let interval = subscription.as_ref().and_then(|s| s.delivery.rate_limit).map(|limit| limit.interval());
-            if let Some(interval) = interval {
-                if !paced {
-                    next_start_ms = now + interval.as_millis() as u64;
-                    paced = true;
-                }
-            }
+            let spacing = subscription.as_ref().and_then(|s| s.delivery.rate_limit).map(|limit| {
+                let spacing = (limit.interval().as_millis() as u64).max(1);
+                last_start_ms.unwrap_or(started_ms) + spacing
+            });
             let next = match &subscription {
                 // Removed or disabled: hold everything until a config change wakes us.
                 None => Next::Wait,
-                Some(_) if interval.is_some() && now < next_start_ms => Next::WaitUntil(next_start_ms),
+                Some(_) if spacing.is_some_and(|allowed| now < allowed) => Next::WaitUntil(spacing.unwrap_or(now)),
                 Some(s) => self.next_start(s, now),
             };
             match (next, subscription) {
                 (Next::Start(id), Some(subscription)) => {
-                    if let Some(interval) = interval {
-                        next_start_ms = now + (interval.as_millis() as u64).max(1);
-                    }
+                    last_start_ms = Some(now);
                     let dispatcher = Arc::clone(&self);
                     self.tasks.spawn(async move { dispatcher.attempt(subscription, id).await });
                 }

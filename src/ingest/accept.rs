@@ -99,7 +99,7 @@ impl Acceptor {
             }
             let producer_id = event.id.is_some();
             let mut accepted = build_records(config, event, &mut next_ulid, now)?;
-            crate::order_key::assign(&mut accepted, config, self.deliveries.keyring());
+            crate::order_key::assign(&mut accepted, config, self.deliveries.store().order_salt());
             slots.push(Slot { candidate: candidates.len(), answer: answer(&accepted.event) });
             candidates.push(Candidate::new(accepted, producer_id, self.deliveries.keyring()));
         }

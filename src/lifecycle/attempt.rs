@@ -187,7 +187,7 @@ impl Deliveries {
                     // keeps no response body either.
                     delivery.attempts = attempt.n;
                     attempt.forget_response_body();
-                    Judged { retry_at: None, pause: None, gave_up: false }
+                    Judged { retry_at: None, pause: None, gave_up: false, before: None }
                 };
                 records.put_delivery(&delivery);
                 if was_pending {
@@ -201,8 +201,15 @@ impl Deliveries {
                     None => {}
                 }
                 let recorded = delivery.clone();
-                let Judged { retry_at, pause, gave_up } = judged;
-                Ok(Change::then(Some(Attempted { delivery, retry_at, gave_up }), move || {
+                let Judged { retry_at, pause, gave_up, before } = judged;
+                let (undo, undo_name) = (Arc::clone(&owner), name.clone());
+                let otherwise = move || {
+                    if let Some(before) = before {
+                        undo.restore_flow(&undo_name, before);
+                    }
+                };
+                let answer = Some(Attempted { delivery, retry_at, gave_up });
+                Ok(Change::then(answer, move || {
                     owner.metrics.attempt(&name, attempt.status_code, duration);
                     owner.end_attempt(&name, id, retry_at);
                     if was_pending && recorded.status.is_finished() {
@@ -214,7 +221,8 @@ impl Deliveries {
                     if let Some(change) = pause {
                         owner.pause_changed(&name, &change, false);
                     }
-                }))
+                })
+                .or_else(otherwise))
             })?
             .wait()
             .await

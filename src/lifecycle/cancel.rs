@@ -53,10 +53,14 @@ impl Deliveries {
             let owner = Arc::clone(self);
             let name = subscription.to_owned();
             let ask = still_wanted.take();
+            let first = ask.is_some();
             let decided = self.store.transition(move |records| {
                 if owner.config.load().subscription(&name).is_some() || !ask.is_none_or(|ask| ask()) {
                     return Ok(Change::only(None));
                 }
+                // The subscription is gone for good: its pause ends with it (decided here, against the
+                // config of this moment, so a subscription added back meanwhile keeps its new pause).
+                let unpaused = first && owner.end_pause_of_removed(records, &name);
                 let now = now_ms();
                 let examined = owner.scheduler.queued_ids(&name, SLICE);
                 let mut cancelled = 0;
@@ -78,6 +82,9 @@ impl Deliveries {
                 Ok(Change::then(Some((cancelled, done)), move || {
                     owner.backlog.release(released);
                     owner.no_longer_waiting_for_key(&examined);
+                    if unpaused {
+                        owner.metrics.paused(&name, false);
+                    }
                 }))
             });
             match decided.map(|answer| answer.wait()) {

@@ -1,7 +1,9 @@
 //! Flow control (SPEC §6c): pausing a subscription whose receiver keeps failing, probing it, resuming it.
 //! Pauses and resumes are transitions like any other: a pause is a record under the subscription's name,
 //! written in the same batch as the attempt that caused it (or by `hookrelay pause`), so it survives
-//! restarts; removing the subscription from the config removes it.
+//! restarts and reloads. A subscription that leaves the config keeps its pause for the removal grace period
+//! (SPEC §7: a config saved in two writes must not unpause a receiver that said 410); the transition that
+//! cancels its queued deliveries when the grace period ends removes the pause too.
 //!
 //! # The rules
 //! - A failed attempt adds one to the subscription's streak of consecutive failures; a success ends the
@@ -44,10 +46,12 @@ pub const PAUSED_BY_HAND: &str = "Subscription paused by hand; no attempt is mad
 pub const RESUMED_BY_PROBE: &str = "Subscription resumed: an attempt succeeded while it was paused.";
 /// Message of `hookrelay resume`.
 pub const RESUMED_BY_HAND: &str = "Subscription resumed by hand.";
+/// Message at start for each subscription whose pause is on disk.
+pub const STILL_PAUSED: &str = "Subscription still paused from before the restart.";
 
 /// One subscription's flow state.
-#[derive(Debug, Default)]
-struct Flow {
+#[derive(Debug, Default, Clone)]
+pub(super) struct Flow {
     /// Consecutive failed attempts (since the last success, or the start).
     streak: u32,
     paused: Option<PauseRecord>,
@@ -95,6 +99,8 @@ pub struct Judged {
     pub pause: Option<PauseChange>,
     /// Failed at once: the answer is listed in `give_up_on`.
     pub gave_up: bool,
+    /// The subscription's flow before the judgement, put back if the transition's writes fail.
+    pub before: Option<Flow>,
 }
 
 /// What a subscription looks like to an operator (`hookrelay subscriptions`).
@@ -152,7 +158,7 @@ impl Deliveries {
         delivery.next_attempt_at = None;
         let mut flows = self.flows.lock();
         let flow = crate::str_map::entry(&mut flows, &subscription.name);
-        let mut judged = Judged { retry_at: None, pause: None, gave_up: false };
+        let mut judged = Judged { retry_at: None, pause: None, gave_up: false, before: Some(flow.clone()) };
         if attempt.status_code.is_some_and(|code| (200..300).contains(&code)) {
             delivery.status = DeliveryStatus::Delivered;
             flow.streak = 0;
@@ -204,6 +210,16 @@ impl Deliveries {
         judged
     }
 
+    /// Puts a subscription's flow back as it was before a transition whose writes failed, so that memory
+    /// never says paused (or resumed) when the disk does not.
+    pub(super) fn restore_flow(&self, subscription: &str, before: Flow) {
+        self.flows.lock().insert(subscription.to_owned(), before);
+    }
+
+    fn flow_before(&self, subscription: &str) -> Flow {
+        self.flows.lock().get(subscription).cloned().unwrap_or_default()
+    }
+
     /// Logs and exports a pause change once it is durable.
     pub(super) fn pause_changed(&self, subscription: &str, change: &PauseChange, by_hand: bool) {
         match change {
@@ -229,26 +245,24 @@ impl Deliveries {
     }
 
     /// `hookrelay pause`: no attempt of the subscription starts until it is resumed. Durable when it returns.
+    /// Pausing a subscription paused by hand already changes nothing.
     pub async fn pause_by_hand(self: &Arc<Self>, subscription: &str) -> Result<(), StoreError> {
         let (owner, name) = (Arc::clone(self), subscription.to_owned());
         self.store
             .transition(move |records| {
+                let before = owner.flow_before(&name);
+                if before.paused.as_ref().is_some_and(|p| p.reason == PauseReason::ByHand) {
+                    return Ok(Change::only(()));
+                }
                 let pause = PauseRecord { reason: PauseReason::ByHand, since: now_ms(), last_error: None };
                 records.put_pause(&name, &pause);
-                let already = {
-                    let mut flows = owner.flows.lock();
-                    let flow = crate::str_map::entry(&mut flows, &name);
-                    let already = flow.paused.as_ref().is_some_and(|p| p.reason == PauseReason::ByHand);
-                    if !already {
-                        flow.paused = Some(pause.clone());
-                    }
-                    already
-                };
-                Ok(Change::then((), move || {
-                    if !already {
-                        owner.pause_changed(&name, &PauseChange::Paused(pause), true);
-                    }
-                }))
+                crate::str_map::entry(&mut owner.flows.lock(), &name).paused = Some(pause.clone());
+                let (done, undo, undo_name) = (Arc::clone(&owner), Arc::clone(&owner), name.clone());
+                Ok(Change {
+                    answer: (),
+                    then: Box::new(move || done.pause_changed(&name, &PauseChange::Paused(pause), true)),
+                    otherwise: Box::new(move || undo.restore_flow(&undo_name, before)),
+                })
             })?
             .wait()
             .await
@@ -259,6 +273,7 @@ impl Deliveries {
         let (owner, name) = (Arc::clone(self), subscription.to_owned());
         self.store
             .transition(move |records| {
+                let before = owner.flow_before(&name);
                 let was_paused = {
                     let mut flows = owner.flows.lock();
                     let flow = crate::str_map::entry(&mut flows, &name);
@@ -268,83 +283,50 @@ impl Deliveries {
                 if was_paused {
                     records.remove_pause(&name);
                 }
-                Ok(Change::then((), move || {
-                    if was_paused {
-                        owner.pause_changed(&name, &PauseChange::Resumed, true);
-                    }
-                }))
+                let (done, undo, undo_name) = (Arc::clone(&owner), Arc::clone(&owner), name.clone());
+                Ok(Change {
+                    answer: (),
+                    then: Box::new(move || {
+                        if was_paused {
+                            done.pause_changed(&name, &PauseChange::Resumed, true);
+                        }
+                    }),
+                    otherwise: Box::new(move || undo.restore_flow(&undo_name, before)),
+                })
             })?
             .wait()
             .await
     }
 
-    /// At start: the pauses on disk of subscriptions in the config are in force again (a paused-for-failing
-    /// one probes at once); those of subscriptions no longer configured are removed.
+    /// At start: the pauses on disk are in force again (a paused-for-failing subscription probes at once).
+    /// Those of subscriptions not in the config wait, like their queued deliveries, for the removal grace
+    /// period, and end with it. A damaged pause record is quarantined (the subscription is then active).
     pub(super) async fn recover_pauses(self: &Arc<Self>) -> Result<(), StoreError> {
         let store = self.store.clone();
         let (found, damaged) = blocking(move || store.pauses()).await?;
         let config = self.config.load_full();
-        let mut gone = Vec::new();
         for (name, pause) in found {
-            if config.subscription(&name).is_none() {
-                gone.push(name);
-                continue;
-            }
             self.metrics.paused(&name, true);
-            warn!(subscription = %name, reason = pause.reason.as_str(), "Subscription still paused from before the restart.");
-            let mut flows = self.flows.lock();
-            let flow = crate::str_map::entry(&mut flows, &name);
-            flow.paused = Some(pause);
-            flow.next_probe_ms = mono_ms();
+            warn!(subscription = %name, reason = pause.reason.as_str(), "{}", STILL_PAUSED);
+            {
+                let mut flows = self.flows.lock();
+                let flow = crate::str_map::entry(&mut flows, &name);
+                flow.paused = Some(pause);
+                flow.next_probe_ms = mono_ms();
+            }
+            if config.subscription(&name).is_none() {
+                self.watch_removed(&name);
+            }
         }
-        if !damaged.is_empty() {
-            warn!(records = damaged.len(), "Damaged pause records removed; those subscriptions are active.");
-        }
-        self.store
-            .transition(move |records| {
-                for name in &gone {
-                    records.remove_pause(name);
-                }
-                for key in &damaged {
-                    records.remove_pause(&String::from_utf8_lossy(&key[1..]));
-                }
-                Ok(Change::only(()))
-            })?
-            .wait()
-            .await
+        self.quarantine(damaged).await?;
+        Ok(())
     }
 
-    /// A subscription left the config: its pause ends with it (a subscription added again starts active).
-    pub(super) fn forget_pauses(self: &Arc<Self>, removed: &[String]) {
-        let was_paused: Vec<String> = {
-            let mut flows = self.flows.lock();
-            removed
-                .iter()
-                .filter(|name| flows.remove(name.as_str()).is_some_and(|f| f.paused.is_some()))
-                .cloned()
-                .collect()
-        };
-        for name in &was_paused {
-            self.metrics.paused(name, false);
-        }
-        if was_paused.is_empty() {
-            return;
-        }
-        let owner = Arc::clone(self);
-        self.runtime.spawn(async move {
-            let removal = owner.store.transition(move |records| {
-                for name in &was_paused {
-                    records.remove_pause(name);
-                }
-                Ok(Change::only(()))
-            });
-            if let Err(error) = match removal {
-                Ok(answer) => answer.wait().await,
-                Err(error) => Err(error),
-            } {
-                // Left on disk, it is removed at the next start (the subscription is not configured then).
-                warn!(%error, "Cannot remove the pause of a removed subscription now.");
-            }
-        });
+    /// In the transition that cancels a removed subscription's queued deliveries once its grace period is
+    /// over: its pause ends too. Says whether it was paused.
+    pub(super) fn end_pause_of_removed(&self, records: &mut crate::store::Records<'_, '_>, subscription: &str) -> bool {
+        let was_paused = self.flows.lock().remove(subscription).is_some_and(|flow| flow.paused.is_some());
+        records.remove_pause(subscription);
+        was_paused
     }
 }

@@ -49,7 +49,9 @@ use tracing::info;
 pub use attempt::{Attempted, Loaded, Loading};
 pub use cancel::Erased;
 pub use create::{Candidate, Created};
-pub use flow::{FlowView, Gate, PAUSED_BY_HAND, PAUSED_FAILING, PAUSED_GONE, RESUMED_BY_HAND, RESUMED_BY_PROBE};
+pub use flow::{
+    FlowView, Gate, PAUSED_BY_HAND, PAUSED_FAILING, PAUSED_GONE, RESUMED_BY_HAND, RESUMED_BY_PROBE, STILL_PAUSED,
+};
 pub use purge::Purged;
 pub use recover::Recovered;
 pub use requeue::{NotRequeued, NotResent};
@@ -174,7 +176,6 @@ impl Deliveries {
         for name in removed {
             self.watch_removed(name);
         }
-        self.forget_pauses(removed);
         self.scheduler.wake_all();
         self.reloaded.notify_waiters();
     }

@@ -9,6 +9,7 @@
 //! | `q` `<the damaged record's key>` | the damaged record's bytes, as found ([`super::transition`]) |
 //! | `s` `<status: f or c>` `<delivery ULID, 16 bytes>` | empty: the index of failed and cancelled deliveries ([`super::status_index`]) |
 //! | `p` `<subscription name>` | [`PauseRecord`](super::PauseRecord): the subscription is paused (SPEC §6c) |
+//! | `m` `order-key-salt` | the secret order keys are hashed with ([`super::order_salt`]) |
 //!
 //! Big-endian ULIDs make a prefix scan of `d` walk deliveries in acceptance order, and `a` keys list a
 //! delivery's attempts in order.
@@ -119,6 +120,7 @@ pub fn printable(key: &[u8]) -> String {
             id(&rest[..16]).map(|id| format!("a:{id}/{n}"))
         }
         Some((&QUARANTINE, rest)) => Some(format!("q:{}", printable(rest))),
+        Some((&PAUSE, rest)) => Some(format!("p:{}", String::from_utf8_lossy(rest))),
         Some((&STATUS, [status @ (b'f' | b'c'), rest @ ..])) => {
             id(rest).map(|id| format!("s:{}/{id}", if *status == b'f' { "failed" } else { "cancelled" }))
         }

@@ -32,6 +32,7 @@ mod group_commit;
 mod key_log;
 mod keys;
 mod ledger;
+mod order_salt;
 mod private;
 mod records;
 mod seal_existing;
@@ -139,6 +140,8 @@ pub struct Store {
     keyring: Keyring,
     /// Keys other than the sealing key that may have sealed records here ([`key_log`]).
     older_keys: Vec<KeyId>,
+    /// What order keys are hashed with ([`order_salt`]).
+    order_salt: [u8; order_salt::BYTES],
 }
 
 impl Store {
@@ -167,6 +170,7 @@ impl Store {
             key_log.clear = false;
             key_log::write(dir, &key_log).map_err(open_error)?;
         }
+        let order_salt = order_salt::load(&db, &keyring)?;
         let older_keys = key_log.keys.iter().copied().filter(|&key| Some(key) != keyring.sealing_key()).collect();
         let (ledger, found) = ledger::Ledger::open(dir).map_err(open_error)?;
         let ledger = Arc::new(Mutex::new(ledger));
@@ -175,7 +179,18 @@ impl Store {
             .map_err(open_error)?;
         let dir = dir.to_path_buf();
         let had_ledger = found.is_some();
-        Ok(Store { dir, db, committer, broken, corrupt: Arc::default(), ledger, had_ledger, keyring, older_keys })
+        Ok(Store {
+            dir,
+            db,
+            committer,
+            broken,
+            corrupt: Arc::default(),
+            ledger,
+            had_ledger,
+            keyring,
+            older_keys,
+            order_salt,
+        })
     }
 
     /// How many records are sealed with each key other than the sealing key that has sealed records here
@@ -235,6 +250,11 @@ impl Store {
     }
 
     /// The keys payloads are sealed and opened with.
+    /// The secret order keys are hashed with ([`order_salt`]).
+    pub fn order_salt(&self) -> &[u8; order_salt::BYTES] {
+        &self.order_salt
+    }
+
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }

@@ -39,6 +39,12 @@ impl<T> Change<T> {
     pub fn then(answer: T, then: impl FnOnce() + Send + 'static) -> Change<T> {
         Change { answer, then: Box::new(then), otherwise: Box::new(|| {}) }
     }
+
+    /// What to undo in memory if the transition's writes do not become durable.
+    pub fn or_else(mut self, otherwise: impl FnOnce() + Send + 'static) -> Change<T> {
+        self.otherwise = Box::new(otherwise);
+        self
+    }
 }
 
 /// Resolves to a transition's answer once its writes are durable.
@@ -268,6 +274,7 @@ impl Records<'_, '_> {
             Some(&keys::EVENT) => drop(self.read::<EventRecord>(key)?),
             Some(&keys::DELIVERY) => drop(self.read::<DeliveryRecord>(key)?),
             Some(&keys::ATTEMPT) => drop(self.read::<AttemptRecord>(key)?),
+            Some(&keys::PAUSE) => drop(self.read::<super::PauseRecord>(key)?),
             _ => {}
         }
         Ok(self.quarantined > before)

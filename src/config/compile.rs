@@ -321,7 +321,7 @@ impl Compiler<'_> {
         }
         if let Some(file) = &raw.ca_file {
             let path = self.path(file);
-            if let Some(roots) = self.ca_certificates(&path, file.span()) {
+            if let Some(roots) = self.pem_certificates("ca_file", &path, file.span()) {
                 settings.ca_file = Some(path);
                 settings.extra_roots = Arc::new(roots);
             }

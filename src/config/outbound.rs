@@ -4,13 +4,12 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::path::Path;
 use std::sync::Arc;
 
 use http::{HeaderValue, Uri};
 use hyper_util::client::proxy::matcher::Matcher;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::PrivateKeyDer;
 use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
 
@@ -132,7 +131,7 @@ impl Compiler<'_> {
     /// Reads the certificate chain and its key and checks that they belong together.
     pub(super) fn client_identity(&mut self, cert: &Text, key: &Spanned<RawSecret>) -> Option<ClientIdentity> {
         let path = self.path(cert);
-        let chain = self.client_chain(&path, cert.span());
+        let chain = self.pem_certificates("client_cert", &path, cert.span());
         let key_text = self.secret(key, key.span())?;
         let chain = chain?;
         let Ok(key_der) = PrivateKeyDer::from_pem_slice(key_text.expose().as_bytes()) else {
@@ -153,18 +152,6 @@ impl Compiler<'_> {
                 format!("`client_key` is not the key of the certificate in `client_cert` {}", path.display()),
             ),
             Err(error) => self.fail(key.span(), format!("`client_key` cannot be used: {error}")),
-        }
-    }
-
-    fn client_chain(&mut self, path: &Path, span: Range<usize>) -> Option<Vec<CertificateDer<'static>>> {
-        let certificates: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
-            Ok(iter) => iter.collect(),
-            Err(error) => Err(error),
-        };
-        match certificates {
-            Ok(certificates) if !certificates.is_empty() => Some(certificates),
-            Ok(_) => self.fail(span, format!("`client_cert` {} holds no PEM certificate", path.display())),
-            Err(error) => self.fail(span, format!("cannot read `client_cert` {}: {error}", path.display())),
         }
     }
 }

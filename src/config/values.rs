@@ -149,15 +149,21 @@ impl Compiler<'_> {
         }
     }
 
-    pub(super) fn ca_certificates(&mut self, path: &Path, span: Range<usize>) -> Option<Vec<CertificateDer<'static>>> {
+    /// The PEM certificates of the file that `key` (`ca_file`, `client_cert`) names; at least one.
+    pub(super) fn pem_certificates(
+        &mut self,
+        key: &str,
+        path: &Path,
+        span: Range<usize>,
+    ) -> Option<Vec<CertificateDer<'static>>> {
         let certificates: Result<Vec<_>, _> = match CertificateDer::pem_file_iter(path) {
             Ok(iter) => iter.collect(),
             Err(error) => Err(error),
         };
         match certificates {
             Ok(certificates) if !certificates.is_empty() => Some(certificates),
-            Ok(_) => self.fail(span, format!("`ca_file` {} holds no PEM certificate", path.display())),
-            Err(error) => self.fail(span, format!("cannot read `ca_file` {}: {error}", path.display())),
+            Ok(_) => self.fail(span, format!("`{key}` {} holds no PEM certificate", path.display())),
+            Err(error) => self.fail(span, format!("cannot read `{key}` {}: {error}", path.display())),
         }
     }
 

@@ -29,7 +29,7 @@
 //!   transitions.
 //! - [`scheduler`]: which deliveries are due, per subscription.
 //! - [`backlog`]: the count of unfinished deliveries behind `max_pending`.
-//! - [`delivery`]: workers (pauses, probes, rate limits), the outgoing request, signing, the HTTPS
+//! - [`delivery`]: workers (which obey the lifecycle owner's pauses, probe, and pace `rate_limit`), the outgoing request, signing, the HTTPS
 //!   client and its route (direct or through a proxy), retry delays.
 //! - [`reload`]: watches the config file (and SIGHUP), validates, swaps.
 //! - [`admin`]: the unix-socket-only admin API.

@@ -15,10 +15,11 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// The spacing between two attempt starts: starts are paced evenly, never bunched, so that any
-    /// window of one period holds at most `count + 1` of them (SPEC §6c), across restarts and reloads too.
-    pub fn interval(&self) -> Duration {
-        self.per / self.count
+    /// The spacing between two attempt starts, in whole milliseconds rounded up: starts are paced evenly,
+    /// never bunched, so that any window of one period holds at most `count` of them (SPEC §3), across
+    /// restarts and reloads too.
+    pub fn interval_ms(&self) -> u64 {
+        (self.per.as_millis() as u64).div_ceil(u64::from(self.count)).max(1)
     }
 }
 

@@ -88,7 +88,7 @@ async fn open_tunnel(stream: TokioIo<TcpStream>, proxy: &Proxy, target: &str) ->
     let request = request.body(Empty::new()).map_err(|_| Failure::NoHost)?;
     let exchange = async move {
         let response = sender.send_request(request).await.map_err(|e| Failure::Exchange(e.into()))?;
-        if response.status() != StatusCode::OK {
+        if !response.status().is_success() {
             return Err(Failure::Refused(response.status()));
         }
         hyper::upgrade::on(response).await.map_err(|e| Failure::Exchange(e.into()))

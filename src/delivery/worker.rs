@@ -75,7 +75,7 @@ impl Dispatcher {
             let subscription = config.subscription(&name).filter(|s| s.enabled).cloned();
             let now = mono_ms();
             let spacing = subscription.as_ref().and_then(|s| s.delivery.rate_limit).map(|limit| {
-                let spacing = (limit.interval().as_millis() as u64).max(1);
+                let spacing = limit.interval_ms();
                 last_start_ms.unwrap_or(started_ms) + spacing
             });
             let next = match &subscription {
@@ -243,8 +243,28 @@ fn log_attempt(
         // Erased while the attempt was out.
         DeliveryStatus::Cancelled => debug!(%delivery_id, %subscription, "Attempt of a cancelled delivery recorded."),
         DeliveryStatus::Failed if gave_up => {
-            failures.failed(subscription, error, true, Instant::now());
-            warn!(%event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, "{}", GAVE_UP_ON)
+            // Loud once per streak, like every other failure: a receiver that refuses every event costs a
+            // few lines, not one per delivery.
+            let given_up = |level: tracing::Level| match level {
+                tracing::Level::WARN => {
+                    warn!(%event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, "{}", GAVE_UP_ON)
+                }
+                _ => {
+                    debug!(%event_id, %delivery_id, %subscription, attempt = attempt.n, status, error, "{}", GAVE_UP_ON)
+                }
+            };
+            match failures.failed(subscription, error, true, Instant::now()) {
+                Loudness::First => given_up(tracing::Level::WARN),
+                Loudness::Quiet => given_up(tracing::Level::DEBUG),
+                Loudness::Summary(streak) => {
+                    given_up(tracing::Level::DEBUG);
+                    warn!(
+                        %subscription, failed_attempts = streak.failed_attempts,
+                        failed_deliveries = streak.failed_deliveries, last_error = %streak.last_error,
+                        "Subscription still failing (failed attempts since the last summary; the rest at DEBUG)."
+                    )
+                }
+            }
         }
         DeliveryStatus::Pending | DeliveryStatus::Failed => {
             match failures.failed(subscription, error, retry_at.is_none(), Instant::now()) {

@@ -58,9 +58,6 @@ impl Deliveries {
                 if owner.config.load().subscription(&name).is_some() || !ask.is_none_or(|ask| ask()) {
                     return Ok(Change::only(None));
                 }
-                // The subscription is gone for good: its pause ends with it (decided here, against the
-                // config of this moment, so a subscription added back meanwhile keeps its new pause).
-                let unpaused = first && owner.end_pause_of_removed(records, &name);
                 let now = now_ms();
                 let examined = owner.scheduler.queued_ids(&name, SLICE);
                 let mut cancelled = 0;
@@ -71,10 +68,15 @@ impl Deliveries {
                         cancelled += 1;
                     }
                 }
-                // Last, after every read that could fail: no worker takes these any more.
+                // Last, after every read that could fail: no worker takes these any more. The subscription is
+                // gone for good: its pause ends with it (decided here, against the config of this moment, so
+                // a subscription added back meanwhile keeps its new pause).
                 for &id in &examined {
                     owner.scheduler.remove(&name, id);
                 }
+                let flow_before = if first { owner.end_pause_of_removed(records, &name) } else { None };
+                let unpaused = flow_before.as_ref().is_some_and(Deliveries::was_paused);
+                let (undo, undo_name) = (Arc::clone(&owner), name.clone());
                 let owner = Arc::clone(&owner);
                 let done = examined.len() < SLICE;
                 // Every queued delivery counted as unfinished, whether cancelled now or found quarantined.
@@ -84,6 +86,11 @@ impl Deliveries {
                     owner.no_longer_waiting_for_key(&examined);
                     if unpaused {
                         owner.metrics.paused(&name, false);
+                    }
+                })
+                .or_else(move || {
+                    if let Some(before) = flow_before {
+                        undo.restore_flow(&undo_name, before);
                     }
                 }))
             });

@@ -216,6 +216,11 @@ impl Deliveries {
         self.flows.lock().insert(subscription.to_owned(), before);
     }
 
+    /// Whether `flow` is a paused one.
+    pub(super) fn was_paused(flow: &Flow) -> bool {
+        flow.paused.is_some()
+    }
+
     fn flow_before(&self, subscription: &str) -> Flow {
         self.flows.lock().get(subscription).cloned().unwrap_or_default()
     }
@@ -301,10 +306,13 @@ impl Deliveries {
     /// At start: the pauses on disk are in force again (a paused-for-failing subscription probes at once).
     /// Those of subscriptions not in the config wait, like their queued deliveries, for the removal grace
     /// period, and end with it. A damaged pause record is quarantined (the subscription is then active).
-    pub(super) async fn recover_pauses(self: &Arc<Self>) -> Result<(), StoreError> {
+    /// Returns the paused subscriptions that are not configured: the caller starts their grace periods once
+    /// the queues are rebuilt.
+    pub(super) async fn recover_pauses(self: &Arc<Self>) -> Result<Vec<String>, StoreError> {
         let store = self.store.clone();
         let (found, damaged) = blocking(move || store.pauses()).await?;
         let config = self.config.load_full();
+        let mut unconfigured = Vec::new();
         for (name, pause) in found {
             self.metrics.paused(&name, true);
             warn!(subscription = %name, reason = pause.reason.as_str(), "{}", STILL_PAUSED);
@@ -315,18 +323,21 @@ impl Deliveries {
                 flow.next_probe_ms = mono_ms();
             }
             if config.subscription(&name).is_none() {
-                self.watch_removed(&name);
+                unconfigured.push(name);
             }
         }
         self.quarantine(damaged).await?;
-        Ok(())
+        Ok(unconfigured)
     }
 
     /// In the transition that cancels a removed subscription's queued deliveries once its grace period is
-    /// over: its pause ends too. Says whether it was paused.
-    pub(super) fn end_pause_of_removed(&self, records: &mut crate::store::Records<'_, '_>, subscription: &str) -> bool {
-        let was_paused = self.flows.lock().remove(subscription).is_some_and(|flow| flow.paused.is_some());
+    /// over: its pause ends too. Returns its flow as it was, if it had one (to put back if the writes fail).
+    pub(super) fn end_pause_of_removed(
+        &self,
+        records: &mut crate::store::Records<'_, '_>,
+        subscription: &str,
+    ) -> Option<Flow> {
         records.remove_pause(subscription);
-        was_paused
+        self.flows.lock().remove(subscription)
     }
 }

@@ -16,10 +16,10 @@
 //! |---|---|---|---|
 //! | create (ingest) | [`create`] | event + its deliveries, `pending` | queue them; on failure take them back |
 //! | attempt result | [`attempt`] | delivery + attempt (+ pause record when it pauses or resumes) | hand back to the scheduler (retry) or release |
-//! | pause / resume (by hand; removed subscription) | [`flow`] | pause record | wake the worker |
+//! | pause / resume by hand | [`flow`] | pause record | wake the worker |
 //! | requeue | [`requeue`] | `failed`/`cancelled` → `pending` | queue, count back in the backlog |
 //! | resend | [`requeue`] | a new `pending` delivery of the same event | queue it |
-//! | cancel (removed subscription, after the grace period) | [`cancel`] | `pending` → `cancelled` | release |
+//! | cancel (removed subscription, after the grace period) | [`cancel`] | `pending` → `cancelled`, its pause record removed | release |
 //! | erase | [`cancel`] | event data and response bodies removed, `pending` → `cancelled` | release |
 //! | purge | [`purge`] | finished event, deliveries, attempts removed | failed gauge |
 //! | quarantine | [`quarantine`] | a damaged record moved under `q` | counted |

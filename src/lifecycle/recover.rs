@@ -59,12 +59,12 @@ impl Deliveries {
         })
         .await?;
         let mut recovered = Recovered { quarantined: self.quarantine(damaged).await?, ..Recovered::default() };
-        self.recover_pauses().await?;
+        let paused_unconfigured = self.recover_pauses().await?;
         let config = self.config.load_full();
         let to_mono = crate::clock::ToMono::now();
         // Grace periods start once every scan thread's findings are queued: a short one must not end
         // while part of a queue is still to come.
-        let mut unconfigured = HashSet::new();
+        let mut unconfigured: HashSet<String> = paused_unconfigured.into_iter().collect();
         let mut indexed = HashSet::new();
         for found in found {
             recovered.deliveries += found.deliveries;

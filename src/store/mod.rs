@@ -249,12 +249,12 @@ impl Store {
         key_log::write(&self.dir, &log).map_err(open_error)
     }
 
-    /// The keys payloads are sealed and opened with.
     /// The secret order keys are hashed with ([`order_salt`]).
     pub fn order_salt(&self) -> &[u8; order_salt::BYTES] {
         &self.order_salt
     }
 
+    /// The keys payloads are sealed and opened with.
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }

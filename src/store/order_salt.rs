@@ -2,11 +2,12 @@
 //! under `m` `order-key-salt`, sealed with the store key when there is one (so the hashes in delivery
 //! records tell nothing about the values without the key). The salt outlives key rotations: a start
 //! with a new sealing key seals it again, so deliveries with the same value keep one order across a
-//! rotation. Only when no listed key opens it (every key that sealed it is gone) is a new one made: then
-//! deliveries accepted before and after are ordered separately, which the start logs.
+//! rotation. Only when no listed key opens it (every key that sealed it is gone, or it is damaged) is a new
+//! one made: then deliveries accepted before and after are ordered separately, which the start logs at
+//! ERROR; the old record is kept aside under a key of its own, never deleted.
 
 use rand::TryRngCore;
-use tracing::warn;
+use tracing::error;
 
 use super::sealing::{sealed_with, Keyring};
 use super::StoreError;
@@ -27,9 +28,16 @@ pub fn load(db: &sled::Db, keyring: &Keyring) -> Result<[u8; BYTES], StoreError>
     let (salt, up_to_date) = match read {
         Some(Some(found)) => found,
         Some(None) => {
-            warn!(
-                "The order_key salt is sealed with a store key that is no longer listed: a new one is made, and \
-                 deliveries accepted from now on are ordered apart from those accepted before."
+            // Nothing is deleted: the salt no listed key opens (or a damaged one) is kept aside, so that a
+            // key put back can still be matched with it by hand.
+            let kept = format!("{}-before-{}", String::from_utf8_lossy(KEY), crate::clock::now_ms());
+            if let Some(old) = &found {
+                db.insert(kept.as_bytes(), old)?;
+            }
+            error!(
+                kept_as = %kept,
+                "The order_key salt cannot be opened (sealed with a store key that is not listed, or damaged): a \
+                 new one is made, and deliveries accepted from now on are ordered apart from those accepted before."
             );
             (fresh()?, false)
         }
@@ -93,5 +101,6 @@ mod tests {
         assert_eq!(load(&db, &Keyring::new(vec![b.clone()])).unwrap(), clear, "now sealed with the new key");
         let lost = load(&db, &Keyring::new(vec![a])).unwrap();
         assert_ne!(lost, clear, "no listed key opens it: a new one");
+        assert_eq!(db.scan_prefix(b"morder-key-salt-before-").count(), 1, "the old one is kept aside");
     }
 }

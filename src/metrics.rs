@@ -48,6 +48,8 @@ pub struct Backlog {
     pub unfinished: usize,
     /// Creation time (Unix ms) of the oldest unfinished delivery.
     pub oldest_ms: Option<u64>,
+    /// Paused (SPEC §6c), as the lifecycle owner says.
+    pub paused: bool,
 }
 
 pub struct Metrics {
@@ -62,9 +64,8 @@ pub struct Metrics {
     flush_duration: Histogram,
     corrupt_records: Counter,
     waiting_for_key: Gauge,
-    /// Paused subscriptions (SPEC §6c); every configured subscription has a series, 0 or 1.
+    /// Paused subscriptions (SPEC §6c), from [`Backlog::paused`]; every configured subscription has a series.
     subscription_paused: Family<SubscriptionLabel, Gauge>,
-    paused: Mutex<std::collections::HashSet<String>>,
     /// Failed deliveries per subscription: counted at start, then kept up to date as deliveries fail, are
     /// requeued or purged.
     failed: Mutex<HashMap<String, i64>>,
@@ -87,7 +88,6 @@ impl Default for Metrics {
             corrupt_records: Counter::default(),
             waiting_for_key: Gauge::default(),
             subscription_paused: Family::default(),
-            paused: Mutex::default(),
             failed: Mutex::default(),
             registry: Registry::default(),
         };
@@ -169,15 +169,6 @@ impl Metrics {
         self.flush_duration.observe(duration.as_secs_f64());
     }
 
-    pub fn paused(&self, subscription: &str, paused: bool) {
-        let mut set = self.paused.lock().unwrap_or_else(|p| p.into_inner());
-        if paused {
-            set.insert(subscription.to_owned());
-        } else {
-            set.remove(subscription);
-        }
-    }
-
     /// Adds `change` to a subscription's failed deliveries.
     pub fn failed(&self, subscription: &str, change: i64) {
         *self.failed.lock().unwrap_or_else(|p| p.into_inner()).entry(subscription.to_owned()).or_default() += change;
@@ -199,12 +190,10 @@ impl Metrics {
                 .set(age);
         }
         self.subscription_paused.clear();
-        let paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
         for backlog in backlogs {
             let labels = SubscriptionLabel { subscription: backlog.subscription.clone() };
-            self.subscription_paused.get_or_create(&labels).set(i64::from(paused.contains(&backlog.subscription)));
+            self.subscription_paused.get_or_create(&labels).set(i64::from(backlog.paused));
         }
-        drop(paused);
         for (subscription, failed) in self.failed.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let labels = SubscriptionStatus { subscription: subscription.clone(), status: "failed".into() };
             self.deliveries.get_or_create(&labels).set(*failed);

@@ -17,7 +17,7 @@
 //!
 //! The store stays the source of truth: this index is rebuilt from it at start.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -58,8 +58,8 @@ struct OrderKeys {
     key_of: HashMap<DeliveryId, u64>,
     /// Each key's unfinished deliveries, queued or in flight.
     members: HashMap<u64, BTreeSet<DeliveryId>>,
-    /// Each key's deliveries in flight (absent: none).
-    busy: HashMap<u64, usize>,
+    /// The keys with a delivery in flight (never more than one each: see `may_start`).
+    busy: HashSet<u64>,
 }
 
 impl OrderKeys {
@@ -69,7 +69,7 @@ impl OrderKeys {
 
     /// Whether `id` may start as far as its key goes.
     fn may_start(&self, id: DeliveryId) -> bool {
-        self.key_of.get(&id).is_none_or(|&key| self.head(key) == Some(id) && !self.busy.contains_key(&key))
+        self.key_of.get(&id).is_none_or(|&key| self.head(key) == Some(id) && !self.busy.contains(&key))
     }
 }
 
@@ -109,7 +109,7 @@ impl Queue {
         self.by_due.remove(&(due, id));
         self.in_flight.insert(id);
         if let Some(&key) = self.keys.key_of.get(&id) {
-            *self.keys.busy.entry(key).or_default() += 1;
+            self.keys.busy.insert(key);
         }
     }
 
@@ -118,12 +118,7 @@ impl Queue {
         let was_in_flight = self.in_flight.remove(&id);
         let key = self.keys.key_of.get(&id).copied();
         if let Some(key) = key.filter(|_| was_in_flight) {
-            if let std::collections::hash_map::Entry::Occupied(mut busy) = self.keys.busy.entry(key) {
-                *busy.get_mut() -= 1;
-                if *busy.get() == 0 {
-                    busy.remove();
-                }
-            }
+            self.keys.busy.remove(&key);
         }
         match retry_at {
             Some(due) => {
@@ -194,8 +189,8 @@ impl Queue {
             if busy > 1 {
                 return Err(format!("key {key}: {busy} deliveries in flight at once"));
             }
-            if busy != self.keys.busy.get(&key).copied().unwrap_or(0) {
-                return Err(format!("key {key}: {busy} in flight, counted {:?}", self.keys.busy.get(&key)));
+            if (busy == 1) != self.keys.busy.contains(&key) {
+                return Err(format!("key {key}: {busy} in flight, marked busy {}", self.keys.busy.contains(&key)));
             }
         }
         Ok(())

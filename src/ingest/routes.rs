@@ -148,6 +148,7 @@ impl Routes {
                     enabled: subscription.enabled,
                     unfinished: queue.map_or(0, |q| q.1),
                     oldest_ms: queue.and_then(|q| q.2),
+                    paused: deliveries.is_paused(&subscription.name),
                 }
             })
             .collect();

@@ -187,7 +187,7 @@ impl Deliveries {
                     // keeps no response body either.
                     delivery.attempts = attempt.n;
                     attempt.forget_response_body();
-                    Judged { retry_at: None, pause: None, gave_up: false, before: None }
+                    Judged { retry_at: None, pause: None, gave_up: false, paused_before: None }
                 };
                 records.put_delivery(&delivery);
                 if was_pending {
@@ -201,11 +201,11 @@ impl Deliveries {
                     None => {}
                 }
                 let recorded = delivery.clone();
-                let Judged { retry_at, pause, gave_up, before } = judged;
-                let (undo, undo_name) = (Arc::clone(&owner), name.clone());
+                let Judged { retry_at, pause, gave_up, paused_before } = judged;
+                let (undo, undo_name, changed) = (Arc::clone(&owner), name.clone(), pause.is_some());
                 let otherwise = move || {
-                    if let Some(before) = before {
-                        undo.restore_flow(&undo_name, before);
+                    if changed {
+                        undo.restore_pause(&undo_name, paused_before);
                     }
                 };
                 let answer = Some(Attempted { delivery, retry_at, gave_up });

@@ -74,8 +74,7 @@ impl Deliveries {
                 for &id in &examined {
                     owner.scheduler.remove(&name, id);
                 }
-                let flow_before = if first { owner.end_pause_of_removed(records, &name) } else { None };
-                let unpaused = flow_before.as_ref().is_some_and(Deliveries::was_paused);
+                let paused_before = if first { owner.end_pause_of_removed(records, &name) } else { None };
                 let (undo, undo_name) = (Arc::clone(&owner), name.clone());
                 let owner = Arc::clone(&owner);
                 let done = examined.len() < SLICE;
@@ -84,13 +83,10 @@ impl Deliveries {
                 Ok(Change::then(Some((cancelled, done)), move || {
                     owner.backlog.release(released);
                     owner.no_longer_waiting_for_key(&examined);
-                    if unpaused {
-                        owner.metrics.paused(&name, false);
-                    }
                 })
                 .or_else(move || {
-                    if let Some(before) = flow_before {
-                        undo.restore_flow(&undo_name, before);
+                    if paused_before.is_some() {
+                        undo.restore_pause(&undo_name, paused_before);
                     }
                 }))
             });

@@ -50,8 +50,8 @@ pub const RESUMED_BY_HAND: &str = "Subscription resumed by hand.";
 pub const STILL_PAUSED: &str = "Subscription still paused from before the restart.";
 
 /// One subscription's flow state.
-#[derive(Debug, Default, Clone)]
-pub(super) struct Flow {
+#[derive(Debug, Default)]
+struct Flow {
     /// Consecutive failed attempts (since the last success, or the start).
     streak: u32,
     paused: Option<PauseRecord>,
@@ -99,8 +99,8 @@ pub struct Judged {
     pub pause: Option<PauseChange>,
     /// Failed at once: the answer is listed in `give_up_on`.
     pub gave_up: bool,
-    /// The subscription's flow before the judgement, put back if the transition's writes fail.
-    pub before: Option<Flow>,
+    /// With `pause`: the pause before it, put back if the transition's writes fail.
+    pub paused_before: Option<PauseRecord>,
 }
 
 /// What a subscription looks like to an operator (`hookrelay subscriptions`).
@@ -158,13 +158,13 @@ impl Deliveries {
         delivery.next_attempt_at = None;
         let mut flows = self.flows.lock();
         let flow = crate::str_map::entry(&mut flows, &subscription.name);
-        let mut judged = Judged { retry_at: None, pause: None, gave_up: false, before: Some(flow.clone()) };
+        let mut judged = Judged { retry_at: None, pause: None, gave_up: false, paused_before: None };
         if attempt.status_code.is_some_and(|code| (200..300).contains(&code)) {
             delivery.status = DeliveryStatus::Delivered;
             flow.streak = 0;
             flow.last_success_at = Some(now);
             if flow.paused.as_ref().is_some_and(|p| p.reason == PauseReason::Failing) {
-                flow.paused = None;
+                judged.paused_before = flow.paused.take();
                 judged.pause = Some(PauseChange::Resumed);
             }
             return judged;
@@ -187,7 +187,7 @@ impl Deliveries {
         };
         if let Some(reason) = reason {
             let pause = PauseRecord { reason, since: now, last_error: attempt.error.clone() };
-            flow.paused = Some(pause.clone());
+            judged.paused_before = flow.paused.replace(pause.clone());
             flow.next_probe_ms = mono_ms().saturating_add(settings.probe_interval.as_millis() as u64);
             judged.pause = Some(PauseChange::Paused(pause));
         }
@@ -210,26 +210,21 @@ impl Deliveries {
         judged
     }
 
-    /// Puts a subscription's flow back as it was before a transition whose writes failed, so that memory
-    /// never says paused (or resumed) when the disk does not.
-    pub(super) fn restore_flow(&self, subscription: &str, before: Flow) {
-        self.flows.lock().insert(subscription.to_owned(), before);
+    /// Puts a subscription's pause back as it was before a transition whose writes failed, so that memory
+    /// never says paused (or resumed) when the disk does not. (The streak and the last error or success
+    /// are not on disk; what a failed round leaves of them does not matter.)
+    pub(super) fn restore_pause(&self, subscription: &str, before: Option<PauseRecord>) {
+        crate::str_map::entry(&mut self.flows.lock(), subscription).paused = before;
     }
 
-    /// Whether `flow` is a paused one.
-    pub(super) fn was_paused(flow: &Flow) -> bool {
-        flow.paused.is_some()
+    fn pause_of(&self, subscription: &str) -> Option<PauseRecord> {
+        self.flows.lock().get(subscription).and_then(|flow| flow.paused.clone())
     }
 
-    fn flow_before(&self, subscription: &str) -> Flow {
-        self.flows.lock().get(subscription).cloned().unwrap_or_default()
-    }
-
-    /// Logs and exports a pause change once it is durable.
+    /// Logs a pause change once it is durable and wakes the worker (the gauge reads the flows when scraped).
     pub(super) fn pause_changed(&self, subscription: &str, change: &PauseChange, by_hand: bool) {
         match change {
             PauseChange::Paused(pause) => {
-                self.metrics.paused(subscription, true);
                 let error = pause.last_error.as_deref().unwrap_or("");
                 match pause.reason {
                     PauseReason::Failing => warn!(subscription, last_error = error, "{}", PAUSED_FAILING),
@@ -238,7 +233,6 @@ impl Deliveries {
                 }
             }
             PauseChange::Resumed => {
-                self.metrics.paused(subscription, false);
                 if by_hand {
                     info!(subscription, "{}", RESUMED_BY_HAND);
                 } else {
@@ -255,8 +249,8 @@ impl Deliveries {
         let (owner, name) = (Arc::clone(self), subscription.to_owned());
         self.store
             .transition(move |records| {
-                let before = owner.flow_before(&name);
-                if before.paused.as_ref().is_some_and(|p| p.reason == PauseReason::ByHand) {
+                let before = owner.pause_of(&name);
+                if before.as_ref().is_some_and(|p| p.reason == PauseReason::ByHand) {
                     return Ok(Change::only(()));
                 }
                 let pause = PauseRecord { reason: PauseReason::ByHand, since: now_ms(), last_error: None };
@@ -266,7 +260,7 @@ impl Deliveries {
                 Ok(Change {
                     answer: (),
                     then: Box::new(move || done.pause_changed(&name, &PauseChange::Paused(pause), true)),
-                    otherwise: Box::new(move || undo.restore_flow(&undo_name, before)),
+                    otherwise: Box::new(move || undo.restore_pause(&undo_name, before)),
                 })
             })?
             .wait()
@@ -278,13 +272,13 @@ impl Deliveries {
         let (owner, name) = (Arc::clone(self), subscription.to_owned());
         self.store
             .transition(move |records| {
-                let before = owner.flow_before(&name);
-                let was_paused = {
+                let before = {
                     let mut flows = owner.flows.lock();
                     let flow = crate::str_map::entry(&mut flows, &name);
                     flow.streak = 0;
-                    flow.paused.take().is_some()
+                    flow.paused.take()
                 };
+                let was_paused = before.is_some();
                 if was_paused {
                     records.remove_pause(&name);
                 }
@@ -296,7 +290,7 @@ impl Deliveries {
                             done.pause_changed(&name, &PauseChange::Resumed, true);
                         }
                     }),
-                    otherwise: Box::new(move || undo.restore_flow(&undo_name, before)),
+                    otherwise: Box::new(move || undo.restore_pause(&undo_name, before)),
                 })
             })?
             .wait()
@@ -314,7 +308,6 @@ impl Deliveries {
         let config = self.config.load_full();
         let mut unconfigured = Vec::new();
         for (name, pause) in found {
-            self.metrics.paused(&name, true);
             warn!(subscription = %name, reason = pause.reason.as_str(), "{}", STILL_PAUSED);
             {
                 let mut flows = self.flows.lock();
@@ -331,13 +324,13 @@ impl Deliveries {
     }
 
     /// In the transition that cancels a removed subscription's queued deliveries once its grace period is
-    /// over: its pause ends too. Returns its flow as it was, if it had one (to put back if the writes fail).
+    /// over: its pause ends too. Returns the pause it ended, if any (to put back if the writes fail).
     pub(super) fn end_pause_of_removed(
         &self,
         records: &mut crate::store::Records<'_, '_>,
         subscription: &str,
-    ) -> Option<Flow> {
+    ) -> Option<PauseRecord> {
         records.remove_pause(subscription);
-        self.flows.lock().remove(subscription)
+        self.flows.lock().remove(subscription).and_then(|flow| flow.paused)
     }
 }

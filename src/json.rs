@@ -59,6 +59,55 @@ pub(crate) fn string_end(bytes: &[u8], mut from: usize) -> usize {
     bytes.len()
 }
 
+/// Valid JSON text indented two spaces a level, for people to read (`hookrelay receive`). Works on the text
+/// like [`compact`], so key order, numbers and escapes are shown exactly as they arrived; a parsed value
+/// would sort the keys and reprint the numbers.
+pub fn pretty(valid_json: &str) -> String {
+    let compact = compact(valid_json).text;
+    let bytes = compact.as_bytes();
+    let mut out = String::with_capacity(bytes.len() * 2);
+    let mut level = 0usize;
+    let newline = |out: &mut String, level: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(level));
+    };
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
+            b'"' => {
+                let end = string_end(bytes, at + 1);
+                out.push_str(&compact[at..end]);
+                at = end;
+                continue;
+            }
+            b'{' | b'[' => {
+                out.push(byte as char);
+                // An empty object or array stays on one line.
+                if matches!(bytes.get(at + 1), Some(b'}' | b']')) {
+                    out.push(bytes[at + 1] as char);
+                    at += 2;
+                    continue;
+                }
+                level += 1;
+                newline(&mut out, level);
+            }
+            b'}' | b']' => {
+                level = level.saturating_sub(1);
+                newline(&mut out, level);
+                out.push(byte as char);
+            }
+            b',' => {
+                out.push(',');
+                newline(&mut out, level);
+            }
+            b':' => out.push_str(": "),
+            _ => out.push(byte as char),
+        }
+        at += 1;
+    }
+    out
+}
+
 /// A JSON string literal for `text`.
 pub fn quote(text: &str) -> String {
     serde_json::to_string(text).expect("a str always serializes")
@@ -85,6 +134,15 @@ mod tests {
         // JSON.stringify(JSON.parse(s)) for a body without floats like 1.0 gives the same bytes.
         let input = "{\"patient\": {\"fp\": \"patient_01J\", \"name\": \"Luna\"}, \"n\": [1, 2]}";
         assert_eq!(compact(input).text, r#"{"patient":{"fp":"patient_01J","name":"Luna"},"n":[1,2]}"#);
+    }
+
+    #[test]
+    fn pretty_keeps_key_order_numbers_and_escapes() {
+        let input = r#"{"zeta":1,"amount":500.00,"s":"a, b: {c}","e":[],"o":{},"n":[1,{"k":"\\\""}]}"#;
+        let expected = "{\n  \"zeta\": 1,\n  \"amount\": 500.00,\n  \"s\": \"a, b: {c}\",\n  \"e\": [],\n  \"o\": {},\n  \"n\": [\n    1,\n    {\n      \"k\": \"\\\\\\\"\"\n    }\n  ]\n}";
+        assert_eq!(pretty(input), expected);
+        assert_eq!(compact(&pretty(input)).text, input);
+        assert_eq!(pretty("7"), "7");
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod order_key;
+pub mod receive;
 pub mod redact;
 pub mod relay;
 pub mod reload;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use support::hostile::{HostileReceiver, Misbehaviour, StalledHandshakes};
 use support::receiver::{always, Receiver, Reply};
 use support::relay::{unsigned_subscription, RelayProcess, Setup, TestEnv};
-use support::tls::{self_signed_server, Flaw};
+use support::tls::{ca_as_server_certificate, self_signed_server, Flaw};
 
 const FAILED: &str = "Delivery failed after its last attempt; requeue it with `hookrelay retry`.";
 
@@ -69,6 +69,11 @@ async fn hostile_receivers_each_end_in_a_failed_attempt_with_a_clear_error() {
     let expired = Receiver::start_with_tls(env.ca.server_config(Flaw::Expired), always(200)).await;
     let wrong_host = Receiver::start_with_tls(env.ca.server_config(Flaw::WrongHost), always(200)).await;
     let self_signed = Receiver::start_with_tls(self_signed_server(), always(200)).await;
+    let (ca_as_server, its_pem) = ca_as_server_certificate();
+    let ca_as_leaf = Receiver::start_with_tls(ca_as_server, always(200)).await;
+    let its_ca_file = env.dir.path().join("ca-as-leaf.pem");
+    std::fs::write(&its_ca_file, its_pem).unwrap();
+    let trust_it = format!("ca_file = {:?}", its_ca_file.display().to_string());
     env.write_config(&Setup {
         subscriptions: [
             subscription("silent", &silent.url("/"), "timeout = \"1s\""),
@@ -79,16 +84,19 @@ async fn hostile_receivers_each_end_in_a_failed_attempt_with_a_clear_error() {
             subscription("expired", &expired.url("/"), ""),
             subscription("wrong_host", &wrong_host.url("/"), ""),
             subscription("self_signed", &self_signed.url("/"), ""),
+            subscription("ca_as_leaf", &ca_as_leaf.url("/"), &trust_it),
         ]
         .concat(),
         ..Setup::default()
     });
     let relay = env.start().await;
     assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"bad-day","data":{}}"#).await.status, 202);
-    relay.wait_for_log(FAILED, 8, |_| true).await;
+    relay.wait_for_log(FAILED, 9, |_| true).await;
 
     let mut errors = Vec::new();
-    for name in ["silent", "trickle", "enormous", "reset", "redirect", "expired", "wrong_host", "self_signed"] {
+    for name in
+        ["silent", "trickle", "enormous", "reset", "redirect", "expired", "wrong_host", "self_signed", "ca_as_leaf"]
+    {
         let delivery = delivery_of(&relay, name).await;
         assert_eq!(delivery["status"], "failed", "{name}: {delivery}");
         let attempts = delivery["attempts"].as_array().unwrap();
@@ -125,13 +133,26 @@ async fn hostile_receivers_each_end_in_a_failed_attempt_with_a_clear_error() {
     assert_eq!(error_of("redirect"), "receiver answered 307 Temporary Redirect");
     assert_eq!(target.count(), 0, "the redirect was not followed");
 
-    for (name, expected) in
-        [("expired", "certificate expired"), ("wrong_host", "not valid for name"), ("self_signed", "UnknownIssuer")]
-    {
+    // rustls's words, then what they mean and what to do.
+    for (name, expected, hint) in [
+        ("expired", "certificate expired", "— the receiver's certificate has expired"),
+        ("wrong_host", "not valid for name", "— the receiver's certificate does not name the url's host"),
+        ("self_signed", "UnknownIssuer", "if the receiver uses a private CA, set ca_file"),
+        (
+            "ca_as_leaf",
+            "CaUsedAsEndEntity",
+            "is a CA certificate used as a server certificate: issue the receiver a leaf",
+        ),
+    ] {
         let error = error_of(name);
         assert!(error.contains("invalid peer certificate") && error.contains(expected), "{name}: {error}");
+        assert!(error.contains(hint), "{name} says what it means: {error}");
     }
-    assert_eq!((expired.count(), wrong_host.count(), self_signed.count()), (0, 0, 0), "no request went to them");
+    let logged: Vec<String> =
+        relay.logs().iter().map(Value::to_string).filter(|l| l.contains("CaUsedAsEndEntity")).collect();
+    assert!(logged.iter().any(|line| line.contains("issue the receiver a leaf")), "the log says it too: {logged:?}");
+    let counts = (expired.count(), wrong_host.count(), self_signed.count(), ca_as_leaf.count());
+    assert_eq!(counts, (0, 0, 0, 0), "no request went to them");
 }
 
 /// Before: a receiver that was down produced a WARN or ERROR line per attempt (200,000 deliveries wrote

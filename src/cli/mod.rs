@@ -53,6 +53,26 @@ pub enum Command {
     Pause(NameArgs),
     /// Resume a subscription paused by hand, by a 410 Gone, or by its failures.
     Resume(NameArgs),
+    /// A local HTTPS test receiver: prints each request it gets and whether its signature verifies.
+    Receive(ReceiveArgs),
+}
+
+#[derive(Args)]
+pub struct ReceiveArgs {
+    /// The address to listen on (port 0: any free port; the one taken is printed).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: std::net::SocketAddr,
+    /// Where its throwaway CA (ca.pem, for a subscription's ca_file) and certificate are kept; made on
+    /// first use.
+    #[arg(long, default_value = "hookrelay-receiver")]
+    dir: PathBuf,
+    /// A key to verify signatures with: a subscription's secret (whsec_..., or the hmac-sha256 secret as
+    /// written) or an ed25519 public key (whpk_..., for v1a). May be given more than once.
+    #[arg(long = "secret", value_name = "S")]
+    secrets: Vec<String>,
+    /// The status every request is answered with.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..=599))]
+    status: u16,
 }
 
 #[derive(Args)]
@@ -193,6 +213,7 @@ pub fn execute(command: Command) -> ExitCode {
             |answer| format!("resent as {}", text(&answer["delivery"])),
         ),
         Command::Subscriptions(args) => subscriptions(args),
+        Command::Receive(args) => receive(args),
         Command::Pause(args) => pause_or_resume(args, "pause"),
         Command::Resume(args) => pause_or_resume(args, "resume"),
         Command::Erase(args) => each(
@@ -228,6 +249,12 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn receive(args: ReceiveArgs) -> Result<String, String> {
+    let status = hyper::StatusCode::from_u16(args.status).map_err(|e| format!("--status {}: {e}", args.status))?;
+    crate::receive::run(crate::receive::Options { listen: args.listen, dir: args.dir, secrets: args.secrets, status })?;
+    Ok("hookrelay receive: stopped".to_owned())
 }
 
 fn client(config: &ConfigArg) -> Result<AdminClient, String> {

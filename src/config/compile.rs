@@ -321,7 +321,21 @@ impl Compiler<'_> {
         }
         if let Some(file) = &raw.ca_file {
             let path = self.path(file);
-            if let Some(roots) = self.pem_certificates("ca_file", &path, file.span()) {
+            if matches!(path.try_exists(), Ok(false)) {
+                // Not (yet) there: a warning, not an error, so one subscription's missing roots never keep
+                // the relay from accepting events; its deliveries fail their TLS check and wait, and a reload
+                // reads the file once it exists (the example's `hookrelay receive` CA, a CA being rolled out).
+                self.reporter.warn(
+                    Some(file.span()),
+                    format!(
+                        "`ca_file` {} does not exist: deliveries that need it fail their TLS check until it does \
+                         and the config is reloaded",
+                        path.display()
+                    ),
+                );
+                settings.ca_file = Some(path);
+                settings.extra_roots = Arc::new(Vec::new());
+            } else if let Some(roots) = self.pem_certificates("ca_file", &path, file.span()) {
                 settings.ca_file = Some(path);
                 settings.extra_roots = Arc::new(roots);
             }

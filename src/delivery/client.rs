@@ -101,7 +101,7 @@ impl HttpsClient {
         let mut request = Request::post(url.clone()).body(Full::new(body)).expect("a valid URI and method");
         *request.headers_mut() = headers;
         let exchange = async {
-            let response = self.inner.request(request).await.map_err(|e| describe(&e))?;
+            let response = self.inner.request(request).await.map_err(|e| super::tls_hint::with_hint(describe(&e)))?;
             let status = response.status();
             let retry_after = match status {
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => response

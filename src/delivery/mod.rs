@@ -8,6 +8,7 @@ pub mod failure_log;
 pub mod request;
 mod route;
 pub mod sign;
+mod tls_hint;
 pub mod worker;
 
 pub use worker::Dispatcher;

@@ -4,7 +4,9 @@
 
 pub mod client;
 pub mod hostile;
+pub mod lines;
 pub mod proxy;
+pub mod receive;
 pub mod receiver;
 pub mod relay;
 pub mod tls;

@@ -105,6 +105,17 @@ pub fn self_signed_server() -> Arc<rustls::ServerConfig> {
     config(certificate.der().clone(), &key)
 }
 
+/// A server config whose certificate is a self-signed CA certificate, as `openssl req -x509` makes by
+/// default, and that certificate's PEM (trusting it as a root still leaves it a CA, not a server).
+pub fn ca_as_server_certificate() -> (Arc<rustls::ServerConfig>, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, "localhost");
+    let certificate = params.self_signed(&key).unwrap();
+    (config(certificate.der().clone(), &key), certificate.pem())
+}
+
 fn config(certificate: CertificateDer<'static>, key: &KeyPair) -> Arc<rustls::ServerConfig> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());

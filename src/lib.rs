@@ -67,8 +67,14 @@ pub mod store;
 pub mod str_map;
 pub mod systemd;
 
-/// The version of this build, as `hookrelay --version` prints it.
+/// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit this build is from (12 hex digits), `unknown` outside a checkout; see `build.rs`.
+pub const COMMIT: &str = env!("HOOKRELAY_COMMIT");
+
+/// What `hookrelay --version` prints after the name: the version and the commit.
+pub const VERSION_AND_COMMIT: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HOOKRELAY_COMMIT"), ")");
 
 /// `hookrelay/<version>`, the default `user-agent` of deliveries.
 pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));

@@ -55,7 +55,17 @@ async fn a_failed_delivery_is_listed_inspected_and_requeued_with_the_cli() {
     assert_eq!(attempts[0]["response_body"], "{\"ok\":true}");
     assert!(attempts[0]["duration_ms"].is_u64());
     let human = stdout(&cli(&env, &["delivery", &id]).await);
-    assert!(human.contains("status          failed"), "{human}");
+    for field in [
+        "\nstatus        failed\n",
+        "\nattempts      1\n",
+        "\nlast status   500\n",
+        "\nevent         adm-1 (lab.completed)\n",
+    ] {
+        assert!(human.contains(field), "{field:?} in:\n{human}");
+    }
+    assert!(human.contains("\nlast error    receiver answered 500 Internal Server Error\n"), "{human}");
+    assert!(human.ends_with("\nattempt 1 response body (11 bytes):\n  {\"ok\":true}\n"), "{human}");
+    assert!(!human.lines().any(|line| line.starts_with("[{") || line.starts_with("{\"")), "no raw JSON: {human}");
 
     assert_eq!(stdout(&cli(&env, &["retry", &id]).await).trim(), format!("requeued {id}"));
     let retried = receiver.next().await;
@@ -135,6 +145,84 @@ async fn listing_filters_and_pages_with_a_cursor() {
     assert_eq!(event["deliveries"][0]["status"], "held");
     assert_eq!(send(&relay.unix, Call::get("/v1/events/nope")).await.status, 404);
     assert_eq!(send(&relay.unix, Call::get("/v1/deliveries/dlv_nope")).await.status, 404);
+}
+
+/// The CLI pages with the cursor it prints, and an empty answer for a name the relay does not know says so.
+#[tokio::test]
+async fn the_cli_pages_with_after_and_names_unknown_subscriptions() {
+    let env = TestEnv::new();
+    env.write_config(&Setup {
+        subscriptions: subscription("held", "https://127.0.0.1:9/", "enabled = false")
+            + &subscription("quiet", "https://127.0.0.1:9/", "enabled = false"),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    let batch: Vec<Value> = (0..5).map(|i| json!({"type": "x", "id": format!("c{i}"), "data": i})).collect();
+    assert_eq!(relay.post_unix(&serde_json::to_string(&batch).unwrap()).await.status, 202);
+
+    let (mut seen, mut pages, mut after) = (Vec::new(), 0, None::<String>);
+    loop {
+        let mut args = vec!["deliveries", "--limit", "2"];
+        args.extend(after.iter().flat_map(|cursor| ["--after", cursor.as_str()]));
+        let page = stdout(&cli(&env, &args).await);
+        pages += 1;
+        let mut lines = page.lines().skip(1).peekable();
+        while let Some(line) = lines.next_if(|line| line.starts_with("dlv_")) {
+            seen.push(line.split_whitespace().next().unwrap().to_owned());
+        }
+        match lines.next().and_then(|line| line.strip_prefix("next page: --after ")) {
+            Some(cursor) => after = Some(cursor.to_owned()),
+            None => break,
+        }
+    }
+    let all = relay.admin_get("/v1/deliveries?limit=100").await;
+    let expected: Vec<&str> = all["deliveries"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(expected.len(), 10, "five events, two subscriptions");
+    assert_eq!(seen, expected, "every delivery once, in order, by following `next page`");
+    assert_eq!(pages, 5);
+
+    let unknown = stdout(&cli(&env, &["deliveries", "--subscription", "helt"]).await);
+    assert!(unknown.ends_with("\nno subscription named \"helt\"; the relay has: held, quiet\n"), "{unknown}");
+    let known_but_empty = stdout(&cli(&env, &["deliveries", "--status", "failed", "--subscription", "quiet"]).await);
+    assert!(!known_but_empty.contains("no subscription named"), "{known_but_empty}");
+    assert_eq!(known_but_empty.lines().count(), 1, "the header alone: {known_but_empty}");
+    let retried = stdout(&cli(&env, &["retry", "--failed", "--subscription", "helt"]).await);
+    assert_eq!(retried, "requeued 0\nno subscription named \"helt\"; the relay has: held, quiet\n");
+    let retried_known = stdout(&cli(&env, &["retry", "--failed", "--subscription", "held"]).await);
+    assert_eq!(retried_known, "requeued 0\n");
+}
+
+/// `event ID` shows the data as it was stored and is sent: key order, number text and escapes kept, in
+/// `--json` byte for byte and in the human view indented.
+#[tokio::test]
+async fn the_event_view_shows_the_stored_bytes() {
+    let env = TestEnv::new();
+    env.write_config(&Setup {
+        subscriptions: subscription("held", "https://127.0.0.1:9/", "enabled = false"),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    let data = r#"{"zeta":1,"amount":500.00,"note":"caf\u00e9"}"#;
+    let event = format!(r#"{{"type":"lab.completed","id":"ord","data":{data}}}"#);
+    assert_eq!(relay.post_unix(&event).await.status, 202);
+
+    let raw = stdout(&cli(&env, &["event", "ord", "--json"]).await);
+    assert!(raw.contains(&format!("\"data\":{data},")), "{raw}");
+    let human = stdout(&cli(&env, &["event", "ord"]).await);
+    assert!(human.starts_with("id           ord\ntype         lab.completed\n"), "{human}");
+    assert!(human.contains("\nrouted to    held\n"), "{human}");
+    let shown = format!(
+        "\ndata ({} bytes, as stored and sent):\n{{\n  \"zeta\": 1,\n  \"amount\": 500.00,\n  \"note\": \"caf\\u00e9\"\n}}\n",
+        data.len()
+    );
+    assert!(human.contains(&shown), "{human}");
+    let row = human.lines().last().unwrap();
+    assert!(row.starts_with("dlv_") && row.contains(" held "), "its delivery: {human}");
+
+    assert!(stdout(&cli(&env, &["erase", "ord"]).await).contains("erased"));
+    let erased = stdout(&cli(&env, &["event", "ord"]).await);
+    assert!(erased.contains("\ndata: erased at 20"), "{erased}");
+    assert!(!erased.contains("500.00"), "{erased}");
 }
 
 #[tokio::test]

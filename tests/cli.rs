@@ -257,6 +257,7 @@ fn usage_errors_exit_2() {
     let cases = [
         &["deliveries", "--limit", "0"][..],
         &["deliveries", "--status", "done"],
+        &["deliveries", "--after", "bogus"],
         &["retry", "--failed", "--since", "soon"],
         &["resend"],
         &["erase"],
@@ -273,4 +274,18 @@ fn secret_prints_a_fresh_32_byte_whsec_key() {
     let key = first.trim().strip_prefix("whsec_").expect("whsec_ prefix");
     assert_eq!(base64::engine::general_purpose::STANDARD.decode(key).unwrap().len(), 32);
     assert_ne!(first, second);
+}
+
+/// `--version` names the commit it was built from, so an operator's report says exactly which build.
+#[test]
+fn version_names_the_commit() {
+    let output = hookrelay(&["--version"], None);
+    assert!(output.status.success());
+    let line = stdout(&output);
+    let commit = line
+        .strip_prefix(&format!("hookrelay {} (commit ", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("{line:?}"));
+    assert_eq!(commit, hookrelay::COMMIT);
+    assert!(commit == "unknown" || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())), "{commit}");
 }

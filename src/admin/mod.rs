@@ -173,7 +173,9 @@ impl Admin {
             })
             .await?;
         Ok(match found {
-            Some(document) => reply::json(StatusCode::OK, &document),
+            Some(Ok(document)) => reply::json_text(StatusCode::OK, document),
+            // Strings, numbers and stored JSON text always serialize; this is not reachable from input.
+            Some(Err(error)) => reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string()),
             None => reply::error(StatusCode::NOT_FOUND, "not_found", format!("no event `{}`", shown(id))),
         })
     }

@@ -1,5 +1,6 @@
 //! The admin API's documents (SPEC §5) and its query parameters.
 
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::clock::ms_to_rfc3339;
@@ -90,20 +91,35 @@ pub fn delivery_with_attempts(record: &DeliveryRecord, attempts: &[AttemptRecord
     document
 }
 
-pub fn event(event: &EventRecord, deliveries: Vec<Value>) -> Value {
-    let data: Value = serde_json::from_str(event.data.get()).unwrap_or(Value::Null);
-    json!({
-        "id": event.id,
-        "type": event.event_type,
-        "occurred_at": event.occurred_at,
-        "accepted_at": ms_to_rfc3339(event.accepted_at),
-        "subscriptions": event.subscriptions,
-        "data": data,
-        "erased_at": event.erased_at.map(ms_to_rfc3339),
-        // The data is sealed with this store key, which encryption_key does not list (SPEC §8).
-        "data_sealed_with_unlisted_key": event.waiting_for_key().map(|key| key.to_string()),
-        "deliveries": deliveries,
-    })
+/// `GET /v1/events/{id}`, as JSON text: the data is embedded as stored, byte for byte (a parsed value
+/// would sort its keys and reprint its numbers, and the operator asked to see what receivers get).
+pub fn event(event: &EventRecord, deliveries: Vec<Value>) -> serde_json::Result<String> {
+    #[derive(serde::Serialize)]
+    struct EventDocument<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        occurred_at: &'a str,
+        accepted_at: String,
+        subscriptions: &'a [String],
+        data: &'a RawValue,
+        erased_at: Option<String>,
+        /// The data is sealed with this store key, which encryption_key does not list (SPEC §8).
+        data_sealed_with_unlisted_key: Option<String>,
+        deliveries: Vec<Value>,
+    }
+    let document = EventDocument {
+        id: &event.id,
+        event_type: &event.event_type,
+        occurred_at: &event.occurred_at,
+        accepted_at: ms_to_rfc3339(event.accepted_at),
+        subscriptions: &event.subscriptions,
+        data: &event.data,
+        erased_at: event.erased_at.map(ms_to_rfc3339),
+        data_sealed_with_unlisted_key: event.waiting_for_key().map(|key| key.to_string()),
+        deliveries,
+    };
+    serde_json::to_string(&document)
 }
 
 /// `GET /v1/deliveries` parameters.

@@ -39,17 +39,26 @@ impl AdminClient {
         self.call(Method::POST, path, Some(body))
     }
 
-    /// Sends one request; a non-2xx answer becomes its error message.
-    fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Value, String> {
-        let (status, document) = self.runtime.block_on(self.exchange(method, path, body))?;
+    /// The answer's JSON text as the relay sent it, for documents that embed stored bytes (`event`).
+    pub fn get_text(&self, path: &str) -> Result<String, String> {
+        let (status, bytes) = self.runtime.block_on(self.exchange(Method::GET, path, None))?;
         if status.is_success() {
-            return Ok(document);
+            return String::from_utf8(bytes.to_vec())
+                .map_err(|_| "the relay answered text that is not UTF-8".to_owned());
         }
-        let message = document["error"]["message"].as_str().map(str::to_owned);
-        Err(message.unwrap_or_else(|| format!("the relay answered {status}")))
+        Err(error_message(status, &bytes))
     }
 
-    async fn exchange(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(StatusCode, Value), String> {
+    /// Sends one request; a non-2xx answer becomes its error message.
+    fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Value, String> {
+        let (status, bytes) = self.runtime.block_on(self.exchange(method, path, body))?;
+        if status.is_success() {
+            return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+        }
+        Err(error_message(status, &bytes))
+    }
+
+    async fn exchange(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<(StatusCode, Bytes), String> {
         let stream = UnixStream::connect(&self.socket).await.map_err(|error| connect_error(&self.socket, &error))?;
         let lost =
             |error: hyper::Error| format!("the connection to the relay at {} failed: {error}", self.socket.display());
@@ -66,9 +75,15 @@ impl AdminClient {
         let response = sender.send_request(request).await.map_err(lost)?;
         let status = response.status();
         let bytes = response.into_body().collect().await.map_err(lost)?.to_bytes();
-        let document = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok((status, document))
+        Ok((status, bytes))
     }
+}
+
+/// A refusal in words: the admin API's `error.message`, else the status.
+fn error_message(status: StatusCode, body: &[u8]) -> String {
+    let document: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = document["error"]["message"].as_str().map(str::to_owned);
+    message.unwrap_or_else(|| format!("the relay answered {status}"))
 }
 
 fn connect_error(socket: &Path, error: &io::Error) -> String {

@@ -18,7 +18,7 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use client::AdminClient;
 
 #[derive(Parser)]
-#[command(name = "hookrelay", version, about = "A durable webhook relay for clinic software.")]
+#[command(name = "hookrelay", version = crate::VERSION_AND_COMMIT, about = "A durable webhook relay for clinic software.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -152,6 +152,9 @@ pub struct ListArgs {
     /// At most this many (1 to 1000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=crate::admin::MAX_LIMIT as i64))]
     limit: u16,
+    /// The next page: the cursor (a delivery id) the previous page printed.
+    #[arg(long, value_name = "CURSOR", value_parser = parse_cursor)]
+    after: Option<String>,
     /// Print the admin API's JSON document.
     #[arg(long)]
     json: bool,
@@ -279,6 +282,13 @@ fn send(args: SendArgs) -> Result<String, String> {
     Ok(answer["id"].as_str().unwrap_or_default().to_owned())
 }
 
+/// `--after` is judged by the command itself too: a cursor is a delivery id.
+fn parse_cursor(text: &str) -> Result<String, String> {
+    crate::store::DeliveryId::parse(text)
+        .map(|_| text.to_owned())
+        .ok_or_else(|| "not a cursor: `deliveries` prints the next page's as `--after dlv_...`".to_owned())
+}
+
 /// `--since` is judged by the command itself (a usage error before any connection).
 fn parse_since(text: &str) -> Result<String, String> {
     humantime::parse_duration(text).map(|_| text.to_owned()).map_err(|e| format!("not a duration such as 2h: {e}"))
@@ -308,33 +318,54 @@ fn list(args: ListArgs) -> Result<String, String> {
     if let Some(subscription) = &args.subscription {
         path.push_str(&format!("&subscription={}", segment(subscription)));
     }
-    let document = client(&args.config)?.get(&path)?;
+    if let Some(after) = &args.after {
+        path.push_str(&format!("&after={}", segment(after)));
+    }
+    let client = client(&args.config)?;
+    let document = client.get(&path)?;
     if args.json {
         return Ok(document.to_string());
     }
-    let rows: Vec<Vec<String>> = document["deliveries"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|d| {
-            vec![
-                text(&d["id"]),
-                text(&d["status"]),
-                text(&d["subscription"]),
-                text(&d["event_type"]),
-                d["attempts"].to_string(),
-                text(&d["next_attempt_at"]),
-                table::clip(&last_result(d), 48),
-            ]
-        })
-        .collect();
-    let header = ["ID", "STATUS", "SUBSCRIPTION", "EVENT TYPE", "ATTEMPTS", "NEXT ATTEMPT", "LAST RESULT"];
-    let mut output = table::render(&header, &rows);
-    if !document["next"].is_null() {
-        output.push_str(&format!("\n(more deliveries match; raise --limit, up to {})", crate::admin::MAX_LIMIT));
+    let deliveries = document["deliveries"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows: Vec<Vec<String>> = deliveries.iter().map(delivery_row).collect();
+    let mut output = table::render(&DELIVERY_HEADER, &rows);
+    if let Some(next) = document["next"].as_str() {
+        output.push_str(&format!("\nnext page: --after {next}"));
+    }
+    if deliveries.is_empty() {
+        if let Some(hint) = unknown_subscription_hint(&client, args.subscription.as_deref()) {
+            output.push_str(&format!("\n{hint}"));
+        }
     }
     Ok(output)
+}
+
+const DELIVERY_HEADER: [&str; 7] =
+    ["ID", "STATUS", "SUBSCRIPTION", "EVENT TYPE", "ATTEMPTS", "NEXT ATTEMPT", "LAST RESULT"];
+
+fn delivery_row(d: &Value) -> Vec<String> {
+    vec![
+        text(&d["id"]),
+        text(&d["status"]),
+        text(&d["subscription"]),
+        text(&d["event_type"]),
+        d["attempts"].to_string(),
+        text(&d["next_attempt_at"]),
+        table::clip(&last_result(d), 48),
+    ]
+}
+
+/// When a `--subscription` filter found nothing: whether the relay knows that name at all (a typo reads
+/// the same as an empty queue otherwise). `None` when it does, or when the list cannot be had.
+fn unknown_subscription_hint(client: &AdminClient, name: Option<&str>) -> Option<String> {
+    let name = name?;
+    let document = client.get("/v1/subscriptions").ok()?;
+    let names: Vec<&str> = document["subscriptions"].as_array()?.iter().filter_map(|s| s["name"].as_str()).collect();
+    if names.contains(&name) {
+        return None;
+    }
+    let known = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+    Some(format!("no subscription named {}; the relay has: {known}", crate::json::quote(name)))
 }
 
 fn subscriptions(args: JsonArgs) -> Result<String, String> {
@@ -388,19 +419,32 @@ fn show(args: ShowArgs) -> Result<String, String> {
     if args.json {
         return Ok(document.to_string());
     }
-    let fields = [
-        "id",
-        "event_id",
-        "event_type",
-        "subscription",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "created_at",
-        "updated_at",
-    ];
-    let mut lines: Vec<String> = fields.iter().map(|f| format!("{f:<16}{}", text(&document[*f]))).collect();
+    Ok(delivery_text(&document))
+}
+
+/// `delivery ID` for people: its fields, what happened last, a table of its attempts and what each
+/// receiver answered.
+fn delivery_text(document: &Value) -> String {
+    let event = format!("{} ({})", text(&document["event_id"]), text(&document["event_type"]));
     let attempts = document["attempts"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let fields = [
+        ("id", text(&document["id"])),
+        ("event", event),
+        ("subscription", text(&document["subscription"])),
+        ("status", text(&document["status"])),
+        ("attempts", attempts.len().to_string()),
+        ("next attempt", text(&document["next_attempt_at"])),
+        ("last status", text(&document["last_status_code"])),
+        ("last error", text(&document["last_error"])),
+        ("created", text(&document["created_at"])),
+        ("updated", text(&document["updated_at"])),
+    ];
+    let mut lines: Vec<String> = fields.iter().map(|(name, value)| format!("{name:<14}{value}")).collect();
+    if attempts.is_empty() {
+        lines.push(String::new());
+        lines.push("no attempt yet".to_owned());
+        return lines.join("\n");
+    }
     let rows: Vec<Vec<String>> = attempts
         .iter()
         .map(|a| {
@@ -415,15 +459,34 @@ fn show(args: ShowArgs) -> Result<String, String> {
         .collect();
     lines.push(String::new());
     lines.push(table::render(&["N", "STARTED", "DURATION", "STATUS", "ERROR"], &rows));
-    Ok(lines.join("\n"))
+    for attempt in attempts {
+        if let Some(body) = attempt["response_body"].as_str().filter(|b| !b.is_empty()) {
+            lines.push(String::new());
+            lines.push(format!("attempt {} response body ({} bytes):", attempt["n"], body.len()));
+            lines.extend(body.lines().take(RESPONSE_LINES_SHOWN).map(|line| format!("  {}", table::clip(line, 120))));
+            if body.lines().count() > RESPONSE_LINES_SHOWN {
+                lines.push("  …".to_owned());
+            }
+        }
+    }
+    lines.join("\n")
 }
+
+/// Enough of a receiver's answer to see its error, not a page of HTML.
+const RESPONSE_LINES_SHOWN: usize = 8;
 
 fn retry(args: RetryArgs) -> Result<String, String> {
     let client = client(&args.config)?;
     if args.failed {
         let filter = json!({ "status": "failed", "subscription": args.subscription, "since": args.since });
         let answer = client.post("/v1/deliveries/retry", &filter)?;
-        return Ok(format!("requeued {}", answer["requeued"]));
+        let mut output = format!("requeued {}", answer["requeued"]);
+        if answer["requeued"] == 0 {
+            if let Some(hint) = unknown_subscription_hint(&client, args.subscription.as_deref()) {
+                output.push_str(&format!("\n{hint}"));
+            }
+        }
+        return Ok(output);
     }
     let mut lines = Vec::new();
     let mut refused = Vec::new();
@@ -441,13 +504,48 @@ fn retry(args: RetryArgs) -> Result<String, String> {
     }
 }
 
-/// `event ID`: the admin API's document, pretty (the data as stored; there is no table view of data).
+/// `event ID`: its fields, its data exactly as stored (indented, key order and number text kept), and its
+/// deliveries. `--json` prints the admin API's text untouched, so the data's bytes are the stored ones.
 fn show_event(args: ShowArgs) -> Result<String, String> {
-    let document = client(&args.config)?.get(&format!("/v1/events/{}", segment(&args.id)))?;
+    let text = client(&args.config)?.get_text(&format!("/v1/events/{}", segment(&args.id)))?;
     if args.json {
-        return Ok(document.to_string());
+        return Ok(text);
     }
-    serde_json::to_string_pretty(&document).map_err(|e| e.to_string())
+    event_text(&text)
+}
+
+fn event_text(document_text: &str) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        data: Box<serde_json::value::RawValue>,
+    }
+    let unreadable = |e: serde_json::Error| format!("the relay answered a document this command cannot read: {e}");
+    let document: Value = serde_json::from_str(document_text).map_err(unreadable)?;
+    let data = serde_json::from_str::<Data>(document_text).map_err(unreadable)?.data;
+    let subscriptions: Vec<String> =
+        document["subscriptions"].as_array().map(Vec::as_slice).unwrap_or_default().iter().map(text).collect();
+    let fields = [
+        ("id", text(&document["id"])),
+        ("type", text(&document["type"])),
+        ("occurred at", text(&document["occurred_at"])),
+        ("accepted at", text(&document["accepted_at"])),
+        ("routed to", if subscriptions.is_empty() { "-".to_owned() } else { subscriptions.join(", ") }),
+    ];
+    let mut lines: Vec<String> = fields.iter().map(|(name, value)| format!("{name:<13}{value}")).collect();
+    lines.push(String::new());
+    if let Some(erased) = document["erased_at"].as_str() {
+        lines.push(format!("data: erased at {erased}"));
+    } else if let Some(key) = document["data_sealed_with_unlisted_key"].as_str() {
+        lines.push(format!("data: sealed with store key {key}, which encryption_key does not list"));
+    } else {
+        lines.push(format!("data ({} bytes, as stored and sent):", data.get().len()));
+        lines.push(crate::json::pretty(data.get()));
+    }
+    let deliveries = document["deliveries"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let rows: Vec<Vec<String>> = deliveries.iter().map(delivery_row).collect();
+    lines.push(String::new());
+    lines.push(table::render(&DELIVERY_HEADER, &rows));
+    Ok(lines.join("\n"))
 }
 
 /// Posts to `path_of(id)` for each id, printing `describe(answer)` per success; fails if any id failed.

@@ -11,7 +11,12 @@ pub type Reply = Response<Full<Bytes>>;
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
 pub fn json(status: StatusCode, body: &serde_json::Value) -> Reply {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_text(status, body.to_string())
+}
+
+/// An answer whose JSON text is already made (one that embeds stored bytes as they are).
+pub fn json_text(status: StatusCode, body: String) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

@@ -1,0 +1,31 @@
+//! Records the git commit the binary is built from, for `hookrelay --version` and
+//! `hookrelay_build_info{commit}`. Outside a git checkout (a source tarball, a crate) it is `unknown`;
+//! `HOOKRELAY_COMMIT` in the build's environment overrides both (packagers building from an export).
+
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=HOOKRELAY_COMMIT");
+    let commit = std::env::var("HOOKRELAY_COMMIT").ok().filter(|c| !c.is_empty()).unwrap_or_else(git_commit);
+    println!("cargo:rustc-env=HOOKRELAY_COMMIT={commit}");
+}
+
+fn git_commit() -> String {
+    // Rebuild when HEAD moves (a commit, a checkout); the paths need not exist.
+    if let Ok(dir) = git(&["rev-parse", "--git-dir"]) {
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+    }
+    if let Ok(dir) = git(&["rev-parse", "--git-common-dir"]) {
+        println!("cargo:rerun-if-changed={dir}/refs/heads");
+        println!("cargo:rerun-if-changed={dir}/packed-refs");
+    }
+    git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|()| "unknown".to_owned())
+}
+
+fn git(args: &[&str]) -> Result<String, ()> {
+    let output = Command::new("git").args(args).output().map_err(|_| ())?;
+    if !output.status.success() {
+        return Err(());
+    }
+    String::from_utf8(output.stdout).map(|s| s.trim().to_owned()).map_err(|_| ())
+}

@@ -34,7 +34,8 @@
 //! - [`reload`]: watches the config file (and SIGHUP), validates, swaps.
 //! - [`admin`]: the unix-socket-only admin API.
 //! - [`cli`]: the command line and the admin commands' client.
-//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`, served as classic Prometheus text or
+//!   OpenMetrics as the scraper asks.
 //! - [`retention`]: the timer of the retention purge.
 //! - [`relay`]: wires the parts together and runs until shutdown.
 //! - [`shutdown`], [`systemd`], [`logging`], [`clock`], [`str_map`], [`limits`]: signals and grace,

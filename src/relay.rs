@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::delivery::Dispatcher;
-use crate::ingest::{self, Acceptor, Routes};
+use crate::ingest::{self, Acceptor, Rejection, Routes};
 use crate::lifecycle::{Deliveries, REMOVED_GRACE};
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
@@ -79,6 +79,9 @@ pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow
         .with_context(|| format!("cannot open the store in {}", config.relay.state_dir.display()))?;
     let opened = opening.elapsed();
     let subscriptions: Vec<String> = config.subscriptions.iter().map(|s| s.name.clone()).collect();
+    // Every series from start, at zero (see crate::metrics).
+    metrics.prepare_subscriptions(&subscriptions);
+    metrics.prepare_rejection_reasons(&Rejection::reasons());
     let config = Arc::new(ArcSwap::from_pointee(config));
     let deliveries = Deliveries::new(store.clone(), Arc::clone(&config), Arc::clone(&metrics), removed_grace);
     let recovered = deliveries.recover().await.context("cannot read the store")?;

@@ -25,7 +25,7 @@ use hookrelay::config::Config;
 use hookrelay::event::parse_submission;
 use hookrelay::ingest::Acceptor;
 use hookrelay::lifecycle::{Deliveries, Loading};
-use hookrelay::metrics::Metrics;
+use hookrelay::metrics::{Exposition, Metrics};
 use hookrelay::scheduler::Next;
 use hookrelay::store::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, Keyring, Store, StoreKey};
 use proptest::prelude::*;
@@ -316,7 +316,7 @@ impl Model {
             .map(|d| (d.status, d.id))
             .collect();
         assert_eq!(indexed, expected, "after {after:?}: the status index differs from the statuses on disk");
-        let metrics = self.relay().metrics.render(&[], 0, 0);
+        let metrics = self.relay().metrics.render(&[], 0, 0, Exposition::OpenMetrics);
         for name in SUBSCRIPTIONS {
             let line = format!("hookrelay_deliveries{{subscription=\"{name}\",status=\"failed\"}} ");
             let gauge = metrics.lines().find_map(|l| l.strip_prefix(&line)).map_or(0, |n| n.parse::<i64>().unwrap());

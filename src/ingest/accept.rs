@@ -30,6 +30,8 @@ pub enum Refusal {
 pub struct Answer {
     /// Events stored by this request (the others were known already).
     pub new_events: usize,
+    /// Of those, the events no subscription takes (stored, delivered nowhere).
+    pub unrouted: usize,
     pub body: Value,
 }
 
@@ -51,7 +53,7 @@ impl Acceptor {
 
     pub async fn accept(&self, submission: Submission) -> Result<Answer, Refusal> {
         let config = self.config.load_full();
-        let (candidates, slots) = self.candidates(&config, submission.events)?;
+        let Built { candidates, slots, unrouted } = self.candidates(&config, submission.events)?;
         let created = self.deliveries.create(candidates, config.relay.max_pending)?.wait().await?;
         let known = match created {
             Created::Stored(known) => known,
@@ -59,6 +61,12 @@ impl Acceptor {
             Created::Backlogged(unfinished) => return Err(Refusal::Backlogged(unfinished)),
         };
         let new_events = known.iter().filter(|k| k.is_none()).count();
+        // A repeat of a known id was reported when it was first stored.
+        let unrouted: Vec<Unrouted> =
+            unrouted.into_iter().filter(|event| known.get(event.candidate).is_some_and(Option::is_none)).collect();
+        for event in &unrouted {
+            debug!(event_id = %event.event_id, event_type = %event.event_type, "Event matched no subscription.");
+        }
         let answers: Vec<Value> = slots
             .into_iter()
             .map(|slot| match &known[slot.candidate] {
@@ -69,12 +77,12 @@ impl Acceptor {
         debug!(events = new_events, known = answers.len() - new_events, "Events accepted.");
         let body =
             if submission.is_batch { Value::Array(answers) } else { answers.into_iter().next().unwrap_or(Value::Null) };
-        Ok(Answer { new_events, body })
+        Ok(Answer { new_events, unrouted: unrouted.len(), body })
     }
 
     /// Builds the records of a request's events. An id given twice in one request is one candidate (a
     /// different body under it is a conflict); the store decides whether a candidate is known.
-    fn candidates(&self, config: &Config, events: Vec<NewEvent>) -> Result<(Vec<Candidate>, Vec<Slot>), Refusal> {
+    fn candidates(&self, config: &Config, events: Vec<NewEvent>) -> Result<Built, Refusal> {
         let now = now_ms();
         // The id lock is held for one id at a time, not while records are built and encoded.
         let mut next_ulid = || {
@@ -83,6 +91,7 @@ impl Acceptor {
         };
         let mut candidates: Vec<Candidate> = Vec::with_capacity(events.len());
         let mut slots: Vec<Slot> = Vec::with_capacity(events.len());
+        let mut unrouted: Vec<Unrouted> = Vec::new();
         // Producer id → index in `candidates`, for this request.
         let mut in_this_request: HashMap<String, usize> = HashMap::new();
         for event in events {
@@ -100,11 +109,30 @@ impl Acceptor {
             let producer_id = event.id.is_some();
             let mut accepted = build_records(config, event, &mut next_ulid, now)?;
             crate::order_key::assign(&mut accepted, config, self.deliveries.store().order_salt());
+            if accepted.deliveries.is_empty() {
+                let (event_id, event_type) = (accepted.event.id.clone(), accepted.event.event_type.clone());
+                unrouted.push(Unrouted { candidate: candidates.len(), event_id, event_type });
+            }
             slots.push(Slot { candidate: candidates.len(), answer: answer(&accepted.event) });
             candidates.push(Candidate::new(accepted, producer_id, self.deliveries.keyring()));
         }
-        Ok((candidates, slots))
+        Ok(Built { candidates, slots, unrouted })
     }
+}
+
+/// A request's events, built: the candidates of the create transition, one slot per event, and the
+/// candidates no subscription takes.
+struct Built {
+    candidates: Vec<Candidate>,
+    slots: Vec<Slot>,
+    unrouted: Vec<Unrouted>,
+}
+
+/// A candidate that matched no subscription: reported (id and type only, never data) once stored.
+struct Unrouted {
+    candidate: usize,
+    event_id: String,
+    event_type: String,
 }
 
 /// One event of the request, in order: which candidate answers for it, and its answer if that candidate

@@ -3,6 +3,7 @@
 mod accept;
 mod linger;
 mod patience;
+mod rejection;
 pub mod reply;
 mod routes;
 
@@ -23,6 +24,7 @@ use tracing::{debug, info, warn};
 
 pub use accept::{Acceptor, Answer, Refusal};
 pub use patience::client_timeout;
+pub use rejection::Rejection;
 pub use routes::{Listener, Routes};
 
 /// The mode of a directory the relay makes for its socket.

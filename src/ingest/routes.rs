@@ -7,23 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, VARY};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::accept::{Acceptor, Refusal};
 use super::linger;
+use super::rejection::Rejection;
 use super::reply::{self, Reply};
 use crate::admin::{is_admin_path, Admin};
 use crate::clock::now_ms;
 use crate::event::parse_submission;
-use crate::metrics::{Backlog, Metrics};
-
-/// The content type of `prometheus_client`'s text encoding.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+use crate::metrics::{Backlog, Exposition, Metrics};
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +48,7 @@ impl Routes {
             ("/v1/events", _) => reply::method_not_allowed("POST"),
             ("/healthz", &Method::GET | &Method::HEAD) => reply::json(StatusCode::OK, &json!({ "status": "ok" })),
             ("/readyz", &Method::GET | &Method::HEAD) => self.readiness(),
-            ("/metrics", &Method::GET | &Method::HEAD) => self.metrics_text(),
+            ("/metrics", &Method::GET | &Method::HEAD) => self.metrics_text(request.headers()),
             ("/healthz" | "/readyz" | "/metrics", _) => reply::method_not_allowed("GET, HEAD"),
             // The admin API is for operators on the unix socket; the TCP listener does not know it.
             (path, _) if is_admin_path(path) && listener == Listener::Unix => self.admin.handle(request).await,
@@ -73,24 +71,21 @@ impl Routes {
         if listener == Listener::Tcp {
             if let Some(token) = &config.ingest.token {
                 if !bearer(&parts.headers).is_some_and(|given| token.matches(given)) {
-                    let refusal =
-                        self.refuse(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token");
+                    let refusal = self.refuse(listener, Rejection::Unauthorized, "missing or wrong bearer token");
                     return lingering(&parts.headers, body, false, refusal).await;
                 }
             }
         }
         if !is_json(&parts.headers) {
             let refusal = self.refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                listener,
+                Rejection::UnsupportedMediaType,
                 "send the events with Content-Type: application/json",
             );
             return lingering(&parts.headers, body, false, refusal).await;
         }
         let limit = config.ingest.max_body_bytes;
-        let too_large = || {
-            self.refuse(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body is over {limit} bytes"))
-        };
+        let too_large = || self.refuse(listener, Rejection::PayloadTooLarge, format!("the body is over {limit} bytes"));
         let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > limit as u64) {
             return lingering(&parts.headers, body, false, too_large()).await;
@@ -99,42 +94,48 @@ impl Routes {
             Ok(linger::Body::Complete(bytes)) => bytes,
             Ok(linger::Body::TooLarge(rest)) => return lingering(&parts.headers, rest, true, too_large()).await,
             Ok(linger::Body::Broken) => {
-                return self.refuse(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read")
+                return self.refuse(listener, Rejection::BadRequest, "the body could not be read")
             }
             Err(_) => {
                 let message =
                     format!("the body did not arrive within {}", humantime::format_duration(self.client_timeout));
-                return closing(self.refuse(StatusCode::REQUEST_TIMEOUT, "request_timeout", message));
+                return closing(self.refuse(listener, Rejection::RequestTimeout, message));
             }
         };
         let submission = match parse_submission(&body) {
             Ok(submission) => submission,
-            Err(invalid) => return self.refuse(StatusCode::BAD_REQUEST, "invalid_event", invalid.message),
+            Err(invalid) => return self.refuse(listener, Rejection::InvalidEvent, invalid.message),
         };
         match self.acceptor.accept(submission).await {
             Ok(answer) => {
                 self.metrics.accepted(answer.new_events);
+                self.metrics.unrouted(answer.unrouted);
                 let status = if answer.new_events > 0 { StatusCode::ACCEPTED } else { StatusCode::OK };
                 reply::json(status, &answer.body)
             }
-            Err(refusal @ Refusal::Conflict(_)) => self.refuse(StatusCode::CONFLICT, "conflict", refusal.to_string()),
-            Err(refusal @ Refusal::Backlogged(_)) => {
-                self.refuse(StatusCode::SERVICE_UNAVAILABLE, "backlog_full", refusal.to_string())
-            }
+            Err(refusal @ Refusal::Conflict(_)) => self.refuse(listener, Rejection::Conflict, refusal.to_string()),
+            Err(refusal @ Refusal::Backlogged(_)) => self.refuse(listener, Rejection::BacklogFull, refusal.to_string()),
             Err(refusal @ Refusal::Store(_)) => {
                 warn!(error = %refusal, "Refused events: the store failed.");
-                self.refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", refusal.to_string())
+                self.refuse(listener, Rejection::StoreUnavailable, refusal.to_string())
             }
         }
     }
 
-    /// An error answer to an ingest request, counted by reason.
-    fn refuse(&self, status: StatusCode, code: &str, message: impl Into<String>) -> Reply {
-        self.metrics.rejected(code);
-        reply::error(status, code, message)
+    /// An error answer to an ingest request, counted and logged (at DEBUG) by reason. The log line has
+    /// no message: one about the body may quote it (serde's "invalid type: string \"...\""), and bodies
+    /// carry patient data.
+    fn refuse(&self, listener: Listener, rejection: Rejection, message: impl Into<String>) -> Reply {
+        let (status, reason) = (rejection.status(), rejection.reason());
+        self.metrics.rejected(reason);
+        debug!(reason, status = status.as_u16(), ?listener, "Ingest request refused.");
+        reply::error(status, reason, message)
     }
 
-    fn metrics_text(&self) -> Reply {
+    /// The metrics in the format the scraper's `Accept` asks for (see [`Exposition::for_accept`]).
+    fn metrics_text(&self, headers: &HeaderMap) -> Reply {
+        let accept: Vec<&str> = headers.get_all(ACCEPT).iter().filter_map(|value| value.to_str().ok()).collect();
+        let exposition = Exposition::for_accept(&accept.join(","));
         let config = self.acceptor.config.load();
         let deliveries = self.acceptor.deliveries();
         let unfinished = deliveries.scheduler().unfinished();
@@ -152,9 +153,11 @@ impl Routes {
                 }
             })
             .collect();
-        let text = self.metrics.render(&backlogs, deliveries.store().corrupt_records(), now_ms());
+        let text = self.metrics.render(&backlogs, deliveries.store().corrupt_records(), now_ms(), exposition);
         let mut response = Response::new(Full::new(Bytes::from(text)));
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(exposition.content_type()));
+        // The answer depends on Accept: a cache in between must not hand one scraper's format to another.
+        response.headers_mut().insert(VARY, HeaderValue::from_static("accept"));
         response
     }
 }

@@ -129,7 +129,7 @@ impl Reloader {
                 for problem in &diagnostics.0 {
                     error!(%problem, "Invalid config file.");
                 }
-                self.metrics.reload("rejected");
+                self.metrics.reload_rejected();
                 error!(
                     problems = diagnostics.0.len(),
                     "Config not reloaded; the relay keeps running on the previous config."
@@ -140,7 +140,7 @@ impl Reloader {
             }
             Ok(new) => {
                 // Counted before `apply` says "Config reloaded.": whoever reads that line sees the count.
-                self.metrics.reload("applied");
+                self.metrics.reload_applied();
                 self.apply(&current, new);
             }
         }
@@ -152,6 +152,8 @@ impl Reloader {
     fn apply(&self, current: &Config, mut new: Config) {
         let needs_restart = keep_start_only_settings(current, &mut new);
         let changes = SubscriptionChanges::between(current, &new);
+        // Before the new config is seen: a scrape that finds a new subscription finds its series too.
+        self.metrics.prepare_subscriptions(&changes.added);
         self.config.store(Arc::new(new));
         for name in &changes.added {
             self.dispatcher.ensure_worker(name);

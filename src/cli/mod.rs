@@ -6,7 +6,7 @@ mod client;
 mod table;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use base64::Engine;
@@ -29,7 +29,7 @@ pub enum Command {
     /// Run the daemon in the foreground.
     Run(RunArgs),
     /// Validate the config file; print every problem as FILE:LINE:COL: message.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Submit one event to the running daemon; prints its id.
     Send(SendArgs),
     /// List deliveries.
@@ -106,6 +106,16 @@ pub enum SecretKind {
     Hmac,
     StoreKey,
     Ed25519,
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Do not read secret sources ({ env = ... }, { file = ... }, { credential = ... }): check syntax,
+    /// types, globs, urls and paths only, e.g. from a shell without the service's credentials.
+    #[arg(long)]
+    pub no_secrets: bool,
 }
 
 #[derive(Args)]
@@ -202,7 +212,7 @@ pub struct RetryArgs {
 pub fn execute(command: Command) -> ExitCode {
     let outcome = match command {
         Command::Run(_) => unreachable!("`run` is handled by main"),
-        Command::Check(args) => return check(&args.config),
+        Command::Check(args) => return check(&args),
         Command::Secret(args) => new_secret(args.kind),
         Command::Send(args) => send(args),
         Command::Deliveries(args) => list(args),
@@ -238,13 +248,16 @@ pub fn execute(command: Command) -> ExitCode {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
-    match Config::load(path) {
-        Ok(config) => {
-            for warning in &config.warnings {
+fn check(args: &CheckArgs) -> ExitCode {
+    match Config::check(&args.config.config, !args.no_secrets) {
+        Ok(checked) => {
+            for warning in &checked.warnings {
                 println!("{warning}");
             }
-            println!("{}: ok ({} subscriptions)", config.file.display(), config.subscriptions.len());
+            let count = checked.subscriptions;
+            let noun = if count == 1 { "subscription" } else { "subscriptions" };
+            let unread = if args.no_secrets { "; secret sources not read" } else { "" };
+            println!("{}: ok ({count} {noun}{unread})", checked.file.display());
             ExitCode::SUCCESS
         }
         Err(diagnostics) => {

@@ -1,7 +1,7 @@
 //! Raw sections → validated [`Config`]. Every check reports at the position of the offending value and
 //! carries on, so one run lists every problem.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use super::raw::{
     RawDelivery, RawEnvelope, RawHeaderNames, RawIngest, RawLog, RawRelay, RawSecrets, RawSubscription, Text, TextList,
 };
 use super::sections::{field_names, parse_document, read_section, read_table, report_unknown_keys, Section};
+use super::{advice, suggest};
 use super::{
     BodyMode, Config, DeliverySettings, IngestSettings, LogFormat, LogSettings, RelaySettings, SignatureScheme,
     Subscription,
@@ -46,6 +47,18 @@ const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 const MAX_SOURCE_BYTES: usize = 256;
 
 pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+    load_with(path, true)
+}
+
+/// `hookrelay check`: [`load`], or with `read_secrets = false` (`--no-secrets`) the same checks without
+/// reading any secret source (`env`, `file`, `credential`); only what a valid file yields is returned, so a
+/// config with unread secrets never leaves this module.
+pub fn check(path: &Path, read_secrets: bool) -> Result<super::Checked, Diagnostics> {
+    let config = load_with(path, read_secrets)?;
+    Ok(super::Checked { file: config.file, subscriptions: config.subscriptions.len(), warnings: config.warnings })
+}
+
+fn load_with(path: &Path, read_secrets: bool) -> Result<Config, Diagnostics> {
     let file = absolute(path);
     let text = std::fs::read_to_string(&file).map_err(|error| {
         Diagnostics(vec![Diagnostic {
@@ -56,7 +69,7 @@ pub fn load(path: &Path) -> Result<Config, Diagnostics> {
         }])
     })?;
     let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-    let mut compiler = Compiler { reporter: Reporter::new(&file, &text), base_dir };
+    let mut compiler = Compiler { reporter: Reporter::new(&file, &text), base_dir, read_secrets };
     let config = compiler.compile(&text, &file);
     if config.is_none() && !compiler.reporter.has_errors() {
         // Every path that yields no config reports why; this keeps a gap from ever passing as valid.
@@ -75,6 +88,9 @@ fn absolute(path: &Path) -> PathBuf {
 pub(super) struct Compiler<'a> {
     pub(super) reporter: Reporter<'a>,
     pub(super) base_dir: PathBuf,
+    /// `false` for `check --no-secrets`: secret sources are checked for their shape, never read (see
+    /// `values.rs`).
+    pub(super) read_secrets: bool,
 }
 
 /// The document's top-level sections, each read independently.
@@ -82,6 +98,8 @@ pub(super) struct Compiler<'a> {
 struct RawDocument {
     relay: Option<Section<RawRelay>>,
     ingest: Option<Section<RawIngest>>,
+    /// Sections the file has, read or not: one that could not be read is not reported missing as well.
+    written: Vec<&'static str>,
     log: Option<Section<RawLog>>,
     delivery: Option<Section<RawDelivery>>,
     subscriptions: Vec<(Section<RawSubscription>, Section<RawDelivery>)>,
@@ -92,22 +110,35 @@ impl Compiler<'_> {
         let document = parse_document(&mut self.reporter, text)?;
         let raw = self.read_sections(document.as_table());
 
-        let relay = self.relay(raw.relay.as_ref());
-        let ingest = self.ingest(raw.ingest.as_ref());
+        let relay = self.relay(raw.relay.as_ref(), raw.written.contains(&"relay"));
+        let ingest = self.ingest(raw.ingest.as_ref(), raw.written.contains(&"ingest"));
         let log = self.log(raw.log.as_ref());
         let defaults = match &raw.delivery {
             Some(section) => self.delivery(&section.value, &DeliverySettings::default()),
             None => DeliverySettings::default(),
         };
-        let mut names = HashSet::new();
+        let mut names = HashMap::new();
         let mut subscriptions = Vec::new();
         let mut routes = Vec::new();
+        // Whether a subscription signs with hmac-sha256 in the `signature_header` of [delivery].
+        let mut default_header_used = defaults.signature == SignatureScheme::HmacSha256;
         for (own, overrides) in &raw.subscriptions {
             let delivery = self.delivery(&overrides.value, &defaults);
+            match &overrides.value.signature_header {
+                Some(header) if delivery.signature != SignatureScheme::HmacSha256 => {
+                    self.warn_unused_signature_header(header, advice::unused_by(delivery.signature))
+                }
+                Some(_) => {}
+                None => default_header_used |= delivery.signature == SignatureScheme::HmacSha256,
+            }
             if let Some((subscription, route)) = self.subscription(own, delivery, &mut names) {
                 subscriptions.push(Arc::new(subscription));
                 routes.push(route);
             }
+        }
+        let default_header = raw.delivery.as_ref().and_then(|section| section.value.signature_header.as_ref());
+        if let (Some(header), false) = (default_header, default_header_used) {
+            self.warn_unused_signature_header(header, "no subscription that takes it from [delivery] signs that way");
         }
         if self.reporter.has_errors() {
             return None;
@@ -126,6 +157,9 @@ impl Compiler<'_> {
         let reporter = &mut self.reporter;
         let mut raw = RawDocument::default();
         for (key, item) in top.iter() {
+            if let Some(known) = SECTIONS.iter().find(|known| **known == key) {
+                raw.written.push(*known);
+            }
             match key {
                 "relay" => raw.relay = read_section(reporter, "[relay]", item),
                 "ingest" => raw.ingest = read_section(reporter, "[ingest]", item),
@@ -137,19 +171,22 @@ impl Compiler<'_> {
                 "subscription" => raw.subscriptions = read_subscriptions(reporter, item),
                 other => {
                     let span = top.key(other).and_then(|k| k.span());
-                    reporter.error(
-                        span,
-                        format!("unknown key `{other}`; expected one of: delivery, ingest, log, relay, subscription"),
-                    );
+                    let message = match suggest::closest(other, SECTIONS.iter().copied()) {
+                        Some(meant) => format!("unknown key `{other}`; did you mean `{meant}`?"),
+                        None => format!("unknown key `{other}`; expected one of: {}", SECTIONS.join(", ")),
+                    };
+                    reporter.error(span, message);
                 }
             }
         }
         raw
     }
 
-    fn relay(&mut self, section: Option<&Section<RawRelay>>) -> Option<RelaySettings> {
+    fn relay(&mut self, section: Option<&Section<RawRelay>>, written: bool) -> Option<RelaySettings> {
         let Some(section) = section else {
-            self.reporter.error(Some(0..0), "missing [relay] section (it needs at least `state_dir`)");
+            if !written {
+                self.reporter.error(Some(0..0), "missing [relay] section (it needs at least `state_dir`)");
+            }
             return None;
         };
         let raw = &section.value;
@@ -195,9 +232,11 @@ impl Compiler<'_> {
         })
     }
 
-    fn ingest(&mut self, section: Option<&Section<RawIngest>>) -> Option<IngestSettings> {
+    fn ingest(&mut self, section: Option<&Section<RawIngest>>, written: bool) -> Option<IngestSettings> {
         let Some(section) = section else {
-            self.reporter.error(Some(0..0), "missing [ingest] section: set `unix_socket`, `http` or both");
+            if !written {
+                self.reporter.error(Some(0..0), "missing [ingest] section: set `unix_socket`, `http` or both");
+            }
             return None;
         };
         let raw = &section.value;
@@ -219,11 +258,14 @@ impl Compiler<'_> {
             None => Some(0o660),
         };
         let http = match &raw.http {
-            Some(addr) => match addr.get_ref().parse::<SocketAddr>() {
-                Ok(addr) => Some(addr),
+            Some(text) => match text.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => {
+                    self.warn_if_reachable(&addr, text.span(), raw.token.is_some());
+                    Some(addr)
+                }
                 Err(_) => self.fail(
-                    addr.span(),
-                    format!("invalid `http` address `{}`: expected IP:PORT such as 127.0.0.1:8787", addr.get_ref()),
+                    text.span(),
+                    format!("invalid `http` address `{}`: expected IP:PORT such as 127.0.0.1:8787", text.get_ref()),
                 ),
             },
             None => None,
@@ -272,6 +314,7 @@ impl Compiler<'_> {
             }
         }
         if let Some(list) = &raw.retry {
+            self.warn_if_no_retry(list);
             if list.get_ref().len() > MAX_RETRIES {
                 self.reporter.error(Some(list.span()), format!("`retry` may list at most {MAX_RETRIES} delays"));
             }
@@ -399,7 +442,7 @@ impl Compiler<'_> {
         &mut self,
         section: &Section<RawSubscription>,
         delivery: DeliverySettings,
-        names: &mut HashSet<String>,
+        names: &mut HashMap<String, usize>,
     ) -> Option<(Subscription, RouteSpec)> {
         let raw = &section.value;
         let here = section.span.clone();
@@ -422,6 +465,9 @@ impl Compiler<'_> {
             Some(list) => self.patterns(list),
             None => Some((Vec::new(), Vec::new())),
         };
+        if let (Some((events, _)), Some((excluded, compiled)), Some(list)) = (&events, &exclude, &raw.exclude) {
+            self.warn_if_excluding_everything(events, excluded, compiled, list.span());
+        }
         let secrets = match &raw.secret {
             Some(secrets) => self.secrets(secrets),
             None => Some(Vec::new()),
@@ -431,10 +477,11 @@ impl Compiler<'_> {
                 key.span(),
                 "`signing_key` signs Standard Webhooks `v1a` entries: it needs `signature = \"standard\"`",
             ),
-            Some(key) => self.signing_key(key).map(Some),
+            // `None` inside: not read (`check --no-secrets`), but it will sign.
+            Some(key) => self.signing_key(key),
             None => Some(None),
         };
-        let signs_v1a = matches!(signing_key, Some(Some(_)));
+        let signs_v1a = raw.signing_key.is_some() && signing_key.is_some();
         if matches!(&secrets, Some(s) if s.is_empty()) && delivery.signature != SignatureScheme::None && !signs_v1a {
             self.reporter.error(
                 raw.secret.as_ref().map_or(here.clone(), |s| Some(s.span())),
@@ -503,19 +550,25 @@ impl Compiler<'_> {
         parsed.into_iter().collect()
     }
 
-    fn subscription_name(&mut self, name: &Text, seen: &mut HashSet<String>) -> Option<String> {
+    /// `seen`: the names so far, each with the line it is defined at.
+    fn subscription_name(&mut self, name: &Text, seen: &mut HashMap<String, usize>) -> Option<String> {
         let value = name.get_ref();
         let valid_chars = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if value.is_empty() || value.len() > 64 || !valid_chars {
             return self.fail(name.span(), format!("invalid subscription name `{value}`: use 1-64 of a-z 0-9 _ -"));
         }
-        if !seen.insert(value.clone()) {
-            return self.fail(name.span(), format!("duplicate subscription name `{value}`"));
+        if let Some(first) = seen.get(value) {
+            let message = format!("duplicate subscription name `{value}` (first defined at line {first})");
+            return self.fail(name.span(), message);
         }
+        seen.insert(value.clone(), self.reporter.line_of(name.span().start));
         Some(value.clone())
     }
 
     fn https_url(&mut self, url: &Text) -> Option<Uri> {
+        if !url.get_ref().contains("://") {
+            return self.fail(url.span(), without_scheme(url.get_ref()));
+        }
         let parsed = match url.get_ref().parse::<Uri>() {
             Ok(uri) => uri,
             Err(error) => return self.fail(url.span(), format!("invalid `url`: {error}")),
@@ -526,7 +579,7 @@ impl Compiler<'_> {
                 return self
                     .fail(url.span(), format!("`url` must use https:// (got {scheme}://): deliveries are HTTPS only"))
             }
-            None => return self.fail(url.span(), "`url` must be absolute, starting with https://"),
+            None => return self.fail(url.span(), without_scheme(url.get_ref())),
         }
         if parsed.host().is_none_or(str::is_empty) {
             return self.fail(url.span(), "`url` has no host");
@@ -607,6 +660,31 @@ impl Compiler<'_> {
         }
         ok.then_some(compiled)
     }
+}
+
+/// The top-level keys: the sections.
+const SECTIONS: &[&str] = &["delivery", "ingest", "log", "relay", "subscription"];
+
+/// What is wrong with a `url` that names no scheme, with the URL it likely means. The text is repeated only
+/// when it is plainly a host and path (no user or password, quote or space).
+fn without_scheme(text: &str) -> String {
+    let plain = text.len() <= 200
+        && !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '@' | '"' | '\\'));
+    // `https:/host` or `https:host`: a scheme without its `//`.
+    let lower = text.to_ascii_lowercase();
+    let half_scheme = ["https:", "http:"].into_iter().find(|scheme| lower.starts_with(scheme));
+    let (example, missing) = match text.strip_prefix("//") {
+        _ if !plain => ("https://hooks.example.com/webhook".to_owned(), "no scheme given"),
+        _ if half_scheme.is_some() => {
+            let rest = &text[half_scheme.map_or(0, str::len)..];
+            (format!("https://{}", rest.trim_start_matches('/')), "the scheme needs `://`")
+        }
+        Some(rest) => (format!("https://{rest}"), "no scheme given"),
+        None if text.starts_with('/') => (format!("https://hooks.example.com{text}"), "no scheme or host given"),
+        None => (format!("https://{text}"), "no scheme given"),
+    };
+    format!("`url` must be an absolute https:// URL like \"{example}\" ({missing})")
 }
 
 /// `[[subscription]]` entries: each read twice from the same table, once for its own keys and once for its

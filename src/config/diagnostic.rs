@@ -78,6 +78,12 @@ impl<'a> Reporter<'a> {
         Diagnostic { file: self.file.to_path_buf(), line, column, message }
     }
 
+    /// The 1-based line of a byte offset, for a message that names a second place ("first defined at
+    /// line 3").
+    pub fn line_of(&self, offset: usize) -> usize {
+        line_and_column(self.text, offset).0
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.found.is_empty()
     }

@@ -1,15 +1,21 @@
 //! The relay's configuration: what the TOML file says, validated and compiled once so that every stage
 //! reads ready-to-use values (durations parsed, globs compiled, secrets resolved, paths absolute).
 //!
-//! Loading reports every problem of a file at once, as `FILE:LINE:COL: message` (see [`Diagnostics`]).
+//! Loading reports every problem of a file at once, as `FILE:LINE:COL: message` (see [`Diagnostics`]): a
+//! value of the wrong type in the words of its key (`mistyped.rs`), an unknown key with the known one it is
+//! likely a misspelling of (`suggest.rs`), and, for `check`, settings that are valid but likely mistakes
+//! (`advice.rs`).
 
+mod advice;
 mod compile;
 mod diagnostic;
 mod dialect;
 mod flow;
+mod mistyped;
 mod outbound;
 mod raw;
 mod sections;
+mod suggest;
 mod values;
 
 use std::net::SocketAddr;
@@ -54,6 +60,13 @@ impl Config {
         compile::load(path)
     }
 
+    /// `hookrelay check`: validates the file as [`Config::load`] does. With `read_secrets = false`
+    /// (`--no-secrets`) no secret source (`env`, `file`, `credential`) is read, only checked for its shape;
+    /// everything else (syntax, types, globs, urls, paths, literal secrets) is checked the same.
+    pub fn check(path: &Path, read_secrets: bool) -> Result<Checked, Diagnostics> {
+        compile::check(path, read_secrets)
+    }
+
     /// The unix socket path a config file names, read without validating the rest of the file: the admin
     /// commands need only this, and their user may not have the daemon's secrets in the environment.
     pub fn unix_socket_of(path: &Path) -> Result<PathBuf, String> {
@@ -72,6 +85,17 @@ impl Config {
     pub fn subscription(&self, name: &str) -> Option<&Arc<Subscription>> {
         self.subscriptions.iter().find(|s| s.name == name)
     }
+}
+
+/// What `hookrelay check` says of a valid file.
+#[derive(Debug)]
+pub struct Checked {
+    /// The file, absolute.
+    pub file: PathBuf,
+    /// How many `[[subscription]]` it has.
+    pub subscriptions: usize,
+    /// Settings that are valid but likely mistakes.
+    pub warnings: Vec<Diagnostic>,
 }
 
 #[derive(Debug, Clone)]

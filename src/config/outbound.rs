@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::compile::Compiler;
 use super::raw::{RawSecret, Text};
+use super::values::Loaded;
 
 /// What `proxy` says, before it is applied to a subscription's host.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +72,8 @@ impl Compiler<'_> {
         if matches!(raw.get_ref(), RawSecret::Literal(text) if text == "none") {
             return Some(ProxyChoice::Direct);
         }
-        let secret = self.secret(raw, raw.span())?;
+        // Not read (`check --no-secrets`): nothing to check, and no config that runs comes of it.
+        let Loaded::Value(secret) = self.load_secret(raw, raw.span())? else { return Some(ProxyChoice::Direct) };
         if let Err(problem) = proxy_uri(secret.expose()) {
             // The URL may hold a password: the message says what is wrong, never the value.
             return self.fail(raw.span(), format!("invalid `proxy`: {problem}; {PROXY_EXPECTED}"));
@@ -128,11 +130,12 @@ impl Compiler<'_> {
         Some(Some(Proxy { uri, authorization, shown }))
     }
 
-    /// Reads the certificate chain and its key and checks that they belong together.
+    /// Reads the certificate chain and its key and checks that they belong together. With `check
+    /// --no-secrets` the chain is still read, a key from a source that is not read is not (and yields none).
     pub(super) fn client_identity(&mut self, cert: &Text, key: &Spanned<RawSecret>) -> Option<ClientIdentity> {
         let path = self.path(cert);
         let chain = self.pem_certificates("client_cert", &path, cert.span());
-        let key_text = self.secret(key, key.span())?;
+        let Loaded::Value(key_text) = self.load_secret(key, key.span())? else { return None };
         let chain = chain?;
         let Ok(key_der) = PrivateKeyDer::from_pem_slice(key_text.expose().as_bytes()) else {
             // The key is a secret: say what is wrong without showing any of it.

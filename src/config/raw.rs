@@ -156,9 +156,10 @@ impl<'de> Visitor<'de> for RawSecretVisitor {
             "env" => Ok(RawSecret::Env(value)),
             "file" => Ok(RawSecret::File(value)),
             "credential" => Ok(RawSecret::Credential(value)),
-            other => Err(de::Error::custom(format!(
-                "unknown secret source `{other}`; expected `env`, `file` or `credential`"
-            ))),
+            other => Err(de::Error::custom(match super::suggest::closest(other, ["env", "file", "credential"]) {
+                Some(meant) => format!("unknown secret source `{other}`; did you mean `{meant}`?"),
+                None => format!("unknown secret source `{other}`; expected `env`, `file` or `credential`"),
+            })),
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 use toml_edit::{Document, Item};
 
 use super::diagnostic::Reporter;
+use super::{mistyped, suggest};
 
 /// A section that was read, with the span of its header (for problems about the section as a whole).
 pub struct Section<T> {
@@ -36,36 +37,60 @@ pub fn read_section<T: DeserializeOwned>(reporter: &mut Reporter<'_>, what: &str
 }
 
 /// Reads `item` as the struct `T`; keys `T` does not know are ignored here (see [`report_unknown_keys`]).
+/// A value of the wrong type is reported at the value, in the words of its key (see [`mistyped`]); the
+/// table is then read again without that key, so that one run reports every such value. A table with any
+/// of them yields `None`.
 pub fn read_table<T: DeserializeOwned>(reporter: &mut Reporter<'_>, what: &str, item: &Item) -> Option<Section<T>> {
     let span = item.span();
-    if item.as_table_like().is_none() {
+    let Some(table) = item.as_table_like() else {
         reporter.error(span, format!("{what} must be a table"));
         return None;
+    };
+    let mut remaining = item.clone();
+    let mut failed = false;
+    // Each failed round removes a key, so there are at most as many rounds as keys, and one more.
+    for _ in 0..=table.len() {
+        let value = remaining.clone().into_value().ok()?;
+        let error = match T::deserialize(value.into_deserializer()) {
+            Ok(value) => return (!failed).then_some(Section { value, span }),
+            Err(error) => error,
+        };
+        failed = true;
+        let problem = mistyped::describe(what, &remaining, &error);
+        reporter.error(problem.span.or_else(|| span.clone()), problem.message);
+        let key = problem.key?;
+        remaining.as_table_like_mut()?.remove(&key)?;
     }
-    let value = item.clone().into_value().ok()?;
-    match T::deserialize(value.into_deserializer()) {
-        Ok(value) => Some(Section { value, span }),
-        Err(error) => {
-            reporter.error(error.span().or(span), format!("{what}: {}", error.message()));
-            None
-        }
-    }
+    None
 }
 
-/// Reports each key of the table `item` that is in none of the `allowed` field lists, at the key itself.
+/// Reports each key of the table `item` that is in none of the `allowed` field lists, at the key itself,
+/// with the known key it is likely a misspelling of, or else the list of known keys.
 pub fn report_unknown_keys(reporter: &mut Reporter<'_>, what: &str, item: &Item, allowed: &[&[&str]]) {
     let Some(table) = item.as_table_like() else {
         return;
     };
-    let allowed = || allowed.iter().copied().flatten();
+    let allowed = || allowed.iter().copied().flatten().copied();
     for (name, _) in table.iter() {
-        if allowed().any(|known| *known == name) {
+        if allowed().any(|known| known == name) {
             continue;
         }
         let key_span = table.get_key_value(name).and_then(|(key, _)| key.span());
-        let mut expected: Vec<&str> = allowed().copied().collect();
-        expected.sort_unstable();
-        reporter.error(key_span, format!("unknown key `{name}` in {what}; expected one of: {}", expected.join(", ")));
+        reporter.error(key_span, unknown_key(name, what, allowed()));
+    }
+}
+
+/// The message for the unknown key `name`: the known key it is likely a misspelling of (`did you mean
+/// `events`?`), or else every known key.
+pub fn unknown_key<'a>(name: &str, what: &str, known: impl Iterator<Item = &'a str> + Clone) -> String {
+    match suggest::closest(name, known.clone()) {
+        Some(meant) => format!("unknown key `{name}` in {what}; did you mean `{meant}`?"),
+        None => {
+            let mut expected: Vec<&str> = known.collect();
+            expected.sort_unstable();
+            expected.dedup();
+            format!("unknown key `{name}` in {what}; expected one of: {}", expected.join(", "))
+        }
     }
 }
 

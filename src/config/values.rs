@@ -35,10 +35,16 @@ fn without_line_end(value: String) -> String {
     }
 }
 
+/// What is wrong with a credential's name, if anything: it is a file name in the credentials directory.
+fn credential_name_problem(name: &str) -> Option<String> {
+    let bad = name.is_empty() || name == "." || name == ".." || name.contains('/');
+    bad.then(|| format!("`{name}` is not a credential name (a file name, without `/`)"))
+}
+
 /// Where systemd put the credential `name`.
 fn credential_path(name: &str) -> Result<PathBuf, String> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(format!("`{name}` is not a credential name (a file name, without `/`)"));
+    if let Some(problem) = credential_name_problem(name) {
+        return Err(problem);
     }
     match std::env::var_os(CREDENTIALS_DIRECTORY) {
         Some(dir) if !dir.is_empty() => Ok(Path::new(&dir).join(name)),
@@ -59,9 +65,49 @@ fn source_of(raw: &RawSecret) -> String {
     }
 }
 
+/// What `check --no-secrets` can say about a source it does not read: only whether it is well formed.
+fn unread_source_problem(raw: &RawSecret) -> Option<String> {
+    match raw {
+        RawSecret::Literal(_) => None,
+        RawSecret::Env(name) if name.is_empty() || name.contains(['=', '\0']) => {
+            Some(format!("`{name}` is not an environment variable name"))
+        }
+        RawSecret::Env(_) => None,
+        RawSecret::File(path) if path.is_empty() => Some("a secret `file` needs a path".to_owned()),
+        RawSecret::File(_) => None,
+        RawSecret::Credential(name) => credential_name_problem(name),
+    }
+}
+
+/// A secret as loaded: its value, or a source that `check --no-secrets` did not read.
+pub(super) enum Loaded {
+    Value(Secret),
+    Unread,
+}
+
+/// What stands for an unread secret where only a value will do (`check --no-secrets` builds no config that
+/// runs): a valid header value, and a key as it is without a `whsec_` prefix.
+const UNREAD: &str = "unread-by-check-no-secrets";
+
 impl Compiler<'_> {
+    /// The secret's value; with `check --no-secrets`, a stand-in for a source that is not read. Callers that
+    /// check what the value says use [`Compiler::load_secret`] instead.
     pub(super) fn secret(&mut self, raw: &Spanned<RawSecret>, outer: Range<usize>) -> Option<Secret> {
+        match self.load_secret(raw, outer)? {
+            Loaded::Value(secret) => Some(secret),
+            Loaded::Unread => Some(Secret::new(UNREAD)),
+        }
+    }
+
+    /// Reads the secret from its source, or, with `check --no-secrets`, only checks the source's shape.
+    pub(super) fn load_secret(&mut self, raw: &Spanned<RawSecret>, outer: Range<usize>) -> Option<Loaded> {
         let span = if raw.span().is_empty() { outer } else { raw.span() };
+        if !self.read_secrets && !matches!(raw.get_ref(), RawSecret::Literal(_)) {
+            return match unread_source_problem(raw.get_ref()) {
+                Some(problem) => self.fail(span, problem),
+                None => Some(Loaded::Unread),
+            };
+        }
         let value = match raw.get_ref() {
             RawSecret::Literal(value) => value.clone(),
             RawSecret::Env(name) => match std::env::var(name) {
@@ -91,15 +137,18 @@ impl Compiler<'_> {
         if value.is_empty() {
             return self.fail(span, "secret is empty");
         }
-        Some(Secret::new(value))
+        Some(Loaded::Value(Secret::new(value)))
     }
 
-    /// `signing_key`: `whsk_` and the base64 of a 32-byte ed25519 seed. A problem names the key's source,
-    /// never its value.
-    pub(super) fn signing_key(&mut self, raw: &Spanned<RawSecret>) -> Option<crate::delivery::sign::SigningKey> {
-        let secret = self.secret(raw, raw.span())?;
+    /// `signing_key`: `whsk_` and the base64 of a 32-byte ed25519 seed; `Some(None)` when it was not read
+    /// (`check --no-secrets`). A problem names the key's source, never its value.
+    pub(super) fn signing_key(
+        &mut self,
+        raw: &Spanned<RawSecret>,
+    ) -> Option<Option<crate::delivery::sign::SigningKey>> {
+        let Loaded::Value(secret) = self.load_secret(raw, raw.span())? else { return Some(None) };
         match crate::delivery::sign::SigningKey::from_text(secret.expose().trim_end()) {
-            Ok(key) => Some(key),
+            Ok(key) => Some(Some(key)),
             Err(problem) => {
                 let source = source_of(raw.get_ref());
                 self.fail(
@@ -111,16 +160,24 @@ impl Compiler<'_> {
     }
 
     /// `relay.encryption_key`: each secret the base64 of 32 bytes. A problem names the key's source (the
-    /// file, a variable, a credential), never its value.
+    /// file, a variable, a credential), never its value. Keys `check --no-secrets` did not read are left out.
     pub(super) fn store_keys(&mut self, raw: &Spanned<RawSecrets>) -> Option<Vec<StoreKey>> {
         if raw.get_ref().0.is_empty() {
             return self.fail(raw.span(), "`encryption_key` is an empty array: list at least one key, or remove it");
         }
         let mut keys = Vec::new();
+        let mut unread = 0;
         for entry in &raw.get_ref().0 {
             let span = if entry.span().is_empty() { raw.span() } else { entry.span() };
             // Each key is checked, so that one run reports every problem.
-            let Some(secret) = self.secret(entry, raw.span()) else { continue };
+            let secret = match self.load_secret(entry, raw.span()) {
+                Some(Loaded::Value(secret)) => secret,
+                Some(Loaded::Unread) => {
+                    unread += 1;
+                    continue;
+                }
+                None => continue,
+            };
             let decoded = base64::engine::general_purpose::STANDARD.decode(secret.expose().trim_end());
             let problem = match decoded.as_deref().map(<[u8; StoreKey::BYTES]>::try_from) {
                 Ok(Ok(bytes)) => {
@@ -139,7 +196,7 @@ impl Compiler<'_> {
                 ),
             );
         }
-        (keys.len() == raw.get_ref().0.len()).then_some(keys)
+        (keys.len() + unread == raw.get_ref().0.len()).then_some(keys)
     }
 
     pub(super) fn header_name(&mut self, name: &Text) -> Option<HeaderName> {

@@ -18,10 +18,11 @@ use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global subscriber. Call once, before the runtime starts.
 pub fn init(settings: &LogSettings) {
-    let filter = std::env::var("RUST_LOG")
+    let directives = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|directives| EnvFilter::try_new(directives).ok())
-        .unwrap_or_else(|| EnvFilter::new(&settings.level));
+        .filter(|directives| EnvFilter::try_new(directives).is_ok())
+        .unwrap_or_else(|| settings.level.clone());
+    let filter = EnvFilter::new(&directives);
     let usual = filter.max_level_hint().map_or(log::LevelFilter::Off, |level| level.as_log());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
     let registry = tracing_subscriber::registry();
@@ -34,7 +35,13 @@ pub fn init(settings: &LogSettings) {
             tracing::subscriber::set_global_default(registry.with(fmt.json().flatten_event(true).with_filter(filter)))
         }
     };
-    if installed.is_ok() && log::set_boxed_logger(Box::new(LogBridge(tracing_log::LogTracer::new()))).is_ok() {
+    if installed.is_ok()
+        && log::set_boxed_logger(Box::new(LogBridge {
+            tracer: tracing_log::LogTracer::new(),
+            watcher_trace: directives.contains("notify"),
+        }))
+        .is_ok()
+    {
         log::set_max_level(usual);
     }
 }
@@ -48,13 +55,31 @@ pub fn while_opening_the_store<T>(open: impl FnOnce() -> T) -> T {
     opened
 }
 
-/// The `log` crate's logger: records of crates that log through `log` (sled, rustls) go on to tracing;
-/// sled's repair messages are re-logged at WARN first.
-struct LogBridge(tracing_log::LogTracer);
+/// The `log` crate's logger: records of crates that log through `log` (sled, rustls, notify) go on to
+/// tracing; sled's repair messages are re-logged at WARN first.
+///
+/// notify's TRACE records are dropped unless the directives name notify: it logs every file event in a
+/// watched directory (`inotify event: ...`) before the config watcher picks out the config file's by name,
+/// so with `RUST_LOG=trace` and the log written to a file in the config's directory each line logged was a
+/// file event that was logged (252,078 lines in 3 s).
+struct LogBridge {
+    tracer: tracing_log::LogTracer,
+    /// Whether notify's TRACE records are wanted (someone debugging the watcher named it).
+    watcher_trace: bool,
+}
+
+impl LogBridge {
+    fn is_watcher_echo(&self, metadata: &log::Metadata<'_>) -> bool {
+        !self.watcher_trace && metadata.level() == log::Level::Trace && metadata.target().starts_with("notify")
+    }
+}
 
 impl log::Log for LogBridge {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target().starts_with("sled") || self.0.enabled(metadata)
+        if self.is_watcher_echo(metadata) {
+            return false;
+        }
+        metadata.target().starts_with("sled") || self.tracer.enabled(metadata)
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -70,8 +95,8 @@ impl log::Log for LogBridge {
                 );
             }
         }
-        if self.0.enabled(record.metadata()) {
-            self.0.log(record);
+        if !self.is_watcher_echo(record.metadata()) && self.tracer.enabled(record.metadata()) {
+            self.tracer.log(record);
         }
     }
 

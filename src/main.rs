@@ -39,6 +39,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// How long the exit waits for leftover blocking work (see [`run`]); a store call finishes far sooner.
+const LEFTOVER_BLOCKING_WORK: std::time::Duration = std::time::Duration::from_millis(200);
+
 fn run(path: &Path, options: hookrelay::relay::Options) -> ExitCode {
     let config = match Config::load(path) {
         Ok(config) => config,
@@ -62,6 +65,10 @@ fn run(path: &Path, options: hookrelay::relay::Options) -> ExitCode {
         shutdown.on_signals()?;
         hookrelay::relay::run(config, shutdown, options).await
     });
+    // Everything the relay owes is done and flushed by now. What can still run on the blocking pool is work
+    // nobody waits for: a name lookup (getaddrinfo) of an attempt that timed out or was abandoned, which
+    // can block for the resolver's whole timeout. Dropping the runtime would wait for it.
+    runtime.shutdown_timeout(LEFTOVER_BLOCKING_WORK);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

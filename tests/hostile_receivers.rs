@@ -254,3 +254,49 @@ async fn outbound_connections_of_all_subscriptions_stay_within_a_quarter_of_the_
     assert_eq!(stalled.most_open(), 64, "connections open at once");
     assert_eq!(relay.post_unix(r#"{"type":"x","id":"still-accepting","data":{}}"#).await.status, 202);
 }
+
+/// Before: after "Relay stopped." the process went on for seconds: dropping the runtime waited for a name
+/// lookup (getaddrinfo, on the blocking pool) of an attempt that had already timed out. Here the receiver's
+/// name goes to a DNS server that never answers (a UDP socket of the test's, made the relay's resolver by
+/// a private mount of `/etc/resolv.conf`), the attempt times out after 1 s, and the relay must exit at once
+/// when told, not when the resolver gives up (2 × 30 s, past the harness's patience).
+#[tokio::test]
+async fn the_relay_exits_at_once_although_a_name_lookup_is_still_hanging() {
+    let unshare = std::process::Command::new("unshare").args(["--mount", "--propagation", "private", "true"]).status();
+    if !unshare.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: needs `unshare --mount` (root, or CAP_SYS_ADMIN) to give the relay its own resolv.conf");
+        return;
+    }
+    let env = TestEnv::new();
+    let nameserver = format!("127.77.{}.{}", std::process::id() % 250, 1 + std::process::id() / 250 % 250);
+    let silent_dns = tokio::net::UdpSocket::bind((nameserver.as_str(), 53)).await.unwrap();
+    let resolv_conf = env.dir.path().join("resolv.conf");
+    std::fs::write(&resolv_conf, format!("nameserver {nameserver}\noptions timeout:30 attempts:2\n")).unwrap();
+    env.write_config(&Setup {
+        subscriptions: subscription("far", "https://hooks.vetigen.example/x", "timeout = \"1s\""),
+        ..Setup::default()
+    });
+    let resolv_conf = resolv_conf.display().to_string();
+    let private_resolver = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"",
+        &resolv_conf,
+    ];
+    let mut relay = RelayProcess::start_under(&private_resolver, &env.config_path(), &[], &[]).await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"far-1","data":1}"#).await.status, 202);
+
+    let mut query = [0u8; 512];
+    support::within("the relay's DNS query", silent_dns.recv_from(&mut query)).await.unwrap();
+    relay.wait_for_log(FAILED, 1, |_| true).await;
+    let failed = delivery_of(&relay, "far").await;
+    assert!(failed["last_error"].as_str().is_some_and(|e| e.contains("timed out")), "{failed}");
+
+    relay.terminate();
+    relay.wait_for_log("Relay stopped.", 1, |_| true).await;
+    assert!(relay.wait_exit().await.success(), "exits without waiting for the lookup");
+}

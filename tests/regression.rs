@@ -407,3 +407,37 @@ async fn a_torn_segment_repaired_by_sled_is_a_warn_and_its_loss_is_refused() {
     assert_eq!(complaint["expected"].as_u64(), Some(2000), "{complaint}");
     assert!(complaint["found"].as_u64().unwrap() < 2000, "{complaint}");
 }
+
+/// Before: a second relay on a running one's `state_dir` stopped with sled's
+/// `could not acquire lock on ".../db": Os { code: 11, kind: WouldBlock, … }`, printed twice. Now it says
+/// once, in words, that another hookrelay uses the directory, and the running relay is untouched (its
+/// socket too: the store is opened before any listener).
+#[tokio::test]
+async fn a_second_relay_on_the_same_state_dir_says_another_hookrelay_is_using_it() {
+    let env = TestEnv::new();
+    env.write_config(&Setup::default());
+    let relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"first","data":1}"#).await.status, 202);
+
+    let second = run_to_exit(&env).await;
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    let errors: Vec<Value> = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["level"] == "ERROR")
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    let error = errors[0]["error"].as_str().unwrap_or_default();
+    let state_dir = env.state_dir().display().to_string();
+    assert_eq!(
+        error,
+        format!(
+            "cannot open the store in {state_dir}: another hookrelay is using this state directory (it holds the \
+             lock on {state_dir}/lock): stop that relay first, or give this one its own `state_dir`"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WouldBlock"), "{stderr}");
+    assert_eq!(relay.admin_get("/v1/events/first").await["id"], "first", "the running relay still answers");
+}

@@ -26,6 +26,7 @@
 //! - Every failed or cancelled delivery has an entry in the status index ([`status_index`]).
 //! - Everything is in one tree; the key layout is in [`keys`].
 
+mod dir_lock;
 mod encoding;
 mod format;
 mod group_commit;
@@ -74,8 +75,16 @@ const CACHE_CAPACITY_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    /// sled's message is the whole story; its error has no source, so this adds none (a prefix here would
+    /// print it twice in a `{:#}` chain).
+    #[error(transparent)]
     Database(#[from] sled::Error),
+    /// The directory's lock is held: another process, almost always a second relay, uses it.
+    #[error(
+        "another hookrelay is using this state directory (it holds the lock on {path}): stop that relay first, \
+         or give this one its own `state_dir`"
+    )]
+    Locked { path: String },
     #[error("cannot make writes durable: {0}")]
     Durability(Arc<io::Error>),
     #[error("cannot open the database in {path}: {source}")]
@@ -127,6 +136,8 @@ impl Accepted {
 
 #[derive(Clone)]
 pub struct Store {
+    /// This process's lock on the directory ([`dir_lock`]), held as long as any clone is.
+    _lock: Arc<dir_lock::DirLock>,
     dir: std::path::PathBuf,
     db: sled::Db,
     committer: GroupCommit,
@@ -146,11 +157,18 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the database in `dir`, sealing payloads with `keyring`'s first key (none: in the
-    /// clear). sled locks the directory, so a second relay on the same state directory fails here instead
-    /// of corrupting it.
+    /// clear). The directory is locked first, so a second relay on the same state directory fails here,
+    /// having changed nothing, instead of corrupting it.
     pub fn open(dir: &Path, flush_observer: Option<FlushObserver>, keyring: Keyring) -> Result<Store, StoreError> {
         let open_error = |source| open_failed(dir, source);
         private::create_dir(dir).map_err(open_error)?;
+        // Before anything is read or written: a second relay here changes nothing.
+        let lock = dir_lock::lock(dir).map_err(|error| match error {
+            dir_lock::LockError::Held => {
+                StoreError::Locked { path: dir.join(dir_lock::LOCK_FILE).display().to_string() }
+            }
+            dir_lock::LockError::Io(source) => open_failed(dir, source),
+        })?;
         let format = format::check(dir)?;
         if format.is_none() {
             format::record_new(dir)?;
@@ -158,8 +176,7 @@ impl Store {
         // After the format check: a store of a newer format is refused untouched.
         private::tighten(dir).map_err(open_error)?;
         let db = open_sled(dir)?;
-        // Once sled holds the directory's lock (a second relay on it fails above), and before anything
-        // is sealed.
+        // Once the directory is locked (a second relay on it fails above), and before anything is sealed.
         let mut key_log = key_log::read(dir, format.is_none()).map_err(open_error)?;
         note_sealing(dir, &mut key_log, &keyring).map_err(open_error)?;
         if let Some(found) = format {
@@ -180,6 +197,7 @@ impl Store {
         let dir = dir.to_path_buf();
         let had_ledger = found.is_some();
         Ok(Store {
+            _lock: Arc::new(lock),
             dir,
             db,
             committer,

@@ -167,6 +167,22 @@ impl RelayProcess {
         vars: &[(&str, &str)],
         args: &[&str],
     ) -> RelayProcess {
+        Self::spawn(wrapper, config, vars, args, None).await
+    }
+
+    /// [`RelayProcess::start`] that also appends each log line to the file `copy`, as a log redirected
+    /// to a file would be written.
+    pub async fn start_copying_log(config: &std::path::Path, vars: &[(&str, &str)], copy: PathBuf) -> RelayProcess {
+        Self::spawn(&[], config, vars, &[], Some(copy)).await
+    }
+
+    async fn spawn(
+        wrapper: &[&str],
+        config: &std::path::Path,
+        vars: &[(&str, &str)],
+        args: &[&str],
+        copy: Option<PathBuf>,
+    ) -> RelayProcess {
         let binary = env!("CARGO_BIN_EXE_hookrelay");
         let (program, before) = match wrapper.split_first() {
             Some((program, rest)) => (*program, [rest, &[binary]].concat()),
@@ -193,7 +209,11 @@ impl RelayProcess {
         let collected = Arc::clone(&lines);
         tokio::spawn(async move {
             let mut reader = BufReader::new(stderr).lines();
+            let mut copy = copy.map(|path| std::fs::File::options().create(true).append(true).open(path).unwrap());
             while let Ok(Some(line)) = reader.next_line().await {
+                if let Some(file) = copy.as_mut() {
+                    std::io::Write::write_all(file, format!("{line}\n").as_bytes()).unwrap();
+                }
                 let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
                 let mut lines = collected.lock().unwrap();
                 lines.push(value);

@@ -261,6 +261,13 @@ async fn bind_listeners(
     let unix_socket = config.ingest.unix_socket.as_ref().map(|p| p.display().to_string());
     let http = http_address.map(|a| a.to_string());
     routes.ready.store(true, Ordering::Release);
-    info!(unix_socket, http, subscriptions = config.subscriptions.len(), "Relay ready.");
+    info!(
+        unix_socket,
+        http,
+        subscriptions = config.subscriptions.len(),
+        version = crate::VERSION,
+        commit = crate::COMMIT,
+        "Relay ready."
+    );
     Ok((servers, config.ingest.unix_socket.clone()))
 }

@@ -67,6 +67,7 @@ pub mod shutdown;
 pub mod store;
 pub mod str_map;
 pub mod systemd;
+pub mod terminal;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -147,6 +147,29 @@ async fn listing_filters_and_pages_with_a_cursor() {
     assert_eq!(send(&relay.unix, Call::get("/v1/deliveries/dlv_nope")).await.status, 404);
 }
 
+/// A receiver's answer is shown by `delivery ID`, but escape sequences in it are shown escaped, not sent
+/// to the operator's terminal (one could recolour the screen or, OSC 52, set the clipboard).
+#[tokio::test]
+async fn a_response_body_with_escape_sequences_is_shown_escaped() {
+    let env = TestEnv::new();
+    let hostile = "busy\n\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{1b}[2J\u{1b}[31mall good";
+    let receiver = Receiver::start(&env.ca, sequence(vec![Reply::status(503).with_body(hostile)], 503)).await;
+    env.write_config(&Setup {
+        subscriptions: subscription("vet", &receiver.url("/"), "retry = []"),
+        ..Setup::default()
+    });
+    let relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"esc-1","data":{}}"#).await.status, 202);
+    relay.wait_for_log(FAILED, 1, |_| true).await;
+    let listed = relay.admin_get("/v1/deliveries?status=failed").await;
+    let id = listed["deliveries"][0]["id"].as_str().unwrap().to_owned();
+
+    let human = stdout(&cli(&env, &["delivery", &id]).await);
+    assert!(!human.contains('\u{1b}') && !human.contains('\u{7}'), "{human:?}");
+    let shown = "\n  busy\n  \\u{1b}]52;c;cm0gLXJmIH4=\\u{7}\\u{1b}[2J\\u{1b}[31mall good\n";
+    assert!(human.ends_with(shown), "{human}");
+}
+
 /// The CLI pages with the cursor it prints, and an empty answer for a name the relay does not know says so.
 #[tokio::test]
 async fn the_cli_pages_with_after_and_names_unknown_subscriptions() {
@@ -212,7 +235,7 @@ async fn the_event_view_shows_the_stored_bytes() {
     assert!(human.starts_with("id           ord\ntype         lab.completed\n"), "{human}");
     assert!(human.contains("\nrouted to    held\n"), "{human}");
     let shown = format!(
-        "\ndata ({} bytes, as stored and sent):\n{{\n  \"zeta\": 1,\n  \"amount\": 500.00,\n  \"note\": \"caf\\u00e9\"\n}}\n",
+        "\ndata ({} bytes, as stored):\n{{\n  \"zeta\": 1,\n  \"amount\": 500.00,\n  \"note\": \"caf\\u00e9\"\n}}\n",
         data.len()
     );
     assert!(human.contains(&shown), "{human}");

@@ -226,7 +226,15 @@ pub fn execute(command: Command) -> ExitCode {
             |answer| format!("resent as {}", text(&answer["delivery"])),
         ),
         Command::Subscriptions(args) => subscriptions(args),
-        Command::Receive(args) => receive(args),
+        Command::Receive(args) => match malformed_key(&args.secrets) {
+            Some(message) => {
+                // A usage error, judged before anything is made; not through clap, which would repeat the
+                // value (a signing secret) in its message.
+                eprintln!("hookrelay: {message}");
+                return ExitCode::from(2);
+            }
+            None => receive(args),
+        },
         Command::Pause(args) => pause_or_resume(args, "pause"),
         Command::Resume(args) => pause_or_resume(args, "resume"),
         Command::Erase(args) => each(
@@ -293,6 +301,13 @@ fn send(args: SendArgs) -> Result<String, String> {
     let answer =
         client(&args.config)?.post_bytes("/v1/events", event_body(&args.event_type, args.id.as_deref(), data)?)?;
     Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The first `receive --secret` that is not a key, said without its value.
+fn malformed_key(secrets: &[String]) -> Option<String> {
+    secrets.iter().enumerate().find_map(|(at, text)| {
+        crate::receive::key_problem(text).map(|problem| format!("--secret #{} {problem}", at + 1))
+    })
 }
 
 /// `--after` is judged by the command itself too: a cursor is a delivery id.
@@ -476,8 +491,9 @@ fn delivery_text(document: &Value) -> String {
         if let Some(body) = attempt["response_body"].as_str().filter(|b| !b.is_empty()) {
             lines.push(String::new());
             lines.push(format!("attempt {} response body ({} bytes):", attempt["n"], body.len()));
-            lines.extend(body.lines().take(RESPONSE_LINES_SHOWN).map(|line| format!("  {}", table::clip(line, 120))));
-            if body.lines().count() > RESPONSE_LINES_SHOWN {
+            let shown = crate::terminal::printable(body);
+            lines.extend(shown.lines().take(RESPONSE_LINES_SHOWN).map(|line| format!("  {}", table::clip(line, 120))));
+            if shown.lines().count() > RESPONSE_LINES_SHOWN {
                 lines.push("  …".to_owned());
             }
         }
@@ -551,7 +567,7 @@ fn event_text(document_text: &str) -> Result<String, String> {
     } else if let Some(key) = document["data_sealed_with_unlisted_key"].as_str() {
         lines.push(format!("data: sealed with store key {key}, which encryption_key does not list"));
     } else {
-        lines.push(format!("data ({} bytes, as stored and sent):", data.get().len()));
+        lines.push(format!("data ({} bytes, as stored):", data.get().len()));
         lines.push(crate::json::pretty(data.get()));
     }
     let deliveries = document["deliveries"].as_array().map(Vec::as_slice).unwrap_or_default();

@@ -6,6 +6,8 @@
 mod certificates;
 mod verify;
 
+pub use verify::key_problem;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -101,7 +103,7 @@ impl Shared {
             crate::clock::rfc3339_utc(time::OffsetDateTime::now_utc())
         )];
         for (name, value) in &parts.headers {
-            lines.push(format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())));
+            lines.push(format!("{name}: {}", crate::terminal::printable(&String::from_utf8_lossy(value.as_bytes()))));
         }
         let status = match Limited::new(body, MAX_BODY_BYTES).collect().await {
             Ok(collected) => {
@@ -134,21 +136,32 @@ fn shown_body(body: &[u8]) -> String {
         Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
             format!("{size}, JSON\n{}", crate::json::pretty(text))
         }
-        Ok(text) => format!("{size}, text\n{text}"),
+        Ok(text) => format!("{size}, text\n{}", crate::terminal::printable(text)),
         Err(_) => format!("{size}, not UTF-8 (not shown)"),
     }
 }
 
 /// What a subscription needs to deliver here, printed once at start.
 fn banner(bound: SocketAddr, ca_file: &std::path::Path, made: bool, secrets: &[String]) -> String {
-    let host = if bound.ip().is_loopback() || bound.ip().is_unspecified() {
-        format!("127.0.0.1:{}", bound.port())
-    } else {
-        bound.to_string()
+    // The certificate names localhost, 127.0.0.1 and ::1: the url must be one of those to pass the
+    // relay's name check.
+    let (host, outside) = match bound.ip() {
+        std::net::IpAddr::V6(ip) if ip.is_loopback() => (format!("[::1]:{}", bound.port()), false),
+        ip if ip.is_unspecified() || ip == std::net::Ipv4Addr::LOCALHOST => {
+            (format!("127.0.0.1:{}", bound.port()), false)
+        }
+        _ => (bound.to_string(), true),
     };
     let url = format!("https://{host}/");
+    let caveat = if outside {
+        "\nNote: the certificate covers localhost, 127.0.0.1 and ::1 only; a relay that connects to this \
+         address fails its name check (NotValidForName).\n"
+    } else {
+        ""
+    };
     let ca = crate::json::quote(&ca_file.display().to_string());
-    let origin = if made { "made now: a throwaway CA, and a certificate for localhost and 127.0.0.1" } else { "found" };
+    let origin =
+        if made { "made now: a throwaway CA, and a certificate for localhost, 127.0.0.1 and ::1" } else { "found" };
     let secret = match secrets.iter().find(|s| !s.starts_with(crate::delivery::sign::PUBLIC_KEY_PREFIX)) {
         Some(secret) => format!("secret = {}", crate::json::quote(secret)),
         None => {
@@ -167,6 +180,26 @@ fn banner(bound: SocketAddr, ca_file: &std::path::Path, made: bool, secrets: &[S
          url = \"{url}\"\n\
          events = [\"*\"]\n\
          ca_file = {ca}\n\
-         {secret}\n"
+         {secret}\n{caveat}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::banner;
+
+    fn url_line(listen: &str) -> String {
+        let printed = banner(listen.parse().unwrap(), std::path::Path::new("ca.pem"), false, &[]);
+        printed.lines().nth(1).unwrap().to_owned() + if printed.contains("NotValidForName") { " (caveat)" } else { "" }
+    }
+
+    #[test]
+    fn the_printed_url_reaches_the_listener_and_its_certificate_covers_it() {
+        assert_eq!(url_line("127.0.0.1:8443"), "url     = \"https://127.0.0.1:8443/\"");
+        assert_eq!(url_line("0.0.0.0:8443"), "url     = \"https://127.0.0.1:8443/\"");
+        assert_eq!(url_line("[::]:8443"), "url     = \"https://127.0.0.1:8443/\"");
+        assert_eq!(url_line("[::1]:8443"), "url     = \"https://[::1]:8443/\"");
+        assert_eq!(url_line("127.0.0.2:8443"), "url     = \"https://127.0.0.2:8443/\" (caveat)");
+        assert_eq!(url_line("192.0.2.7:8443"), "url     = \"https://192.0.2.7:8443/\" (caveat)");
+    }
 }

@@ -26,25 +26,32 @@ pub enum Key {
     Public { number: usize, key: Vec<u8> },
 }
 
-/// The `--secret` values as keys; a malformed one is a usage error.
+/// The `--secret` values as keys, numbered from 1; a malformed one is refused (the command line's parser
+/// has refused it already, with [`key_problem`], as a usage error).
 pub fn keys(secrets: &[String]) -> Result<Vec<Key>, String> {
     secrets
         .iter()
         .enumerate()
-        .map(|(at, text)| {
-            let number = at + 1;
-            if let Some(encoded) = text.strip_prefix(PUBLIC_KEY_PREFIX) {
-                match BASE64.decode(encoded) {
-                    Ok(key) if key.len() == 32 => Ok(Key::Public { number, key }),
-                    _ => Err(format!("--secret #{number} is not an ed25519 public key (whpk_ and base64 of 32 bytes)")),
-                }
-            } else if standard_key(text).is_err() {
-                Err(format!("--secret #{number} is not base64 after `whsec_`"))
-            } else {
-                Ok(Key::Secret { number, text: text.clone() })
-            }
-        })
+        .map(|(at, text)| key(at + 1, text).map_err(|problem| format!("--secret #{} {problem}", at + 1)))
         .collect()
+}
+
+/// What is wrong with a `--secret` value, for the command line's parser; `None` when it is a key.
+pub fn key_problem(text: &str) -> Option<&'static str> {
+    key(0, text).err()
+}
+
+fn key(number: usize, text: &str) -> Result<Key, &'static str> {
+    if let Some(encoded) = text.strip_prefix(PUBLIC_KEY_PREFIX) {
+        match BASE64.decode(encoded) {
+            Ok(key) if key.len() == 32 => Ok(Key::Public { number, key }),
+            _ => Err("is not an ed25519 public key (whpk_ and base64 of 32 bytes)"),
+        }
+    } else if standard_key(text).is_err() {
+        Err("is not base64 after `whsec_`")
+    } else {
+        Ok(Key::Secret { number, text: text.to_owned() })
+    }
 }
 
 /// The lines `receive` prints about a request's signature.

@@ -11,13 +11,23 @@ fn main() {
 }
 
 fn git_commit() -> String {
-    // Rebuild when HEAD moves (a commit, a checkout); the paths need not exist.
+    // Rebuild when HEAD moves (a commit, a checkout). Only paths that exist are named: cargo counts a
+    // missing one as changed, which would rebuild the crate at every build.
+    let mut watched = Vec::new();
     if let Ok(dir) = git(&["rev-parse", "--git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
+        watched.push(format!("{dir}/HEAD"));
     }
-    if let Ok(dir) = git(&["rev-parse", "--git-common-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/refs/heads");
-        println!("cargo:rerun-if-changed={dir}/packed-refs");
+    if let (Ok(common), Ok(branch)) =
+        (git(&["rev-parse", "--git-common-dir"]), git(&["rev-parse", "--symbolic-full-name", "HEAD"]))
+    {
+        // The branch's ref file while it is loose; once git packs refs, the packed file, and the refs
+        // directory, where a commit on a packed branch writes the loose file anew.
+        watched.push(format!("{common}/{branch}"));
+        watched.push(format!("{common}/packed-refs"));
+        watched.push(format!("{common}/refs/heads"));
+    }
+    for path in watched.iter().filter(|path| std::path::Path::new(path).exists()) {
+        println!("cargo:rerun-if-changed={path}");
     }
     git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|()| "unknown".to_owned())
 }

@@ -38,12 +38,21 @@ pub fn init(settings: &LogSettings) {
     if installed.is_ok()
         && log::set_boxed_logger(Box::new(LogBridge {
             tracer: tracing_log::LogTracer::new(),
-            watcher_trace: directives.contains("notify"),
+            watcher_trace: names_notify(&directives),
         }))
         .is_ok()
     {
         log::set_max_level(usual);
     }
+}
+
+/// Whether the directives name notify's own target (`notify`, `notify::inotify`), not just a word that
+/// contains it (`sd_notify`, one of the relay's dependencies).
+fn names_notify(directives: &str) -> bool {
+    directives.split(',').filter_map(|directive| directive.split(['=', '[']).next()).any(|target| {
+        let target = target.trim();
+        target == "notify" || target.starts_with("notify::")
+    })
 }
 
 /// Runs `open` with sled's DEBUG records let through (see the module doc).
@@ -101,4 +110,18 @@ impl log::Log for LogBridge {
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_notify;
+
+    #[test]
+    fn only_notify_s_own_target_turns_its_trace_lines_back_on() {
+        assert!(names_notify("trace,notify=trace"));
+        assert!(names_notify("info,notify::inotify=trace"));
+        assert!(!names_notify("trace"));
+        assert!(!names_notify("trace,sd_notify=warn"));
+        assert!(!names_notify("trace,hookrelay::notifier=debug"));
+    }
 }

@@ -46,16 +46,7 @@ pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow
         Err(error) => warn!(%error, "Cannot raise the open-file limit."),
     }
     crate::limits::warn_if_outbound_oversubscribed(&config);
-    for subscription in &config.subscriptions {
-        if let (Some(path), true) = (&subscription.delivery.ca_file, subscription.delivery.extra_roots.is_empty()) {
-            warn!(
-                subscription = %subscription.name,
-                ca_file = %path.display(),
-                "The subscription's ca_file does not exist: its deliveries fail their TLS check until it does and \
-                 the config is reloaded (SIGHUP)."
-            );
-        }
-    }
+    crate::delivery::warn_about_missing_ca_files(&config);
     let metrics = Arc::new(Metrics::default());
     let observer: FlushObserver = {
         let metrics = Arc::clone(&metrics);

@@ -229,6 +229,25 @@ fn an_unused_default_signature_header_is_a_warning_at_delivery() {
     assert_eq!(checked.lines().len(), 2, "{}", checked.stdout);
 }
 
+/// A `[delivery]` that signs with hmac-sha256 in its own header, under subscriptions that all sign another
+/// way: the header is used by none of them.
+#[test]
+fn a_default_signature_header_every_subscription_overrides_is_a_warning() {
+    let text = head()
+        + "\n[delivery]\nsignature = \"hmac-sha256\"\nsignature_header = \"X-Default-Sig\"\n"
+        + &subscription("a", "events = [\"*\"]")
+        + &subscription("b", "events = [\"*\"]");
+    let checked = check(&text, &[]);
+    assert_eq!(checked.code, Some(0), "{}", checked.stdout);
+    let prefix = format!("{}:{}: warning: `signature_header`", checked.file, position(&text, "\"X-Default-Sig\"", 1));
+    assert!(checked.lines()[0].starts_with(&prefix), "{}", checked.stdout);
+    assert_eq!(checked.lines().len(), 2, "{}", checked.stdout);
+    // With no subscription yet, it is a default set up for the ones to come.
+    let alone = head() + "\n[delivery]\nsignature = \"hmac-sha256\"\nsignature_header = \"X-Default-Sig\"\n";
+    let checked = check(&alone, &[]);
+    assert_eq!(checked.stdout, format!("{}: ok (0 subscriptions)\n", checked.file));
+}
+
 /// SPEC §2: `check --no-secrets` validates a production file from a shell without the service's
 /// credentials: the sources are not read, everything else is checked as before.
 #[test]

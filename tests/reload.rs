@@ -393,3 +393,35 @@ async fn a_trace_log_written_next_to_the_config_does_not_feed_itself() {
         "TRACE is on for everything else, so the check above means something"
     );
 }
+
+/// A `ca_file` that is not there yet is a warning, not an error: the relay says so at start and at each
+/// reload that applies it (before, a reload applied it silently), and a SIGHUP once the file exists makes
+/// the deliveries go through.
+#[tokio::test]
+async fn a_missing_ca_file_is_warned_about_at_start_and_reload_and_read_once_it_exists() {
+    const MISSING: &str =
+        "The subscription's ca_file does not exist: its deliveries fail their TLS check until it does \
+                           and the config is reloaded (SIGHUP).";
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let patient = format!("ca_file = \"later.pem\"\n{}", patient_retry());
+    let vet = support::relay::unsigned_subscription("vet", &receiver.url("/"), &patient);
+    env.write_config(&Setup { subscriptions: vet.clone(), ..Setup::default() });
+    let relay = env.start().await;
+    let warned = relay.wait_for_log(MISSING, 1, |_| true).await;
+    assert_eq!((warned["level"].as_str(), warned["subscription"].as_str()), (Some("WARN"), Some("vet")));
+    assert!(warned["ca_file"].as_str().is_some_and(|path| path.ends_with("later.pem")), "{warned}");
+    post(&relay, "needs-roots").await;
+    let failed = relay.wait_for_log("Delivery attempt failed; will retry.", 1, |_| true).await;
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("set ca_file")), "{failed}");
+
+    let held = support::relay::unsigned_subscription("held", "https://127.0.0.1:9/", "enabled = false");
+    env.save_by_rename(&Setup { subscriptions: vet.clone() + &held, ..Setup::default() });
+    reloaded(&relay, 1).await;
+    relay.wait_for_log(MISSING, 2, |_| true).await;
+
+    env.ca.write_ca(&env.dir.path().join("later.pem"));
+    relay.hangup();
+    relay.wait_for_log("Delivery succeeded.", 1, |line| line["event_id"] == "needs-roots").await;
+    assert_eq!(relay.logs().iter().filter(|line| line["message"] == MISSING).count(), 2, "not once it exists");
+}

@@ -73,12 +73,13 @@ impl Compiler<'_> {
     }
 }
 
-/// Why a subscription signing with `scheme` never sends its `signature_header`.
+/// Why a subscription signing with `scheme` never sends its `signature_header`. Asked only for the
+/// schemes that do not send it (`standard`, `none`); hmac-sha256's answer is there for completeness.
 pub(super) fn unused_by(scheme: SignatureScheme) -> &'static str {
     match scheme {
         SignatureScheme::Standard => "this subscription signs with \"standard\", in `webhook-signature`",
         SignatureScheme::None => "this subscription has `signature = \"none\"`",
-        SignatureScheme::HmacSha256 => "this subscription uses it",
+        SignatureScheme::HmacSha256 => "this subscription signs with \"hmac-sha256\", which does send it",
     }
 }
 

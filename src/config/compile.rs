@@ -120,8 +120,10 @@ impl Compiler<'_> {
         let mut names = HashMap::new();
         let mut subscriptions = Vec::new();
         let mut routes = Vec::new();
-        // Whether a subscription signs with hmac-sha256 in the `signature_header` of [delivery].
-        let mut default_header_used = defaults.signature == SignatureScheme::HmacSha256;
+        // Whether a subscription signs with hmac-sha256 in the `signature_header` of [delivery]. A file with
+        // no subscription yet whose [delivery] signs with hmac-sha256 is a default set up for the ones to
+        // come: not warned about.
+        let mut default_header_used = raw.subscriptions.is_empty() && defaults.signature == SignatureScheme::HmacSha256;
         for (own, overrides) in &raw.subscriptions {
             let delivery = self.delivery(&overrides.value, &defaults);
             match &overrides.value.signature_header {

@@ -9,6 +9,7 @@ pub mod request;
 mod route;
 pub mod sign;
 mod tls_hint;
+pub use tls_hint::warn_about_missing_ca_files;
 pub mod worker;
 
 pub use worker::Dispatcher;

@@ -88,4 +88,28 @@ mod tests {
             assert!(rejection.reason().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{rejection:?}");
         }
     }
+
+    /// A new variant does not compile here until it has a place, and fails below until `ALL` has it too.
+    fn place_in_all(rejection: Rejection) -> usize {
+        match rejection {
+            Rejection::Unauthorized => 0,
+            Rejection::UnsupportedMediaType => 1,
+            Rejection::PayloadTooLarge => 2,
+            Rejection::BadRequest => 3,
+            Rejection::RequestTimeout => 4,
+            Rejection::InvalidEvent => 5,
+            Rejection::Conflict => 6,
+            Rejection::BacklogFull => 7,
+            Rejection::StoreUnavailable => 8,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_rejection() {
+        for rejection in Rejection::ALL {
+            assert_eq!(Rejection::ALL[place_in_all(rejection)], rejection);
+        }
+        let highest = Rejection::ALL.iter().map(|&r| place_in_all(r)).max();
+        assert_eq!(highest, Some(Rejection::ALL.len() - 1));
+    }
 }

@@ -168,7 +168,9 @@ impl Reloader {
         for setting in needs_restart {
             warn!(setting, "Changing this setting requires restart; the running value stays until then.");
         }
-        crate::limits::warn_if_outbound_oversubscribed(&self.config.load());
+        let applied = self.config.load();
+        crate::limits::warn_if_outbound_oversubscribed(&applied);
+        crate::delivery::warn_about_missing_ca_files(&applied);
     }
 }
 

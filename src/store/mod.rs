@@ -136,8 +136,6 @@ impl Accepted {
 
 #[derive(Clone)]
 pub struct Store {
-    /// This process's lock on the directory ([`dir_lock`]), held as long as any clone is.
-    _lock: Arc<dir_lock::DirLock>,
     dir: std::path::PathBuf,
     db: sled::Db,
     committer: GroupCommit,
@@ -153,6 +151,9 @@ pub struct Store {
     older_keys: Vec<KeyId>,
     /// What order keys are hashed with ([`order_salt`]).
     order_salt: [u8; order_salt::BYTES],
+    /// This process's lock on the directory ([`dir_lock`]), held as long as any clone is. Last, so that it
+    /// is released after the database is closed (fields drop in order).
+    _lock: Arc<dir_lock::DirLock>,
 }
 
 impl Store {
@@ -197,7 +198,6 @@ impl Store {
         let dir = dir.to_path_buf();
         let had_ledger = found.is_some();
         Ok(Store {
-            _lock: Arc::new(lock),
             dir,
             db,
             committer,
@@ -208,6 +208,7 @@ impl Store {
             keyring,
             older_keys,
             order_salt,
+            _lock: Arc::new(lock),
         })
     }
 

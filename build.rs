@@ -17,12 +17,13 @@ fn git_commit() -> String {
     if let Ok(dir) = git(&["rev-parse", "--git-dir"]) {
         watched.push(format!("{dir}/HEAD"));
     }
-    if let (Ok(common), Ok(branch)) =
-        (git(&["rev-parse", "--git-common-dir"]), git(&["rev-parse", "--symbolic-full-name", "HEAD"]))
-    {
-        // The branch's ref file while it is loose; once git packs refs, the packed file, and the refs
-        // directory, where a commit on a packed branch writes the loose file anew.
-        watched.push(format!("{common}/{branch}"));
+    if let Ok(common) = git(&["rev-parse", "--git-common-dir"]) {
+        // The branch's ref file while it is loose (`symbolic-ref` also names a branch with no commit yet;
+        // a detached HEAD has none); once git packs refs, the packed file, and the refs directory, where a
+        // commit on a packed branch writes the loose file anew.
+        if let Ok(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(format!("{common}/{branch}"));
+        }
         watched.push(format!("{common}/packed-refs"));
         watched.push(format!("{common}/refs/heads"));
     }

@@ -120,6 +120,8 @@ mod tests {
     fn only_notify_s_own_target_turns_its_trace_lines_back_on() {
         assert!(names_notify("trace,notify=trace"));
         assert!(names_notify("info,notify::inotify=trace"));
+        assert!(names_notify("info, notify[watch]=trace"));
+        assert!(names_notify("notify"));
         assert!(!names_notify("trace"));
         assert!(!names_notify("trace,sd_notify=warn"));
         assert!(!names_notify("trace,hookrelay::notifier=debug"));

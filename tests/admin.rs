@@ -242,6 +242,11 @@ async fn the_event_view_shows_the_stored_bytes() {
     let row = human.lines().last().unwrap();
     assert!(row.starts_with("dlv_") && row.contains(" held "), "its delivery: {human}");
 
+    // JSON lets a raw DEL or C1 control (U+009B is CSI) stand in a string: shown escaped.
+    assert_eq!(relay.post_unix("{\"type\":\"x\",\"id\":\"c1\",\"data\":{\"a\":\"\u{9b}2J\"}}").await.status, 202);
+    let control = stdout(&cli(&env, &["event", "c1"]).await);
+    assert!(!control.contains('\u{9b}') && control.contains("\"a\": \"\\u{9b}2J\""), "{control:?}");
+
     assert!(stdout(&cli(&env, &["erase", "ord"]).await).contains("erased"));
     let erased = stdout(&cli(&env, &["event", "ord"]).await);
     assert!(erased.contains("\ndata: erased at 20"), "{erased}");

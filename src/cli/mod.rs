@@ -568,7 +568,8 @@ fn event_text(document_text: &str) -> Result<String, String> {
         lines.push(format!("data: sealed with store key {key}, which encryption_key does not list"));
     } else {
         lines.push(format!("data ({} bytes, as stored):", data.get().len()));
-        lines.push(crate::json::pretty(data.get()));
+        // JSON escapes C0 controls but may hold raw DEL and C1 ones (U+009B is CSI).
+        lines.push(crate::terminal::printable(&crate::json::pretty(data.get())).into_owned());
     }
     let deliveries = document["deliveries"].as_array().map(Vec::as_slice).unwrap_or_default();
     let rows: Vec<Vec<String>> = deliveries.iter().map(delivery_row).collect();
@@ -604,10 +605,12 @@ fn each(
 }
 
 /// A JSON value for a table cell: strings bare, null as "-".
+/// A field of an admin document for a human view; strings with control characters escaped (an error
+/// may quote a peer's certificate names, an id is the producer's).
 fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => crate::terminal::printable(s).into_owned(),
         other => other.to_string(),
     }
 }
@@ -615,7 +618,7 @@ fn text(value: &Value) -> String {
 fn last_result(delivery: &Value) -> String {
     match (&delivery["last_status_code"], &delivery["last_error"]) {
         (Value::Null, Value::Null) => "-".to_owned(),
-        (_, Value::String(error)) => error.clone(),
+        (_, Value::String(error)) => crate::terminal::printable(error).into_owned(),
         (code, _) => code.to_string(),
     }
 }

@@ -89,7 +89,8 @@ mod tests {
         }
     }
 
-    /// A new variant does not compile here until it has a place, and fails below until `ALL` has it too.
+    /// A new variant does not compile here until it is given a place: the reminder to add it to `ALL`.
+    /// The test checks that every place in `ALL` holds its own variant.
     fn place_in_all(rejection: Rejection) -> usize {
         match rejection {
             Rejection::Unauthorized => 0,

@@ -134,7 +134,8 @@ fn shown_body(body: &[u8]) -> String {
     match std::str::from_utf8(body) {
         Ok("") => size,
         Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
-            format!("{size}, JSON\n{}", crate::json::pretty(text))
+            // JSON escapes C0 controls but may hold raw DEL and C1 ones (U+009B is CSI).
+            format!("{size}, JSON\n{}", crate::terminal::printable(&crate::json::pretty(text)))
         }
         Ok(text) => format!("{size}, text\n{}", crate::terminal::printable(text)),
         Err(_) => format!("{size}, not UTF-8 (not shown)"),
@@ -191,6 +192,15 @@ mod tests {
     fn url_line(listen: &str) -> String {
         let printed = banner(listen.parse().unwrap(), std::path::Path::new("ca.pem"), false, &[]);
         printed.lines().nth(1).unwrap().to_owned() + if printed.contains("NotValidForName") { " (caveat)" } else { "" }
+    }
+
+    #[test]
+    fn a_body_s_control_characters_are_shown_escaped_json_or_not() {
+        assert_eq!(
+            super::shown_body("{\"a\":\"\u{9b}31m\u{7f}\"}".as_bytes()),
+            "body: 14 bytes, JSON\n{\n  \"a\": \"\\u{9b}31m\\u{7f}\"\n}"
+        );
+        assert_eq!(super::shown_body("hi\u{1b}[2J".as_bytes()), "body: 6 bytes, text\nhi\\u{1b}[2J");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::dir_lock::DirLock;
 use super::keys::DELIVERY;
 use super::ledger::Ledger;
 
@@ -86,12 +87,20 @@ impl GroupCommit {
         ledger: Arc<Mutex<Ledger>>,
         observer: Option<FlushObserver>,
         broken: CancellationToken,
+        dir_lock: Arc<DirLock>,
     ) -> io::Result<GroupCommit> {
         let db_file = File::open(dir.join("db"))?;
         // The directory entries of the database files must survive power loss too.
         File::open(dir)?.sync_all()?;
-        let mut syncer =
-            Syncer { db, db_file, blobs_dir: dir.join("blobs"), synced_blobs: HashSet::new(), panicked: false, ledger };
+        let mut syncer = Syncer {
+            db,
+            db_file,
+            blobs_dir: dir.join("blobs"),
+            synced_blobs: HashSet::new(),
+            panicked: false,
+            ledger,
+            _lock: dir_lock,
+        };
         let (queue, requests) = mpsc::channel::<Request>();
         std::thread::Builder::new().name("hookrelay-commit".into()).spawn(move || {
             while let Ok(first) = requests.recv() {
@@ -151,6 +160,9 @@ struct Syncer {
     /// the relay restarts, rebuilding its state from the disk.
     panicked: bool,
     ledger: Arc<Mutex<Ledger>>,
+    /// The state directory's lock: this thread may outlive the [`super::Store`] and close the database
+    /// last, so it holds the lock too, released after `db` (fields drop in order).
+    _lock: Arc<DirLock>,
 }
 
 fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {

@@ -151,8 +151,8 @@ pub struct Store {
     older_keys: Vec<KeyId>,
     /// What order keys are hashed with ([`order_salt`]).
     order_salt: [u8; order_salt::BYTES],
-    /// This process's lock on the directory ([`dir_lock`]), held as long as any clone is. Last, so that it
-    /// is released after the database is closed (fields drop in order).
+    /// This process's lock on the directory ([`dir_lock`]), held as long as any clone is, and by the
+    /// commit thread, which may close the database last. Last, so that it is released after `db`.
     _lock: Arc<dir_lock::DirLock>,
 }
 
@@ -193,8 +193,10 @@ impl Store {
         let (ledger, found) = ledger::Ledger::open(dir).map_err(open_error)?;
         let ledger = Arc::new(Mutex::new(ledger));
         let broken = CancellationToken::new();
-        let committer = GroupCommit::start(db.clone(), dir, Arc::clone(&ledger), flush_observer, broken.clone())
-            .map_err(open_error)?;
+        let lock = Arc::new(lock);
+        let committer =
+            GroupCommit::start(db.clone(), dir, Arc::clone(&ledger), flush_observer, broken.clone(), Arc::clone(&lock))
+                .map_err(open_error)?;
         let dir = dir.to_path_buf();
         let had_ledger = found.is_some();
         Ok(Store {
@@ -208,7 +210,7 @@ impl Store {
             keyring,
             older_keys,
             order_salt,
-            _lock: Arc::new(lock),
+            _lock: lock,
         })
     }
 

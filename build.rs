@@ -6,7 +6,10 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=HOOKRELAY_COMMIT");
-    let commit = std::env::var("HOOKRELAY_COMMIT").ok().filter(|c| !c.is_empty()).unwrap_or_else(git_commit);
+    let given = std::env::var("HOOKRELAY_COMMIT").ok().filter(|c| !c.is_empty());
+    // Whether the commit was given rather than read from git (tests/cli.rs compares it with HEAD only then).
+    println!("cargo:rustc-env=HOOKRELAY_COMMIT_GIVEN={}", given.is_some());
+    let commit = given.unwrap_or_else(git_commit);
     println!("cargo:rustc-env=HOOKRELAY_COMMIT={commit}");
 }
 

@@ -18,11 +18,8 @@ use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global subscriber. Call once, before the runtime starts.
 pub fn init(settings: &LogSettings) {
-    let directives = std::env::var("RUST_LOG")
-        .ok()
-        .filter(|directives| EnvFilter::try_new(directives).is_ok())
-        .unwrap_or_else(|| settings.level.clone());
-    let filter = EnvFilter::new(&directives);
+    let from_env = std::env::var("RUST_LOG").ok().and_then(|d| EnvFilter::try_new(&d).ok().map(|filter| (d, filter)));
+    let (directives, filter) = from_env.unwrap_or_else(|| (settings.level.clone(), EnvFilter::new(&settings.level)));
     let usual = filter.max_level_hint().map_or(log::LevelFilter::Off, |level| level.as_log());
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
     let registry = tracing_subscriber::registry();
@@ -49,10 +46,12 @@ pub fn init(settings: &LogSettings) {
 /// Whether the directives name notify's own target (`notify`, `notify::inotify`), not just a word that
 /// contains it (`sd_notify`, one of the relay's dependencies).
 fn names_notify(directives: &str) -> bool {
-    directives.split(',').filter_map(|directive| directive.split(['=', '[']).next()).any(|target| {
-        let target = target.trim();
-        target == "notify" || target.starts_with("notify::")
-    })
+    directives.split(',').filter_map(|directive| directive.split(['=', '[']).next()).any(|t| is_notify(t.trim()))
+}
+
+/// notify's own log target or one of its modules'.
+fn is_notify(target: &str) -> bool {
+    target == "notify" || target.starts_with("notify::")
 }
 
 /// Runs `open` with sled's DEBUG records let through (see the module doc).
@@ -79,7 +78,7 @@ struct LogBridge {
 
 impl LogBridge {
     fn is_watcher_echo(&self, metadata: &log::Metadata<'_>) -> bool {
-        !self.watcher_trace && metadata.level() == log::Level::Trace && metadata.target().starts_with("notify")
+        !self.watcher_trace && metadata.level() == log::Level::Trace && is_notify(metadata.target())
     }
 }
 

@@ -242,6 +242,7 @@ async fn a_refused_request_is_logged_at_debug_with_its_reason_and_never_its_body
     assert_eq!(line["level"], "DEBUG", "{line}");
     assert_eq!(line["status"], 400, "{line}");
     assert_eq!(line["listener"], "Unix", "{line}");
+    assert_only_reason_fields(&line);
 
     let not_json = Call::events(format!("owner={PATIENT_DATA}")).header("content-type", "text/plain");
     let answer = send(relay.tcp(), not_json).await;
@@ -249,6 +250,7 @@ async fn a_refused_request_is_logged_at_debug_with_its_reason_and_never_its_body
     let line = relay.wait_for_log("Ingest request refused.", 1, |l| l["reason"] == "unsupported_media_type").await;
     assert_eq!(line["status"], 415, "{line}");
     assert_eq!(line["listener"], "Tcp", "{line}");
+    assert_only_reason_fields(&line);
 
     let (_, text) = scrape(&relay, Some("text/plain")).await;
     let metrics = samples(&text);
@@ -261,4 +263,11 @@ fn assert_no_patient_data(lines: &[Value]) {
     for line in lines {
         assert!(!line.to_string().contains(PATIENT_DATA), "a body reached the log: {line}");
     }
+}
+
+/// A refusal's line says why by its reason alone: no message (one about the body may quote it), no body.
+fn assert_only_reason_fields(line: &Value) {
+    let mut fields: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["level", "listener", "message", "reason", "status", "timestamp"], "{line}");
 }

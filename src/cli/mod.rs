@@ -226,14 +226,14 @@ pub fn execute(command: Command) -> ExitCode {
             |answer| format!("resent as {}", text(&answer["delivery"])),
         ),
         Command::Subscriptions(args) => subscriptions(args),
-        Command::Receive(args) => match malformed_key(&args.secrets) {
-            Some(message) => {
-                // A usage error, judged before anything is made; not through clap, which would repeat the
-                // value (a signing secret) in its message.
+        Command::Receive(args) => match crate::receive::keys(&args.secrets) {
+            // A usage error, judged before anything is made; not through clap, which would repeat the
+            // value (a signing secret) in its message.
+            Err(message) => {
                 eprintln!("hookrelay: {message}");
                 return ExitCode::from(2);
             }
-            None => receive(args),
+            Ok(keys) => receive(args, keys),
         },
         Command::Pause(args) => pause_or_resume(args, "pause"),
         Command::Resume(args) => pause_or_resume(args, "resume"),
@@ -275,9 +275,9 @@ fn check(args: &CheckArgs) -> ExitCode {
     }
 }
 
-fn receive(args: ReceiveArgs) -> Result<String, String> {
+fn receive(args: ReceiveArgs, keys: Vec<crate::receive::Key>) -> Result<String, String> {
     let status = hyper::StatusCode::from_u16(args.status).map_err(|e| format!("--status {}: {e}", args.status))?;
-    crate::receive::run(crate::receive::Options { listen: args.listen, dir: args.dir, secrets: args.secrets, status })?;
+    crate::receive::run(crate::receive::Options { listen: args.listen, dir: args.dir, keys, status })?;
     Ok("hookrelay receive: stopped".to_owned())
 }
 
@@ -301,13 +301,6 @@ fn send(args: SendArgs) -> Result<String, String> {
     let answer =
         client(&args.config)?.post_bytes("/v1/events", event_body(&args.event_type, args.id.as_deref(), data)?)?;
     Ok(answer["id"].as_str().unwrap_or_default().to_owned())
-}
-
-/// The first `receive --secret` that is not a key, said without its value.
-fn malformed_key(secrets: &[String]) -> Option<String> {
-    secrets.iter().enumerate().find_map(|(at, text)| {
-        crate::receive::key_problem(text).map(|problem| format!("--secret #{} {problem}", at + 1))
-    })
 }
 
 /// `--after` is judged by the command itself too: a cursor is a delivery id.
@@ -544,35 +537,48 @@ fn show_event(args: ShowArgs) -> Result<String, String> {
 }
 
 fn event_text(document_text: &str) -> Result<String, String> {
+    /// `GET /v1/events/{id}`, read once: `data` as the relay's text, the rest as values.
     #[derive(serde::Deserialize)]
-    struct Data {
+    struct EventDocument {
+        #[serde(default)]
+        id: Value,
+        #[serde(default, rename = "type")]
+        event_type: Value,
+        #[serde(default)]
+        occurred_at: Value,
+        #[serde(default)]
+        accepted_at: Value,
+        #[serde(default)]
+        subscriptions: Vec<Value>,
         data: Box<serde_json::value::RawValue>,
+        erased_at: Option<String>,
+        data_sealed_with_unlisted_key: Option<String>,
+        #[serde(default)]
+        deliveries: Vec<Value>,
     }
-    let unreadable = |e: serde_json::Error| format!("the relay answered a document this command cannot read: {e}");
-    let document: Value = serde_json::from_str(document_text).map_err(unreadable)?;
-    let data = serde_json::from_str::<Data>(document_text).map_err(unreadable)?.data;
-    let subscriptions: Vec<String> =
-        document["subscriptions"].as_array().map(Vec::as_slice).unwrap_or_default().iter().map(text).collect();
+    let document: EventDocument = serde_json::from_str(document_text)
+        .map_err(|e| format!("the relay answered a document this command cannot read: {e}"))?;
+    let subscriptions: Vec<String> = document.subscriptions.iter().map(text).collect();
     let fields = [
-        ("id", text(&document["id"])),
-        ("type", text(&document["type"])),
-        ("occurred at", text(&document["occurred_at"])),
-        ("accepted at", text(&document["accepted_at"])),
+        ("id", text(&document.id)),
+        ("type", text(&document.event_type)),
+        ("occurred at", text(&document.occurred_at)),
+        ("accepted at", text(&document.accepted_at)),
         ("routed to", if subscriptions.is_empty() { "-".to_owned() } else { subscriptions.join(", ") }),
     ];
     let mut lines: Vec<String> = fields.iter().map(|(name, value)| format!("{name:<13}{value}")).collect();
     lines.push(String::new());
-    if let Some(erased) = document["erased_at"].as_str() {
+    let data = document.data.get();
+    if let Some(erased) = &document.erased_at {
         lines.push(format!("data: erased at {erased}"));
-    } else if let Some(key) = document["data_sealed_with_unlisted_key"].as_str() {
+    } else if let Some(key) = &document.data_sealed_with_unlisted_key {
         lines.push(format!("data: sealed with store key {key}, which encryption_key does not list"));
     } else {
-        lines.push(format!("data ({} bytes, as stored):", data.get().len()));
+        lines.push(format!("data ({} bytes, as stored):", data.len()));
         // JSON escapes C0 controls but may hold raw DEL and C1 ones (U+009B is CSI).
-        lines.push(crate::terminal::printable(&crate::json::pretty(data.get())).into_owned());
+        lines.push(crate::terminal::printable(&crate::json::pretty(data)).into_owned());
     }
-    let deliveries = document["deliveries"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let rows: Vec<Vec<String>> = deliveries.iter().map(delivery_row).collect();
+    let rows: Vec<Vec<String>> = document.deliveries.iter().map(delivery_row).collect();
     lines.push(String::new());
     lines.push(table::render(&DELIVERY_HEADER, &rows));
     Ok(lines.join("\n"))
@@ -605,8 +611,8 @@ fn each(
 }
 
 /// A JSON value for a table cell: strings bare, null as "-".
-/// A field of an admin document for a human view; strings with control characters escaped (an error
-/// may quote a peer's certificate names, an id is the producer's).
+/// A field of an admin document for a human view, with control characters escaped (an error may quote a
+/// peer's certificate names, an id is the producer's).
 fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),

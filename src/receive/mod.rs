@@ -6,7 +6,7 @@
 mod certificates;
 mod verify;
 
-pub use verify::key_problem;
+pub use verify::{keys, Key};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,23 +25,22 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct Options {
     pub listen: SocketAddr,
     pub dir: PathBuf,
-    pub secrets: Vec<String>,
+    /// The `--secret` values, parsed by [`keys`].
+    pub keys: Vec<Key>,
     pub status: StatusCode,
 }
 
-/// Runs until Ctrl-C or SIGTERM. Errors are for the command line (exit 1); a bad `--secret` is found before
-/// anything is made or bound.
+/// Runs until Ctrl-C or SIGTERM. Errors are for the command line (exit 1).
 pub fn run(options: Options) -> Result<(), String> {
-    let keys = verify::keys(&options.secrets)?;
     let identity = certificates::load_or_make(&options.dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(serve(options, keys, identity))
+    runtime.block_on(serve(options, identity))
 }
 
-async fn serve(options: Options, keys: Vec<verify::Key>, identity: certificates::Identity) -> Result<(), String> {
+async fn serve(options: Options, identity: certificates::Identity) -> Result<(), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -52,9 +51,9 @@ async fn serve(options: Options, keys: Vec<verify::Key>, identity: certificates:
     let listener =
         TcpListener::bind(options.listen).await.map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
     let bound = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
-    println!("{}", banner(bound, &identity.ca_file, identity.made, &options.secrets));
+    println!("{}", banner(bound, &identity.ca_file, identity.made, &options.keys));
 
-    let shared = Arc::new(Shared { keys, status: options.status });
+    let shared = Arc::new(Shared { keys: options.keys, status: options.status });
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
     loop {
@@ -143,7 +142,7 @@ fn shown_body(body: &[u8]) -> String {
 }
 
 /// What a subscription needs to deliver here, printed once at start.
-fn banner(bound: SocketAddr, ca_file: &std::path::Path, made: bool, secrets: &[String]) -> String {
+fn banner(bound: SocketAddr, ca_file: &std::path::Path, made: bool, keys: &[Key]) -> String {
     // The certificate names localhost, 127.0.0.1 and ::1: the url must be one of those to pass the
     // relay's name check.
     let (host, outside) = match bound.ip() {
@@ -163,7 +162,11 @@ fn banner(bound: SocketAddr, ca_file: &std::path::Path, made: bool, secrets: &[S
     let ca = crate::json::quote(&ca_file.display().to_string());
     let origin =
         if made { "made now: a throwaway CA, and a certificate for localhost, 127.0.0.1 and ::1" } else { "found" };
-    let secret = match secrets.iter().find(|s| !s.starts_with(crate::delivery::sign::PUBLIC_KEY_PREFIX)) {
+    let first_secret = keys.iter().find_map(|key| match key {
+        Key::Secret { text, .. } => Some(text),
+        Key::Public { .. } => None,
+    });
+    let secret = match first_secret {
         Some(secret) => format!("secret = {}", crate::json::quote(secret)),
         None => {
             "secret = \"whsec_…\"                  # `hookrelay secret`; then restart receive with --secret".to_owned()

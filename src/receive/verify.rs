@@ -26,19 +26,13 @@ pub enum Key {
     Public { number: usize, key: Vec<u8> },
 }
 
-/// The `--secret` values as keys, numbered from 1; a malformed one is refused (the command line's parser
-/// has refused it already, with [`key_problem`], as a usage error).
+/// The `--secret` values as keys, numbered from 1; a malformed one is named by its number, never shown.
 pub fn keys(secrets: &[String]) -> Result<Vec<Key>, String> {
     secrets
         .iter()
         .enumerate()
         .map(|(at, text)| key(at + 1, text).map_err(|problem| format!("--secret #{} {problem}", at + 1)))
         .collect()
-}
-
-/// What is wrong with a `--secret` value, for the command line's parser; `None` when it is a key.
-pub fn key_problem(text: &str) -> Option<&'static str> {
-    key(0, text).err()
 }
 
 fn key(number: usize, text: &str) -> Result<Key, &'static str> {

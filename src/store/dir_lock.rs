@@ -4,7 +4,6 @@
 //! relay on the same `state_dir` changes nothing and can say in words what is wrong.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io;
 use std::path::Path;
 
 /// The lock file's name in the state directory. It holds nothing; the lock is the kernel's (`flock`),
@@ -17,23 +16,17 @@ pub struct DirLock {
     _file: File,
 }
 
-/// Why the directory could not be locked.
-#[derive(Debug)]
-pub enum LockError {
-    /// Another process holds it: almost always a second relay.
-    Held,
-    Io(io::Error),
-}
-
-/// Locks `dir` for this process, without waiting.
-pub fn lock(dir: &Path) -> Result<DirLock, LockError> {
-    let file =
-        OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(LockError::Io)?;
-    match file.try_lock() {
-        Ok(()) => Ok(DirLock { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(LockError::Held),
-        Err(TryLockError::Error(error)) => Err(LockError::Io(error)),
-    }
+/// Locks `dir` for this process, without waiting: `WouldBlock` when another process holds it (almost
+/// always a second relay).
+pub fn lock(dir: &Path) -> Result<DirLock, TryLockError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(TryLockError::Error)?;
+    file.try_lock()?;
+    Ok(DirLock { _file: file })
 }
 
 #[cfg(test)]
@@ -44,7 +37,7 @@ mod tests {
     fn a_second_lock_on_the_same_directory_is_refused_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let first = lock(dir.path()).unwrap();
-        assert!(matches!(lock(dir.path()), Err(LockError::Held)));
+        assert!(matches!(lock(dir.path()), Err(TryLockError::WouldBlock)));
         drop(first);
         assert!(lock(dir.path()).is_ok());
     }

@@ -165,10 +165,10 @@ impl Store {
         private::create_dir(dir).map_err(open_error)?;
         // Before anything is read or written: a second relay here changes nothing.
         let lock = dir_lock::lock(dir).map_err(|error| match error {
-            dir_lock::LockError::Held => {
+            std::fs::TryLockError::WouldBlock => {
                 StoreError::Locked { path: dir.join(dir_lock::LOCK_FILE).display().to_string() }
             }
-            dir_lock::LockError::Io(source) => open_failed(dir, source),
+            std::fs::TryLockError::Error(source) => open_failed(dir, source),
         })?;
         let format = format::check(dir)?;
         if format.is_none() {

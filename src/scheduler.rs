@@ -8,7 +8,12 @@
 //! - A delivery is here at most once: queued (in `by_id` and `by_due`, with the same due time in both)
 //!   or in flight, never both, never twice. [`Scheduler::enqueue`] of a queued delivery moves it to its
 //!   new due time; of a delivery in flight it is refused, so no delivery is ever attempted twice at once.
-//! - A delivery taken by [`Scheduler::next`] is in flight until [`Scheduler::finished`].
+//! - A delivery taken by [`Scheduler::next`] is in flight until [`Scheduler::finished`]. Between the two
+//!   it may be *recording* ([`Scheduler::answered`]): its receiver has answered and the result is being
+//!   committed. A recording attempt holds no slot of `concurrency`, so the slot starts its next attempt
+//!   during the commit; recording attempts are at most `concurrency` too, so at most `2 × concurrency`
+//!   attempts of a subscription are ever unrecorded (what a crash can repeat). An ordered subscription
+//!   and an order key wait for the recording attempt to finish: the next delivery must not pass a retry.
 //! - Queues of subscriptions not in the config may hold deliveries: the lifecycle owner cancels them
 //!   after the removal grace period (SPEC §7), and their worker takes nothing from them meanwhile.
 //!
@@ -34,6 +39,9 @@ pub enum Next {
     WaitUntil(u64),
     /// Nothing to do until notified (empty queue, or the concurrency limit is reached).
     Wait,
+    /// Nothing may start until an attempt being recorded is finished ([`Scheduler::answered`]): the
+    /// worker asks the store to commit now rather than let the round linger, then waits to be notified.
+    WaitForCommit,
 }
 
 #[derive(Default)]
@@ -44,6 +52,8 @@ struct Queue {
     /// Delivery → due time: every queued delivery; ids sort in acceptance order, for ordered subscriptions.
     by_id: BTreeMap<DeliveryId, u64>,
     in_flight: BTreeSet<DeliveryId>,
+    /// Of `in_flight`, the attempts answered whose result is being committed (see the invariants).
+    recording: HashSet<DeliveryId>,
     /// `order_key`: the unfinished deliveries (queued or in flight) of each key.
     keys: OrderKeys,
     wake: Arc<Notify>,
@@ -115,6 +125,7 @@ impl Queue {
 
     /// Ends the attempt of `id`: back in the queue due at `retry_at`, or gone for good.
     fn finish(&mut self, id: DeliveryId, retry_at: Option<u64>) {
+        self.recording.remove(&id);
         let was_in_flight = self.in_flight.remove(&id);
         let key = self.keys.key_of.get(&id).copied();
         if let Some(key) = key.filter(|_| was_in_flight) {
@@ -176,6 +187,9 @@ impl Queue {
                 return Err(format!("{id}: in by_due {listed}, may start {}", self.keys.may_start(id)));
             }
         }
+        if let Some(id) = self.recording.iter().find(|id| !self.in_flight.contains(id)) {
+            return Err(format!("{id} is recording but not in flight"));
+        }
         if self.by_due.len() > self.by_id.len() {
             return Err("by_due holds a delivery that is not queued".into());
         }
@@ -234,9 +248,14 @@ impl Scheduler {
     pub fn next(&self, subscription: &str, concurrency: usize, ordered: bool, now_ms: u64) -> Next {
         let mut queues = self.lock();
         let queue = entry(&mut queues, subscription);
-        let limit = if ordered { 1 } else { concurrency };
-        if queue.in_flight.len() >= limit {
+        // An ordered subscription's next delivery waits for the one being recorded too (it may retry first).
+        let (sending_limit, unrecorded_limit) = if ordered { (1, 1) } else { (concurrency, 2 * concurrency) };
+        let sending = queue.in_flight.len() - queue.recording.len();
+        if sending >= sending_limit {
             return Next::Wait;
+        }
+        if queue.in_flight.len() >= unrecorded_limit {
+            return Next::WaitForCommit;
         }
         let head = if ordered {
             queue.by_id.first_key_value().map(|(&id, &due)| (due, id))
@@ -244,6 +263,8 @@ impl Scheduler {
             queue.by_due.first().copied()
         };
         match head {
+            // Queued deliveries wait behind their order keys, maybe behind one being recorded.
+            None if !queue.recording.is_empty() && queue.by_id.len() > queue.by_due.len() => Next::WaitForCommit,
             None => Next::Wait,
             Some((due, _)) if due > now_ms => Next::WaitUntil(due),
             Some((due, id)) => {
@@ -259,6 +280,17 @@ impl Scheduler {
         let queue = entry(&mut queues, subscription);
         queue.finish(id, retry_at);
         queue.wake.notify_one();
+    }
+
+    /// The receiver of an attempt in flight has answered and its result is being committed: its slot may
+    /// start the next attempt meanwhile (see the invariants). The delivery stays in flight until
+    /// [`Scheduler::finished`].
+    pub fn answered(&self, subscription: &str, id: DeliveryId) {
+        let mut queues = self.lock();
+        let queue = entry(&mut queues, subscription);
+        if queue.in_flight.contains(&id) && queue.recording.insert(id) {
+            queue.wake.notify_one();
+        }
     }
 
     /// Takes a queued delivery out (its event was erased); says whether it was queued. One in flight
@@ -389,6 +421,63 @@ mod tests {
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Wait, "concurrency 2 reached");
         scheduler.finished("s", id[1], None);
         assert_eq!(scheduler.next("s", 2, false, 1000), Next::Start(id[0]));
+    }
+
+    /// Pipelined slots: an answered attempt frees its slot while its result is committed, and no more than
+    /// `concurrency` attempts are being recorded, so at most twice `concurrency` are unrecorded.
+    #[test]
+    fn an_answered_attempt_frees_its_slot_within_twice_the_concurrency() {
+        let scheduler = Scheduler::default();
+        let id = ids(6);
+        for &delivery in &id {
+            scheduler.enqueue("s", delivery, 0, None);
+        }
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::Start(id[0]));
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::Start(id[1]));
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::Wait, "both slots sending");
+        scheduler.answered("s", id[0]);
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::Start(id[2]), "id[0]'s slot goes on while it records");
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::Wait);
+        scheduler.answered("s", id[1]);
+        scheduler.answered("s", id[1]);
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::Start(id[3]));
+        scheduler.answered("s", id[2]);
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::WaitForCommit, "three recording, one sending: not a fifth");
+        assert_eq!(scheduler.in_flight("s"), 4);
+        scheduler.finished("s", id[0], None);
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::Start(id[4]));
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::Wait, "two sending");
+        scheduler.answered("s", id[5]);
+        assert_eq!(scheduler.in_flight("s"), 4, "answered for a delivery not in flight changes nothing");
+        scheduler.finished("s", id[1], Some(0));
+        assert!(scheduler.is_held("s", id[1]), "a retry is queued again, its recording mark gone");
+        assert_eq!(scheduler.next("s", 2, false, 1), Next::Wait, "id[3] and id[4] sending");
+    }
+
+    #[test]
+    fn an_ordered_subscription_waits_for_the_attempt_being_recorded() {
+        let scheduler = Scheduler::default();
+        let id = ids(2);
+        scheduler.enqueue("s", id[0], 0, None);
+        scheduler.enqueue("s", id[1], 0, None);
+        assert_eq!(scheduler.next("s", 8, true, 1), Next::Start(id[0]));
+        scheduler.answered("s", id[0]);
+        assert_eq!(scheduler.next("s", 8, true, 1), Next::WaitForCommit, "its result may be a retry that goes first");
+        scheduler.finished("s", id[0], Some(0));
+        assert_eq!(scheduler.next("s", 8, true, 1), Next::Start(id[0]));
+    }
+
+    #[test]
+    fn an_order_key_waits_for_the_attempt_being_recorded() {
+        let scheduler = Scheduler::default();
+        let id = ids(2);
+        scheduler.enqueue("s", id[0], 0, Some(3));
+        scheduler.enqueue("s", id[1], 0, Some(3));
+        assert_eq!(scheduler.next("s", 8, false, 1), Next::Start(id[0]));
+        scheduler.answered("s", id[0]);
+        assert_eq!(scheduler.next("s", 8, false, 1), Next::WaitForCommit);
+        scheduler.finished("s", id[0], None);
+        assert_eq!(scheduler.next("s", 8, false, 1), Next::Start(id[1]));
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Deliveries {
     /// Records an attempt of a loaded delivery and applies its outcome ([`Deliveries::judge`]: the retry
     /// schedule, `give_up_on`, pauses) to the delivery as it is now; a delivery cancelled meanwhile keeps
     /// its cancellation (the attempt is recorded). A pause or resume it causes is written in the same
-    /// batch. Durable when it returns.
+    /// batch. Durable when it returns; the attempt's slot is free from the call on.
     pub async fn record_attempt(
         self: &Arc<Self>,
         subscription: &Arc<Subscription>,
@@ -168,8 +168,11 @@ impl Deliveries {
         let subscription = Arc::clone(subscription);
         // Encoded here, on the worker's task, not on the commit thread.
         let encoded = self.store.encode_attempt(id, &attempt);
+        // The slot starts its next attempt while this result is committed (pipelined slots: see
+        // [`crate::scheduler`]); the delivery stays in flight until the follow-up below ends it.
+        self.scheduler.answered(&subscription.name, id);
         self.store
-            .transition(move |records| {
+            .transition_unhurried(move |records| {
                 let name = subscription.name.clone();
                 let Some(mut delivery) = records.delivery(id)? else {
                     // Quarantined while the attempt was out: nothing to record it on; it was counted as

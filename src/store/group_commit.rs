@@ -13,6 +13,13 @@
 //! one per request spares sled's per-batch cost (a global write lock and a batch marker in its log) and
 //! keeps ingest handlers and delivery workers from queueing on each other's inserts.
 //!
+//! A transition may be *unhurried* ([`GroupCommit::transition_unhurried`]): an attempt's result, whose
+//! caller does not wait on it (its slot goes on, see [`crate::scheduler`]). A round of only such requests
+//! lingers up to [`LINGER`] for a request that is in a hurry (an accepted event, a commit, a worker that
+//! waits for its results: [`GroupCommit::hurry`]) and is made durable with it: at a clinic's load an
+//! event's attempt result shares the next event's flush instead of paying one of its own (sled's flush
+//! wakes its seven I/O threads, then the `fdatasync`).
+//!
 //! Requests are applied in the order they were queued, and once the round is durable (or has failed)
 //! their completions run here, in the same order. So transitions are serialized with each other, and what
 //! a completion does in memory (queue a delivery, count it) happens in the order of the durable writes,
@@ -39,6 +46,10 @@ type Outcome = Result<(), Arc<io::Error>>;
 /// See [`Syncer::apply`].
 const BATCH_BYTES: usize = 1 << 20;
 
+/// How long a round of unhurried transitions waits for company (see the module doc): a few events' spacing
+/// at a clinic's load, and short against anything that waits on such a result.
+pub const LINGER: Duration = Duration::from_millis(10);
+
 /// Key-value pairs to insert, already encoded.
 pub type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -52,7 +63,32 @@ pub type Transition = Box<dyn FnOnce(&mut Round<'_>) -> Completion + Send>;
 /// before, are durable; or a transition.
 enum Request {
     Writes { writes: Writes, done: oneshot::Sender<Outcome> },
-    Transition(Transition),
+    Transition { run: Transition, unhurried: bool },
+}
+
+impl Request {
+    fn unhurried(&self) -> bool {
+        matches!(self, Request::Transition { unhurried: true, .. })
+    }
+}
+
+/// The requests of the next round: every one queued by now and, if all of them are unhurried, those that
+/// arrive within [`LINGER`] until one is in a hurry.
+fn next_round(requests: &mpsc::Receiver<Request>, first: Request) -> Vec<Request> {
+    let mut round = vec![first];
+    round.extend(requests.try_iter());
+    if round.iter().all(Request::unhurried) {
+        let until = Instant::now() + LINGER;
+        while let Ok(request) = requests.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            let hurried = !request.unhurried();
+            round.push(request);
+            if hurried {
+                round.extend(requests.try_iter());
+                break;
+            }
+        }
+    }
+    round
 }
 
 /// Resolves when a submitted request's round is durable.
@@ -104,8 +140,7 @@ impl GroupCommit {
         let (queue, requests) = mpsc::channel::<Request>();
         std::thread::Builder::new().name("hookrelay-commit".into()).spawn(move || {
             while let Ok(first) = requests.recv() {
-                let mut round = vec![first];
-                round.extend(requests.try_iter());
+                let round = next_round(&requests, first);
                 let started = Instant::now();
                 let (applied, completions, created) = syncer.apply(round);
                 let result = applied.and_then(|()| syncer.make_durable()).map_err(Arc::new);
@@ -141,8 +176,15 @@ impl GroupCommit {
     }
 
     /// Queues a transition for the next round; its completion runs once the round is durable or failed.
-    pub fn transition(&self, transition: Transition) -> Result<(), Arc<io::Error>> {
-        self.queue.send(Request::Transition(transition)).map_err(|_| stopped())
+    /// An `unhurried` one's round may linger for company (see the module doc).
+    pub fn transition(&self, run: Transition, unhurried: bool) -> Result<(), Arc<io::Error>> {
+        self.queue.send(Request::Transition { run, unhurried }).map_err(|_| stopped())
+    }
+
+    /// Ends a lingering round now: someone waits for its results.
+    pub fn hurry(&self) {
+        let (done, _) = oneshot::channel();
+        let _ = self.queue.send(Request::Writes { writes: Vec::new(), done });
     }
 
     /// Resolves once everything written before the call is on disk.
@@ -226,7 +268,7 @@ impl Syncer {
                         let _ = done.send(outcome.clone());
                     }));
                 }
-                Request::Transition(transition) => {
+                Request::Transition { run: transition, .. } => {
                     let mut completion: Option<Completion> = None;
                     if survived("A transition", || completion = Some(transition(&mut round))) {
                         completions.extend(completion);

@@ -14,8 +14,9 @@
 //!   (its subscription stayed out of the config for the grace period, or its event was erased). Nothing
 //!   marks a delivery as "in flight" on disk: after a crash every pending delivery is due again, so an
 //!   attempt cut off by the crash is repeated (at-least-once).
-//! - An attempt's result is committed before its worker takes the next delivery, so a crash repeats at
-//!   most the attempts in flight at that moment (at most `concurrency` per subscription).
+//! - An attempt stays in flight in the scheduler until its result is durable; its slot takes the next
+//!   delivery meanwhile, so a crash repeats at most the attempts in flight or being recorded at that
+//!   moment (at most `2 × concurrency` per subscription, see [`crate::scheduler`]).
 //! - Finished deliveries and their event are removed together, once the event and every one of its
 //!   deliveries are older than `relay.retention` and none is queued or in flight; an event with a
 //!   pending delivery is never removed. The event record is also the idempotency key, so an id can be

@@ -109,30 +109,52 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Records<'_, '_>) -> Result<Change<T>, StoreError> + Send + 'static,
     {
+        self.transition_with(decide, false)
+    }
+
+    /// [`Store::transition`] for a decision nobody waits on at once (an attempt's result): its round may
+    /// linger for company up to [`super::group_commit::LINGER`], unless [`Store::hurry`] ends it.
+    pub fn transition_unhurried<T, F>(&self, decide: F) -> Result<Answer<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Records<'_, '_>) -> Result<Change<T>, StoreError> + Send + 'static,
+    {
+        self.transition_with(decide, true)
+    }
+
+    /// Makes a lingering round durable now (a worker waits for its results).
+    pub fn hurry(&self) {
+        self.committer.hurry();
+    }
+
+    fn transition_with<T, F>(&self, decide: F, unhurried: bool) -> Result<Answer<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Records<'_, '_>) -> Result<Change<T>, StoreError> + Send + 'static,
+    {
         let (sender, receiver) = oneshot::channel();
         let store = self.clone();
-        self.committer
-            .transition(Box::new(move |round| -> Completion {
-                let mut records = Records::new(round, &store);
-                let decided = decide(&mut records);
-                if decided.is_ok() {
-                    records.commit();
+        let run: super::group_commit::Transition = Box::new(move |round| -> Completion {
+            let mut records = Records::new(round, &store);
+            let decided = decide(&mut records);
+            if decided.is_ok() {
+                records.commit();
+            }
+            Box::new(move |outcome| match (decided, outcome) {
+                (Ok(change), Ok(())) => {
+                    (change.then)();
+                    let _ = sender.send(Ok(change.answer));
                 }
-                Box::new(move |outcome| match (decided, outcome) {
-                    (Ok(change), Ok(())) => {
-                        (change.then)();
-                        let _ = sender.send(Ok(change.answer));
-                    }
-                    (Ok(change), Err(error)) => {
-                        (change.otherwise)();
-                        let _ = sender.send(Err(StoreError::Durability(Arc::clone(error))));
-                    }
-                    (Err(error), _) => {
-                        let _ = sender.send(Err(error));
-                    }
-                })
-            }))
-            .map_err(StoreError::Durability)?;
+                (Ok(change), Err(error)) => {
+                    (change.otherwise)();
+                    let _ = sender.send(Err(StoreError::Durability(Arc::clone(error))));
+                }
+                (Err(error), _) => {
+                    let _ = sender.send(Err(error));
+                }
+            })
+        });
+        self.committer.transition(run, unhurried).map_err(StoreError::Durability)?;
         Ok(Answer(receiver))
     }
 }
@@ -312,4 +334,74 @@ impl Records<'_, '_> {
 
 fn io_error(error: std::io::Error) -> StoreError {
     StoreError::Durability(Arc::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc};
+
+    use super::super::{FlushObserver, Store};
+    use super::Change;
+
+    /// A store whose rounds are counted.
+    fn counted() -> (tempfile::TempDir, Store, Arc<AtomicUsize>) {
+        let dir = tempfile::tempdir().unwrap();
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&rounds);
+        let observer: FlushObserver = Arc::new(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let store = Store::open(dir.path(), Some(observer), Default::default()).unwrap();
+        (dir, store, rounds)
+    }
+
+    /// Holds the commit thread in a round of its own until the returned sender is dropped, so that what is
+    /// queued meanwhile is all there when the next round begins, whatever the timing.
+    fn hold_the_commit_thread(store: &Store) -> mpsc::Sender<()> {
+        let (running, is_running) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        drop(store.transition(move |_| {
+            running.send(()).unwrap();
+            let _ = released.recv();
+            Ok(Change::only(()))
+        }));
+        is_running.recv().unwrap();
+        release
+    }
+
+    /// An unhurried transition (an attempt's result) waits for the next request in a hurry and is made
+    /// durable in its round: one flush for both.
+    #[tokio::test]
+    async fn an_unhurried_transition_shares_the_round_of_the_next_hurried_request() {
+        let (_dir, store, rounds) = counted();
+        for hurry in [
+            |store: &Store| drop(store.transition(|_| Ok(Change::only(0))).unwrap()),
+            |store: &Store| drop(store.committer.submit(Vec::new())),
+            |store: &Store| store.hurry(),
+        ] {
+            let before = rounds.load(Ordering::SeqCst);
+            let held = hold_the_commit_thread(&store);
+            let unhurried = store.transition_unhurried(|_| Ok(Change::only(7))).unwrap();
+            hurry(&store);
+            drop(held);
+            assert_eq!(unhurried.wait().await.unwrap(), 7);
+            store.commit().await.unwrap();
+            assert_eq!(rounds.load(Ordering::SeqCst), before + 3, "the held round, the shared one, the commit");
+        }
+    }
+
+    /// Unhurried transitions alone still become durable (after lingering), with their answers, in order.
+    #[tokio::test]
+    async fn unhurried_transitions_alone_are_made_durable() {
+        let (_dir, store, rounds) = counted();
+        let held = hold_the_commit_thread(&store);
+        let answers: Vec<_> =
+            (0..3).map(|n| store.transition_unhurried(move |_| Ok(Change::only(n))).unwrap()).collect();
+        drop(held);
+        for (n, answer) in answers.into_iter().enumerate() {
+            assert_eq!(answer.wait().await.unwrap(), n);
+        }
+        assert_eq!(rounds.load(Ordering::SeqCst), 2, "the held round, then the three together");
+    }
 }

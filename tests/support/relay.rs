@@ -183,7 +183,9 @@ impl RelayProcess {
         args: &[&str],
         copy: Option<PathBuf>,
     ) -> RelayProcess {
-        let binary = env!("CARGO_BIN_EXE_hookrelay");
+        // HOOKRELAY_BINARY runs another build (the benchmark compares two side by side).
+        let binary = std::env::var("HOOKRELAY_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookrelay").into());
+        let binary = binary.as_str();
         let (program, before) = match wrapper.split_first() {
             Some((program, rest)) => (*program, [rest, &[binary]].concat()),
             None => (binary, Vec::new()),

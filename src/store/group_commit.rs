@@ -13,9 +13,9 @@
 //! one per request spares sled's per-batch cost (a global write lock and a batch marker in its log) and
 //! keeps ingest handlers and delivery workers from queueing on each other's inserts.
 //!
-//! A transition may be *unhurried* ([`GroupCommit::transition_unhurried`]): an attempt's result, whose
-//! caller does not wait on it (its slot goes on, see [`crate::scheduler`]). A round of only such requests
-//! lingers up to [`LINGER`] for a request that is in a hurry (an accepted event, a commit, a worker that
+//! A transition may be *unhurried* ([`GroupCommit::transition`]): an attempt's result, whose caller does
+//! not wait on it (its slot goes on, see [`crate::scheduler`]). A round of only such requests that finds
+//! the thread idle lingers up to [`LINGER`] for a request that is in a hurry (an accepted event, a commit, a worker that
 //! waits for its results: [`GroupCommit::hurry`]) and is made durable with it: at a clinic's load an
 //! event's attempt result shares the next event's flush instead of paying one of its own (sled's flush
 //! wakes its seven I/O threads, then the `fdatasync`).
@@ -72,12 +72,14 @@ impl Request {
     }
 }
 
-/// The requests of the next round: every one queued by now and, if all of them are unhurried, those that
-/// arrive within [`LINGER`] until one is in a hurry.
-fn next_round(requests: &mpsc::Receiver<Request>, first: Request) -> Vec<Request> {
+/// The requests of the next round: every one queued by now and, if all of them are unhurried and the
+/// thread was idle (`first` found it waiting), those that arrive within [`LINGER`] until one is in a
+/// hurry. A busy thread never lingers: requests that queue during a round are the next round's company
+/// already, and a pause there would only stall the slots waiting for their results.
+fn next_round(requests: &mpsc::Receiver<Request>, first: Request, was_idle: bool) -> Vec<Request> {
     let mut round = vec![first];
     round.extend(requests.try_iter());
-    if round.iter().all(Request::unhurried) {
+    if was_idle && round.iter().all(Request::unhurried) {
         let until = Instant::now() + LINGER;
         while let Ok(request) = requests.recv_timeout(until.saturating_duration_since(Instant::now())) {
             let hurried = !request.unhurried();
@@ -139,8 +141,16 @@ impl GroupCommit {
         };
         let (queue, requests) = mpsc::channel::<Request>();
         std::thread::Builder::new().name("hookrelay-commit".into()).spawn(move || {
-            while let Ok(first) = requests.recv() {
-                let round = next_round(&requests, first);
+            loop {
+                let (first, was_idle) = match requests.try_recv() {
+                    Ok(first) => (first, false),
+                    Err(mpsc::TryRecvError::Empty) => match requests.recv() {
+                        Ok(first) => (first, true),
+                        Err(mpsc::RecvError) => break,
+                    },
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                };
+                let round = next_round(&requests, first, was_idle);
                 let started = Instant::now();
                 let (applied, completions, created) = syncer.apply(round);
                 let result = applied.and_then(|()| syncer.make_durable()).map_err(Arc::new);

@@ -391,7 +391,7 @@ mod tests {
         }
     }
 
-    /// Unhurried transitions alone still become durable (after lingering), with their answers, in order.
+    /// Unhurried transitions with no hurried company still become durable, with their answers, in order.
     #[tokio::test]
     async fn unhurried_transitions_alone_are_made_durable() {
         let (_dir, store, rounds) = counted();

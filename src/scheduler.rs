@@ -11,9 +11,10 @@
 //! - A delivery taken by [`Scheduler::next`] is in flight until [`Scheduler::finished`]. Between the two
 //!   it may be *recording* ([`Scheduler::answered`]): its receiver has answered and the result is being
 //!   committed. A recording attempt holds no slot of `concurrency`, so the slot starts its next attempt
-//!   during the commit; recording attempts are at most `concurrency` too, so at most `2 × concurrency`
-//!   attempts of a subscription are ever unrecorded (what a crash can repeat). An ordered subscription
-//!   and an order key wait for the recording attempt to finish: the next delivery must not pass a retry.
+//!   during the commit: at most `concurrency` attempts are sending, and at most `2 × concurrency` are in
+//!   flight (sending or recording), which is what a crash can repeat (after a reload that lowers
+//!   `concurrency`, twice the old value until those attempts end). An ordered subscription and an order key
+//!   wait for the recording attempt to finish: the next delivery must not pass a retry.
 //! - Queues of subscriptions not in the config may hold deliveries: the lifecycle owner cancels them
 //!   after the removal grace period (SPEC §7), and their worker takes nothing from them meanwhile.
 //!
@@ -254,9 +255,6 @@ impl Scheduler {
         if sending >= sending_limit {
             return Next::Wait;
         }
-        if queue.in_flight.len() >= unrecorded_limit {
-            return Next::WaitForCommit;
-        }
         let head = if ordered {
             queue.by_id.first_key_value().map(|(&id, &due)| (due, id))
         } else {
@@ -267,6 +265,8 @@ impl Scheduler {
             None if !queue.recording.is_empty() && queue.by_id.len() > queue.by_due.len() => Next::WaitForCommit,
             None => Next::Wait,
             Some((due, _)) if due > now_ms => Next::WaitUntil(due),
+            // Due, but the attempts being recorded fill what may be unrecorded at once.
+            Some(_) if queue.in_flight.len() >= unrecorded_limit => Next::WaitForCommit,
             Some((due, id)) => {
                 queue.start(due, id);
                 Next::Start(id)
@@ -343,7 +343,7 @@ impl Scheduler {
         }
     }
 
-    /// Attempts of a subscription in flight.
+    /// Attempts of a subscription in flight: sending, or answered and being recorded.
     pub fn in_flight(&self, subscription: &str) -> usize {
         self.lock().get(subscription).map_or(0, |queue| queue.in_flight.len())
     }
@@ -424,7 +424,7 @@ mod tests {
     }
 
     /// Pipelined slots: an answered attempt frees its slot while its result is committed, and no more than
-    /// `concurrency` attempts are being recorded, so at most twice `concurrency` are unrecorded.
+    /// twice `concurrency` are in flight (sending or recording).
     #[test]
     fn an_answered_attempt_frees_its_slot_within_twice_the_concurrency() {
         let scheduler = Scheduler::default();
@@ -465,6 +465,10 @@ mod tests {
         assert_eq!(scheduler.next("s", 8, true, 1), Next::WaitForCommit, "its result may be a retry that goes first");
         scheduler.finished("s", id[0], Some(0));
         assert_eq!(scheduler.next("s", 8, true, 1), Next::Start(id[0]));
+        scheduler.finished("s", id[0], None);
+        assert_eq!(scheduler.next("s", 8, true, 1), Next::Start(id[1]));
+        scheduler.answered("s", id[1]);
+        assert_eq!(scheduler.next("s", 8, true, 1), Next::Wait, "nothing queued: no hurry, the answer may linger");
     }
 
     #[test]

@@ -188,9 +188,9 @@ impl Dispatcher {
             response_body: outcome.response_body.clone(),
             sealed_response_body: None,
         };
-        // The slot is free once the result is queued for its commit: after a crash only attempts that were
-        // in flight (started, or answered but not yet on disk) are made again, at most `2 × concurrency` per
-        // subscription (see `crate::scheduler`).
+        // The slot is free from here on, while the result is committed: after a crash only attempts that
+        // were in flight (started, or answered but not yet on disk) are made again, at most
+        // `2 × concurrency` per subscription (see `crate::scheduler`).
         let recorded = deliveries.record_attempt(subscription, id, attempt.clone(), outcome.retry_after).await?;
         if let Some(Attempted { delivery, retry_at, gave_up }) = recorded {
             log_attempt(&self.failures, &delivery, &attempt, retry_at, gave_up);

@@ -29,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,15 +72,51 @@ impl Request {
     }
 }
 
+/// How the commit thread lingers (see the module doc), shared by the thread and its handles.
+struct Pace {
+    /// How long a round of answers waits for company: [`LINGER`] (longer in tests).
+    linger_ms: AtomicU64,
+    /// Someone waits for answers ([`GroupCommit::hurry`]): the next round that holds answers does not
+    /// linger. Kept until such a round, so a hurry made before its answer is queued still counts.
+    hurried: AtomicBool,
+    /// The thread is lingering: a hurry must wake it with a request.
+    lingering: AtomicBool,
+    /// The thread waits for requests, and how many rounds it has begun (for tests).
+    waiting: AtomicBool,
+    begun: AtomicU64,
+}
+
+impl Pace {
+    /// Whether a round that holds an answer may linger now; takes the hurry it answers.
+    fn may_linger(&self) -> bool {
+        self.lingering.store(true, Ordering::SeqCst);
+        // After `lingering` is set: either this sees a hurry, or the hurry sees `lingering` and wakes us.
+        let hurried = self.hurried.swap(false, Ordering::SeqCst);
+        if hurried {
+            self.lingering.store(false, Ordering::SeqCst);
+        }
+        !hurried
+    }
+}
+
 /// The requests of the next round: every one queued by now and, if all of them are unhurried and the
-/// thread was idle (`first` found it waiting), those that arrive within [`LINGER`] until one is in a
+/// thread was idle (`first` found it waiting), those that arrive within the linger until one is in a
 /// hurry. A busy thread never lingers: requests that queue during a round are the next round's company
 /// already, and a pause there would only stall the slots waiting for their results.
-fn next_round(requests: &mpsc::Receiver<Request>, first: Request, was_idle: bool) -> Vec<Request> {
+fn next_round(requests: &mpsc::Receiver<Request>, first: Request, was_idle: bool, pace: &Pace) -> Vec<Request> {
     let mut round = vec![first];
     round.extend(requests.try_iter());
-    if was_idle && round.iter().all(Request::unhurried) {
-        let until = Instant::now() + LINGER;
+    pace.begun.fetch_add(1, Ordering::SeqCst);
+    if !round.iter().any(Request::unhurried) {
+        return round;
+    }
+    if !(was_idle && round.iter().all(Request::unhurried)) {
+        // Answers go now anyway: a hurry for them is answered.
+        pace.hurried.store(false, Ordering::SeqCst);
+        return round;
+    }
+    if pace.may_linger() {
+        let until = Instant::now() + Duration::from_millis(pace.linger_ms.load(Ordering::Relaxed));
         while let Ok(request) = requests.recv_timeout(until.saturating_duration_since(Instant::now())) {
             let hurried = !request.unhurried();
             round.push(request);
@@ -89,6 +125,8 @@ fn next_round(requests: &mpsc::Receiver<Request>, first: Request, was_idle: bool
                 break;
             }
         }
+        pace.lingering.store(false, Ordering::SeqCst);
+        pace.hurried.store(false, Ordering::SeqCst);
     }
     round
 }
@@ -112,6 +150,7 @@ fn stopped() -> Arc<io::Error> {
 #[derive(Clone)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Request>,
+    pace: Arc<Pace>,
 }
 
 /// Observes each flush's duration (for metrics).
@@ -140,17 +179,30 @@ impl GroupCommit {
             _lock: dir_lock,
         };
         let (queue, requests) = mpsc::channel::<Request>();
+        let pace = Arc::new(Pace {
+            linger_ms: AtomicU64::new(LINGER.as_millis() as u64),
+            hurried: AtomicBool::new(false),
+            lingering: AtomicBool::new(false),
+            waiting: AtomicBool::new(false),
+            begun: AtomicU64::new(0),
+        });
+        let thread_pace = Arc::clone(&pace);
         std::thread::Builder::new().name("hookrelay-commit".into()).spawn(move || {
             loop {
                 let (first, was_idle) = match requests.try_recv() {
                     Ok(first) => (first, false),
-                    Err(mpsc::TryRecvError::Empty) => match requests.recv() {
-                        Ok(first) => (first, true),
-                        Err(mpsc::RecvError) => break,
-                    },
+                    Err(mpsc::TryRecvError::Empty) => {
+                        thread_pace.waiting.store(true, Ordering::SeqCst);
+                        let first = requests.recv();
+                        thread_pace.waiting.store(false, Ordering::SeqCst);
+                        match first {
+                            Ok(first) => (first, true),
+                            Err(mpsc::RecvError) => break,
+                        }
+                    }
                     Err(mpsc::TryRecvError::Disconnected) => break,
                 };
-                let round = next_round(&requests, first, was_idle);
+                let round = next_round(&requests, first, was_idle, &thread_pace);
                 let started = Instant::now();
                 let (applied, completions, created) = syncer.apply(round);
                 let result = applied.and_then(|()| syncer.make_durable()).map_err(Arc::new);
@@ -174,7 +226,7 @@ impl GroupCommit {
                 }
             }
         })?;
-        Ok(GroupCommit { queue })
+        Ok(GroupCommit { queue, pace })
     }
 
     /// Queues `writes` for the next round; the ticket resolves once they, and everything written before
@@ -191,10 +243,37 @@ impl GroupCommit {
         self.queue.send(Request::Transition { run, unhurried }).map_err(|_| stopped())
     }
 
-    /// Ends a lingering round now: someone waits for its results.
+    /// Answers are awaited (a slot cannot start until some are durable): the round that holds them does
+    /// not linger, or stops lingering. Costs a request only when the thread lingers.
     pub fn hurry(&self) {
-        let (done, _) = oneshot::channel();
-        let _ = self.queue.send(Request::Writes { writes: Vec::new(), done });
+        self.pace.hurried.store(true, Ordering::SeqCst);
+        if self.pace.lingering.load(Ordering::SeqCst) {
+            let (done, _) = oneshot::channel();
+            let _ = self.queue.send(Request::Writes { writes: Vec::new(), done });
+        }
+    }
+
+    /// Makes rounds of answers linger this long (tests make it long enough that only a hurry ends it).
+    #[cfg(test)]
+    pub fn set_linger(&self, linger: Duration) {
+        self.pace.linger_ms.store(linger.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Waits until the thread waits for requests, then returns how many rounds it has begun (for tests).
+    #[cfg(test)]
+    pub fn wait_until_idle(&self) -> u64 {
+        while !self.pace.waiting.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        self.pace.begun.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the thread has begun more than `rounds` rounds (for tests).
+    #[cfg(test)]
+    pub fn wait_until_begun(&self, rounds: u64) {
+        while self.pace.begun.load(Ordering::SeqCst) <= rounds {
+            std::thread::yield_now();
+        }
     }
 
     /// Resolves once everything written before the call is on disk.

@@ -16,7 +16,8 @@
 //!   attempt cut off by the crash is repeated (at-least-once).
 //! - An attempt stays in flight in the scheduler until its result is durable; its slot takes the next
 //!   delivery meanwhile, so a crash repeats at most the attempts in flight or being recorded at that
-//!   moment (at most `2 × concurrency` per subscription, see [`crate::scheduler`]).
+//!   moment (at most `2 × concurrency` per subscription, twice the old value for a while after a reload
+//!   lowers it; see [`crate::scheduler`]).
 //! - Finished deliveries and their event are removed together, once the event and every one of its
 //!   deliveries are older than `relay.retention` and none is queued or in flight; an event with a
 //!   pending delivery is never removed. The event record is also the idempotency key, so an id can be

@@ -340,11 +340,16 @@ fn io_error(error: std::io::Error) -> StoreError {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{mpsc, Arc};
+    use std::time::Duration;
 
     use super::super::{FlushObserver, Store};
     use super::Change;
 
-    /// A store whose rounds are counted.
+    /// Long enough that only company or a hurry ends a linger within a test's patience.
+    const LONG_LINGER: Duration = Duration::from_secs(600);
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// A store whose rounds are counted and whose rounds of answers linger [`LONG_LINGER`].
     fn counted() -> (tempfile::TempDir, Store, Arc<AtomicUsize>) {
         let dir = tempfile::tempdir().unwrap();
         let rounds = Arc::new(AtomicUsize::new(0));
@@ -353,11 +358,46 @@ mod tests {
             counter.fetch_add(1, Ordering::SeqCst);
         });
         let store = Store::open(dir.path(), Some(observer), Default::default()).unwrap();
+        store.committer.set_linger(LONG_LINGER);
         (dir, store, rounds)
     }
 
+    async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(PATIENCE, future).await.unwrap_or_else(|_| panic!("{what}: no answer in {PATIENCE:?}"))
+    }
+
+    /// An answer that finds the commit thread idle lingers for the next request in a hurry (here one
+    /// queued only once the answer's round has begun) and is made durable in its round: one flush for both.
+    #[tokio::test]
+    async fn an_unhurried_transition_lingers_for_the_next_hurried_request() {
+        let (_dir, store, rounds) = counted();
+        let begun = store.committer.wait_until_idle();
+        let unhurried = store.transition_unhurried(|_| Ok(Change::only(1))).unwrap();
+        store.committer.wait_until_begun(begun);
+        let hurried = store.transition(|_| Ok(Change::only(2))).unwrap();
+        assert_eq!(within("the answer", unhurried.wait()).await.unwrap(), 1);
+        assert_eq!(hurried.wait().await.unwrap(), 2);
+        assert_eq!(rounds.load(Ordering::SeqCst), 1);
+    }
+
+    /// A slot that waits for its answers hurries them: while the round lingers, and also when the hurry
+    /// comes before the answer reaches the commit thread.
+    #[tokio::test]
+    async fn a_hurry_ends_a_linger_and_is_kept_for_an_answer_still_to_come() {
+        let (_dir, store, _rounds) = counted();
+        let begun = store.committer.wait_until_idle();
+        let unhurried = store.transition_unhurried(|_| Ok(Change::only(1))).unwrap();
+        store.committer.wait_until_begun(begun);
+        store.hurry();
+        assert_eq!(within("the lingering answer", unhurried.wait()).await.unwrap(), 1);
+        store.committer.wait_until_idle();
+        store.hurry();
+        let unhurried = store.transition_unhurried(|_| Ok(Change::only(2))).unwrap();
+        assert_eq!(within("the answer hurried before it came", unhurried.wait()).await.unwrap(), 2);
+    }
+
     /// Holds the commit thread in a round of its own until the returned sender is dropped, so that what is
-    /// queued meanwhile is all there when the next round begins, whatever the timing.
+    /// queued meanwhile is all there when the next round begins.
     fn hold_the_commit_thread(store: &Store) -> mpsc::Sender<()> {
         let (running, is_running) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
@@ -370,37 +410,17 @@ mod tests {
         release
     }
 
-    /// An unhurried transition (an attempt's result) waits for the next request in a hurry and is made
-    /// durable in its round: one flush for both.
+    /// A busy commit thread does not linger: answers queued during a round go in the next one at once, in
+    /// order, together.
     #[tokio::test]
-    async fn an_unhurried_transition_shares_the_round_of_the_next_hurried_request() {
-        let (_dir, store, rounds) = counted();
-        for hurry in [
-            |store: &Store| drop(store.transition(|_| Ok(Change::only(0))).unwrap()),
-            |store: &Store| drop(store.committer.submit(Vec::new())),
-            |store: &Store| store.hurry(),
-        ] {
-            let before = rounds.load(Ordering::SeqCst);
-            let held = hold_the_commit_thread(&store);
-            let unhurried = store.transition_unhurried(|_| Ok(Change::only(7))).unwrap();
-            hurry(&store);
-            drop(held);
-            assert_eq!(unhurried.wait().await.unwrap(), 7);
-            store.commit().await.unwrap();
-            assert_eq!(rounds.load(Ordering::SeqCst), before + 3, "the held round, the shared one, the commit");
-        }
-    }
-
-    /// Unhurried transitions with no hurried company still become durable, with their answers, in order.
-    #[tokio::test]
-    async fn unhurried_transitions_alone_are_made_durable() {
+    async fn answers_queued_while_the_commit_thread_is_busy_do_not_linger() {
         let (_dir, store, rounds) = counted();
         let held = hold_the_commit_thread(&store);
         let answers: Vec<_> =
             (0..3).map(|n| store.transition_unhurried(move |_| Ok(Change::only(n))).unwrap()).collect();
         drop(held);
         for (n, answer) in answers.into_iter().enumerate() {
-            assert_eq!(answer.wait().await.unwrap(), n);
+            assert_eq!(within("an answer", answer.wait()).await.unwrap(), n);
         }
         assert_eq!(rounds.load(Ordering::SeqCst), 2, "the held round, then the three together");
     }

@@ -183,8 +183,15 @@ impl RelayProcess {
         args: &[&str],
         copy: Option<PathBuf>,
     ) -> RelayProcess {
-        // HOOKRELAY_BINARY runs another build (the benchmark compares two side by side).
-        let binary = std::env::var("HOOKRELAY_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hookrelay").into());
+        // HOOKRELAY_BINARY runs another build (the benchmark compares two side by side); said on stderr,
+        // so that a variable left exported does not silently test another build.
+        let binary = match std::env::var("HOOKRELAY_BINARY") {
+            Ok(other) => {
+                eprintln!("HOOKRELAY_BINARY is set: running {other}");
+                other
+            }
+            Err(_) => env!("CARGO_BIN_EXE_hookrelay").into(),
+        };
         let binary = binary.as_str();
         let (program, before) = match wrapper.split_first() {
             Some((program, rest)) => (*program, [rest, &[binary]].concat()),

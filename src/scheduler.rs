@@ -449,6 +449,7 @@ mod tests {
         assert_eq!(scheduler.next("s", 2, false, 1), Next::Wait, "two sending");
         scheduler.answered("s", id[5]);
         assert_eq!(scheduler.in_flight("s"), 4, "answered for a delivery not in flight changes nothing");
+        scheduler.check_order_keys().expect("nothing recording that is not in flight");
         scheduler.finished("s", id[1], Some(0));
         assert!(scheduler.is_held("s", id[1]), "a retry is queued again, its recording mark gone");
         assert_eq!(scheduler.next("s", 2, false, 1), Next::Wait, "id[3] and id[4] sending");

@@ -15,10 +15,10 @@
 //!
 //! A transition may be *unhurried* ([`GroupCommit::transition`]): an attempt's result, whose caller does
 //! not wait on it (its slot goes on, see [`crate::scheduler`]). A round of only such requests that finds
-//! the thread idle lingers up to [`LINGER`] for a request that is in a hurry (an accepted event, a commit, a worker that
-//! waits for its results: [`GroupCommit::hurry`]) and is made durable with it: at a clinic's load an
-//! event's attempt result shares the next event's flush instead of paying one of its own (sled's flush
-//! wakes its seven I/O threads, then the `fdatasync`).
+//! the thread idle lingers up to [`LINGER`] for a request that is in a hurry (an accepted event, a
+//! commit) and is made durable with it, unless a worker waits for its results ([`GroupCommit::hurry`]):
+//! at a clinic's load an event's attempt result shares the next event's flush instead of paying one of
+//! its own (sled's flush wakes its seven I/O threads, then the `fdatasync`).
 //!
 //! Requests are applied in the order they were queued, and once the round is durable (or has failed)
 //! their completions run here, in the same order. So transitions are serialized with each other, and what
@@ -96,6 +96,21 @@ impl Pace {
             self.lingering.store(false, Ordering::SeqCst);
         }
         !hurried
+    }
+}
+
+/// The first request of the next round, and whether the thread had to wait for it (it was idle); `None`
+/// once every handle is gone.
+fn first_request(requests: &mpsc::Receiver<Request>, pace: &Pace) -> Option<(Request, bool)> {
+    match requests.try_recv() {
+        Ok(first) => Some((first, false)),
+        Err(mpsc::TryRecvError::Disconnected) => None,
+        Err(mpsc::TryRecvError::Empty) => {
+            pace.waiting.store(true, Ordering::SeqCst);
+            let first = requests.recv().ok();
+            pace.waiting.store(false, Ordering::SeqCst);
+            first.map(|first| (first, true))
+        }
     }
 }
 
@@ -188,20 +203,7 @@ impl GroupCommit {
         });
         let thread_pace = Arc::clone(&pace);
         std::thread::Builder::new().name("hookrelay-commit".into()).spawn(move || {
-            loop {
-                let (first, was_idle) = match requests.try_recv() {
-                    Ok(first) => (first, false),
-                    Err(mpsc::TryRecvError::Empty) => {
-                        thread_pace.waiting.store(true, Ordering::SeqCst);
-                        let first = requests.recv();
-                        thread_pace.waiting.store(false, Ordering::SeqCst);
-                        match first {
-                            Ok(first) => (first, true),
-                            Err(mpsc::RecvError) => break,
-                        }
-                    }
-                    Err(mpsc::TryRecvError::Disconnected) => break,
-                };
+            while let Some((first, was_idle)) = first_request(&requests, &thread_pace) {
                 let round = next_round(&requests, first, was_idle, &thread_pace);
                 let started = Instant::now();
                 let (applied, completions, created) = syncer.apply(round);
@@ -248,8 +250,8 @@ impl GroupCommit {
     pub fn hurry(&self) {
         self.pace.hurried.store(true, Ordering::SeqCst);
         if self.pace.lingering.load(Ordering::SeqCst) {
-            let (done, _) = oneshot::channel();
-            let _ = self.queue.send(Request::Writes { writes: Vec::new(), done });
+            // A request in a hurry ends the linger; nobody waits for its ticket.
+            let _ = self.submit(Vec::new());
         }
     }
 

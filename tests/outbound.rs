@@ -124,9 +124,11 @@ async fn a_receiver_that_requires_a_client_certificate_gets_the_configured_one()
     assert_eq!(relay.post_unix(r#"{"type": "lab.completed", "data": {}}"#).await.status, 202);
     relay.wait_for_log(DELIVERED, 1, |line| line["subscription"] == "with-cert").await;
     let refused = relay.wait_for_log(FAILED, 1, |line| line["subscription"] == "without-cert").await;
-    // TLS 1.3 sends the alert after the handshake; it may also arrive as a reset.
+    // TLS 1.3 sends the alert after the handshake; it may also arrive as a reset, or (on a loaded machine)
+    // close the connection before the client has sent the request on it.
     let error = refused["error"].as_str().unwrap();
-    assert!(error.contains("CertificateRequired") || error.contains("reset"), "{refused}");
+    let refusals = ["CertificateRequired", "reset", "connection was not ready"];
+    assert!(refusals.iter().any(|refusal| error.contains(refusal)), "{refused}");
     assert_eq!(strict.next().await.path, "/a");
     assert_eq!(strict.count(), 1, "the request without a certificate never got through");
 }

@@ -11,6 +11,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
+use hookrelay::store::{DeliveryId, DeliveryRecord, DeliveryStatus, Keyring, Record};
 use support::client::{send, Call};
 use support::receiver::{always, sequence, Receiver, Reply};
 use support::relay::{deliveries, Setup, TestEnv};
@@ -210,11 +211,60 @@ async fn a_receiver_that_always_fails_ends_failed_after_the_schedule() {
     let store = env.store();
     let deliveries = deliveries(&store);
     assert_eq!(deliveries.len(), 1);
-    assert_eq!(deliveries[0].status, hookrelay::store::DeliveryStatus::Failed);
+    assert_eq!(deliveries[0].status, DeliveryStatus::Failed);
     assert_eq!(deliveries[0].attempts, 3);
     assert_eq!(deliveries[0].last_status_code, Some(500));
-    let attempts = store.attempts(deliveries[0].id, &mut Vec::new()).unwrap();
+    let attempts = store.attempts(&deliveries[0], &mut Vec::new()).unwrap();
     assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), vec![Some(500); 3]);
+}
+
+/// Recording an attempt is one write: the delivery's record carries its latest attempt, and each earlier
+/// one moves to a key of its own when the next is recorded. A first attempt that succeeds leaves no
+/// attempt key at all, and every view lists the attempts first to last with their answers.
+#[tokio::test]
+async fn a_delivery_record_carries_its_latest_attempt_and_earlier_ones_have_keys_of_their_own() {
+    let env = TestEnv::new();
+    let answers = vec![Reply::status(500).with_body("first answer"), Reply::status(503).with_body("second answer")];
+    let retried = Receiver::start(&env.ca, sequence(answers, 200)).await;
+    let at_once = Receiver::start(&env.ca, always(200)).await;
+    let retries = "events = [\"*\"]\nsignature = \"none\"\nretry = [\"0s\", \"0s\"]";
+    env.write_config(&Setup {
+        subscriptions: subscription("retried", &retried.url("/hook"), retries)
+            + &subscription("at-once", &at_once.url("/hook"), "events = [\"*\"]\nsignature = \"none\""),
+        ..Setup::default()
+    });
+    let mut relay = env.start().await;
+    assert_eq!(relay.post_unix(r#"{"type":"lab.completed","id":"e-1","data":1}"#).await.status, 202);
+    relay.wait_for_log("Delivery succeeded.", 2, |_| true).await;
+    let shown = relay.admin_get("/v1/events/e-1").await;
+    let id_of = |name: &str| {
+        let found = shown["deliveries"].as_array().unwrap().iter().find(|d| d["subscription"] == name).unwrap();
+        found["id"].as_str().unwrap().to_owned()
+    };
+    let attempts = relay.admin_get(&format!("/v1/deliveries/{}", id_of("retried"))).await["attempts"].clone();
+    let listed: Vec<_> =
+        attempts.as_array().unwrap().iter().map(|a| (a["n"].clone(), a["response_body"].clone())).collect();
+    assert_eq!(
+        listed,
+        vec![(json!(1), json!("first answer")), (json!(2), json!("second answer")), (json!(3), json!("{\"ok\":true}"))]
+    );
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+
+    let db = sled::open(env.state_dir()).unwrap();
+    let key_of = |name: &str| DeliveryId::parse(&id_of(name)).unwrap().0 .0.to_be_bytes();
+    let (retried_id, at_once_id) = (key_of("retried"), key_of("at-once"));
+    let attempt_keys: Vec<Vec<u8>> = db.scan_prefix(b"a").map(|entry| entry.unwrap().0.to_vec()).collect();
+    let expected: Vec<Vec<u8>> =
+        [1u32, 2].iter().map(|n| [&b"a"[..], &retried_id, &n.to_be_bytes()].concat()).collect();
+    assert_eq!(attempt_keys, expected, "only the retried delivery's first two attempts have keys of their own");
+    for (delivery, n) in [(retried_id, 3), (at_once_id, 1)] {
+        let key = [&b"d"[..], &delivery].concat();
+        let bytes = db.get(&key).unwrap().unwrap();
+        let record = DeliveryRecord::decode(&key, &bytes, &Keyring::default()).unwrap();
+        assert_eq!(record.status, DeliveryStatus::Delivered);
+        assert_eq!(record.latest_attempt.map(|latest| latest.n), Some(n));
+    }
 }
 
 #[tokio::test]

@@ -133,11 +133,14 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
     write_config_sealed(&env, &config, sealed);
     let relay = start(&env).await;
     let cpu_before = process::cpu_ms(relay.pid());
+    let disk_before = process::disk_write_bytes(relay.pid());
     let started = Instant::now();
     drive(&socket(&relay), PRODUCERS, total, 1, PAD_BYTES, "e").await;
     sink.wait_for(total * subscriptions).await;
     let elapsed = started.elapsed();
     let cpu_per_delivery_ms = (process::cpu_ms(relay.pid()) - cpu_before) / (total * subscriptions) as f64;
+    let disk_per_delivery_kib =
+        (process::disk_write_bytes(relay.pid()) - disk_before) / 1024.0 / (total * subscriptions) as f64;
     let (_, peak) = process::rss_mib(relay.pid());
     let flushes = flush_stats(&relay).await;
     let row = if subscriptions == 1 {
@@ -147,7 +150,7 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
             unit: "events/s",
             target: ">= 12000",
             detail: format!(
-                "{total} events, first accept to last delivery {:.2} s; relay CPU {cpu_per_delivery_ms:.3} ms per delivery; {flushes}",
+                "{total} events, first accept to last delivery {:.2} s; relay CPU {cpu_per_delivery_ms:.3} ms, disk writes {disk_per_delivery_kib:.2} KiB per delivery; {flushes}",
                 elapsed.as_secs_f64()
             ),
         }
@@ -158,7 +161,7 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
             unit: "deliveries/s",
             target: ">= 25000",
             detail: format!(
-                "{total} events x {subscriptions} subscriptions in {:.2} s; relay CPU {cpu_per_delivery_ms:.3} ms per delivery; {flushes}",
+                "{total} events x {subscriptions} subscriptions in {:.2} s; relay CPU {cpu_per_delivery_ms:.3} ms, disk writes {disk_per_delivery_kib:.2} KiB per delivery; {flushes}",
                 elapsed.as_secs_f64()
             ),
         }

@@ -26,3 +26,13 @@ pub fn cpu_ms(pid: u32) -> f64 {
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks * 1000.0 / per_second
 }
+
+/// Bytes the process has sent to the storage layer so far (`write_bytes` in /proc/<pid>/io: the pages it
+/// dirtied, which its fdatasyncs then write out), whichever thread wrote them (sled writes from its own).
+pub fn disk_write_bytes(pid: u32) -> f64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes: "))
+        .and_then(|bytes| bytes.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}

@@ -147,7 +147,7 @@ impl Admin {
         let found = self
             .read(move |store, damaged| {
                 let Some(delivery) = keep_damaged(store.delivery(delivery_id), damaged)? else { return Ok(None) };
-                let attempts = store.attempts(delivery.id, damaged)?;
+                let attempts = store.attempts(&delivery, damaged)?;
                 Ok(Some(view::delivery_with_attempts(&delivery, &attempts, &config)))
             })
             .await?;

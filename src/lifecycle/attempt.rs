@@ -183,21 +183,18 @@ impl Deliveries {
                     }));
                 };
                 let was_pending = delivery.status == DeliveryStatus::Pending;
-                let judged = if was_pending {
-                    owner.judge(&subscription, &mut delivery, &attempt, retry_after)
+                let (judged, encoded) = if was_pending {
+                    (owner.judge(&subscription, &mut delivery, &attempt, retry_after), encoded)
                 } else {
                     // Cancelled (erased) while the attempt was out: keep the cancellation; an erased event
-                    // keeps no response body either.
+                    // keeps no response body either (and with none, nothing is sealed here).
                     delivery.attempts = attempt.n;
                     attempt.forget_response_body();
-                    Judged { retry_at: None, pause: None, gave_up: false, paused_before: None }
+                    let judged = Judged { retry_at: None, pause: None, gave_up: false, paused_before: None };
+                    (judged, owner.store.encode_attempt(id, &attempt))
                 };
+                records.carry_attempt(&mut delivery, encoded);
                 records.put_delivery(&delivery);
-                if was_pending {
-                    records.put_encoded_attempt(id, attempt.n, encoded);
-                } else {
-                    records.put_attempt(id, &attempt);
-                }
                 match &judged.pause {
                     Some(PauseChange::Paused(pause)) => records.put_pause(&name, pause),
                     Some(PauseChange::Resumed) => records.remove_pause(&name),

@@ -8,7 +8,7 @@ use tracing::{error, info};
 
 use super::{Deliveries, SLICE};
 use crate::clock::now_ms;
-use crate::store::{Change, DeliveryStatus, StoreError};
+use crate::store::{Change, DeliveryRecord, DeliveryStatus, EmbeddedAttempt, Keyring, StoreError};
 
 /// `POST /v1/events/{id}/erase`'s answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -123,16 +123,21 @@ impl Deliveries {
                 let mut cancelled = Vec::new();
                 for &id in &event.deliveries {
                     let Some(mut delivery) = records.delivery(id)? else { continue };
+                    let mut changed = false;
                     if delivery.status == DeliveryStatus::Pending {
                         delivery.cancel(now);
                         delivery.last_error = Some("its event was erased".into());
-                        records.put_delivery(&delivery);
                         cancelled.push((delivery.subscription.clone(), id));
+                        changed = true;
                     }
-                    for mut attempt in records.attempts_metadata(id)? {
+                    for mut attempt in records.earlier_attempts_metadata(id)? {
                         if attempt.forget_response_body() {
                             records.put_attempt(id, &attempt);
                         }
+                    }
+                    changed |= forget_latest_response_body(&mut delivery);
+                    if changed {
+                        records.put_delivery(&delivery);
                     }
                 }
                 if event.erased_at.is_none() {
@@ -158,4 +163,21 @@ impl Deliveries {
             .wait()
             .await
     }
+}
+
+/// Removes the response body of the attempt `delivery` carries, sealed or not, without opening it; says
+/// whether the record changed. An attempt that does not read is dropped whole: erase keeps no answer.
+fn forget_latest_response_body(delivery: &mut DeliveryRecord) -> bool {
+    let Some(latest) = &delivery.latest_attempt else { return false };
+    match latest.decode(delivery.id, &Keyring::default()) {
+        Ok(mut attempt) => {
+            if !attempt.forget_response_body() {
+                return false;
+            }
+            // With no body, nothing is sealed: no key needed.
+            delivery.latest_attempt = Some(EmbeddedAttempt::encode(delivery.id, &attempt, &Keyring::default()));
+        }
+        Err(_) => delivery.latest_attempt = None,
+    }
+    true
 }

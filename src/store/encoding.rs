@@ -2,20 +2,24 @@
 //! JSON, which only serde_json can carry byte for byte, and both are written once and read rarely.
 //! Deliveries are rewritten at every attempt and every one of them is read at each start, so they are a
 //! version byte followed by postcard: about a third of the bytes of JSON, and decoded several times
-//! faster. Their leading fields are what recovery needs ([`DeliveryState`]), read without the rest.
+//! faster. Their leading fields are what recovery needs ([`DeliveryState`]), read without the rest; their
+//! last field is their latest attempt, as encoded for its own key ([`EmbeddedAttempt`]).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::keys;
 use super::records::{
-    AttemptRecord, DeliveryRecord, DeliveryRecordV1, DeliveryState, DeliveryStateV1, EventRecord, PauseRecord,
+    AttemptRecord, DeliveryId, DeliveryRecord, DeliveryRecordV1, DeliveryState, DeliveryStateV1, EmbeddedAttempt,
+    EventRecord, PauseRecord,
 };
 use super::sealing::{Keyring, Unopened};
 
 /// The first byte of a delivery record. A later layout gets a new number and a decoder of its own:
-/// 1 had no `order_key` (read as none), 2 has it as the fourth field.
-const DELIVERY_FORMAT: u8 = 2;
+/// 1 had no `order_key` (read as none), 2 has it as the fourth field, 3 adds `latest_attempt` last.
+const DELIVERY_FORMAT: u8 = 3;
+const DELIVERY_FORMAT_V2: u8 = 2;
 const DELIVERY_FORMAT_V1: u8 = 1;
 
 /// A record kept in the store under the key `at`; JSON unless the record says otherwise. Payloads are
@@ -94,7 +98,7 @@ fn open(at: &[u8], sealed: Option<&str>, keyring: &Keyring) -> Result<Option<Vec
     }
 }
 
-/// Deliveries hold no payload: nothing to seal.
+/// Nothing to seal here: a delivery holds no payload, and its latest attempt is sealed already.
 impl Record for DeliveryRecord {
     fn encode(&self, _at: &[u8], _keyring: &Keyring) -> Vec<u8> {
         let mut bytes = vec![DELIVERY_FORMAT];
@@ -106,8 +110,36 @@ impl Record for DeliveryRecord {
         let bad = |e: postcard::Error| format!("bad delivery record: {e}");
         match delivery_body(bytes)? {
             (DELIVERY_FORMAT_V1, body) => postcard::from_bytes::<DeliveryRecordV1>(body).map(Into::into).map_err(bad),
-            (_, body) => postcard::from_bytes(body).map_err(bad),
+            (DELIVERY_FORMAT_V2, body) => {
+                // Layout 3 is layout 2 followed by the latest attempt: with the byte of an absent one
+                // (postcard writes `None` as 0), a layout-2 body reads as layout 3 with no attempt carried.
+                let mut padded = Vec::with_capacity(body.len() + 1);
+                padded.extend_from_slice(body);
+                padded.push(0);
+                whole(postcard::take_from_bytes(&padded).map_err(bad)?)
+            }
+            (_, body) => whole(postcard::take_from_bytes(body).map_err(bad)?),
         }
+    }
+}
+
+/// A record decoded from a whole body: bytes left over mean the record is not what it says it is.
+fn whole(decoded: (DeliveryRecord, &[u8])) -> Result<DeliveryRecord, String> {
+    match decoded {
+        (record, []) => Ok(record),
+        (_, rest) => Err(format!("bad delivery record: {} bytes after its last field", rest.len())),
+    }
+}
+
+impl EmbeddedAttempt {
+    /// `attempt` of `delivery` as its record carries it, its response body sealed with `keyring`.
+    pub fn encode(delivery: DeliveryId, attempt: &AttemptRecord, keyring: &Keyring) -> EmbeddedAttempt {
+        EmbeddedAttempt { n: attempt.n, encoded: attempt.encode(&keys::attempt(delivery, attempt.n), keyring) }
+    }
+
+    /// The attempt, its body opened with `keyring` (one sealed with a key it does not list stays sealed).
+    pub fn decode(&self, delivery: DeliveryId, keyring: &Keyring) -> Result<AttemptRecord, String> {
+        AttemptRecord::decode(&keys::attempt(delivery, self.n), &self.encoded, keyring)
     }
 }
 
@@ -127,7 +159,7 @@ pub fn delivery_state(bytes: &[u8]) -> Result<DeliveryState<'_>, String> {
 /// The layout number and the postcard body of a delivery record.
 fn delivery_body(bytes: &[u8]) -> Result<(u8, &[u8]), String> {
     match bytes.split_first() {
-        Some((&layout, body)) if layout == DELIVERY_FORMAT || layout == DELIVERY_FORMAT_V1 => Ok((layout, body)),
+        Some((&layout, body)) if (DELIVERY_FORMAT_V1..=DELIVERY_FORMAT).contains(&layout) => Ok((layout, body)),
         Some((other, _)) => Err(format!("delivery record format {other} is unknown to this version of hookrelay")),
         None => Err("empty delivery record".into()),
     }
@@ -165,6 +197,7 @@ mod tests {
             last_error: Some("receiver answered 503 Service Unavailable".into()),
             created_at: 1_794_000_000_000,
             updated_at: 1_794_500_000_000,
+            latest_attempt: None,
         }
     }
 
@@ -229,6 +262,43 @@ mod tests {
         assert_eq!(format!("{read:?}"), format!("{:?}", DeliveryRecord { order_key: None, ..now }));
         let state = delivery_state(&bytes).unwrap();
         assert_eq!((state.subscription.as_ref(), state.order_key), ("vetigen", None));
+    }
+
+    /// Records written before `latest_attempt` (layout 2) still read, carrying no attempt; one of layout 3
+    /// carries its attempt as encoded, and bytes past its last field make it damaged.
+    #[test]
+    fn a_layout_2_record_reads_carrying_no_attempt() {
+        let now = delivery();
+        let bytes = now.encode(b"d", &Keyring::default());
+        assert_eq!(bytes.last(), Some(&0), "an absent latest attempt is postcard's None");
+        let mut old = bytes[..bytes.len() - 1].to_vec();
+        old[0] = DELIVERY_FORMAT_V2;
+        let read = DeliveryRecord::decode(b"d", &old, &Keyring::default()).unwrap();
+        assert_eq!(format!("{read:?}"), format!("{now:?}"));
+        assert_eq!(delivery_state(&old).unwrap().order_key, now.order_key);
+
+        let attempt = AttemptRecord {
+            n: 3,
+            started_at: 1,
+            duration_ms: 2,
+            status_code: Some(200),
+            error: None,
+            response_body: Some("ANSWER".into()),
+            sealed_response_body: None,
+        };
+        let carrying = DeliveryRecord {
+            latest_attempt: Some(EmbeddedAttempt::encode(now.id, &attempt, &Keyring::default())),
+            ..now
+        };
+        let bytes = carrying.encode(b"d", &Keyring::default());
+        let read = DeliveryRecord::decode(b"d", &bytes, &Keyring::default()).unwrap();
+        assert_eq!(read.latest_attempt, carrying.latest_attempt);
+        let latest = read.latest_attempt.unwrap().decode(carrying.id, &Keyring::default()).unwrap();
+        assert_eq!((latest.n, latest.response_body.as_deref()), (3, Some("ANSWER")));
+        assert!(!format!("{carrying:?}").contains("ANSWER"), "a record's Debug shows no answer");
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(DeliveryRecord::decode(b"d", &longer, &Keyring::default()).unwrap_err().contains("after its last"));
     }
 
     #[test]

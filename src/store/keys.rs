@@ -4,15 +4,16 @@
 //! | key | value |
 //! |---|---|
 //! | `e` `<event id bytes>` | [`EventRecord`](super::EventRecord) |
-//! | `d` `<delivery ULID, 16 bytes big-endian>` | [`DeliveryRecord`](super::DeliveryRecord) |
-//! | `a` `<delivery ULID, 16 bytes>` `<attempt n, u32 big-endian>` | [`AttemptRecord`](super::AttemptRecord) |
+//! | `d` `<delivery ULID, 16 bytes big-endian>` | [`DeliveryRecord`](super::DeliveryRecord), carrying its latest attempt |
+//! | `a` `<delivery ULID, 16 bytes>` `<attempt n, u32 big-endian>` | [`AttemptRecord`](super::AttemptRecord): every attempt but the latest |
 //! | `q` `<the damaged record's key>` | the damaged record's bytes, as found ([`super::transition`]) |
 //! | `s` `<status: f or c>` `<delivery ULID, 16 bytes>` | empty: the index of failed and cancelled deliveries ([`super::status_index`]) |
 //! | `p` `<subscription name>` | [`PauseRecord`](super::PauseRecord): the subscription is paused (SPEC §6c) |
 //! | `m` `order-key-salt` | the secret order keys are hashed with ([`super::order_salt`]) |
 //!
 //! Big-endian ULIDs make a prefix scan of `d` walk deliveries in acceptance order, and `a` keys list a
-//! delivery's attempts in order.
+//! delivery's attempts in order, the one its record carries last. So a delivered event is written twice
+//! when the first attempt succeeds: accepted (`e` and `d` in one batch), then answered (`d`).
 
 use super::{DeliveryId, DeliveryStatus};
 

@@ -51,6 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 pub use format::CURRENT as FORMAT;
 
@@ -60,8 +61,8 @@ pub use group_commit::{FlushObserver, Writes};
 pub use keys::delivery_id as delivery_key_id;
 pub use private::keep_new_files_private;
 pub use records::{
-    null, AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EventRecord, PauseReason,
-    PauseRecord,
+    null, AttemptRecord, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStatus, EmbeddedAttempt, EventRecord,
+    PauseReason, PauseRecord,
 };
 pub use sealing::{KeyId, Keyring, StoreKey};
 pub use status_index::status_entries;
@@ -235,22 +236,32 @@ impl Store {
             #[serde(borrow)]
             fingerprint: Option<std::borrow::Cow<'a, str>>,
         }
+        let mut count = |prefix: u8, json: &[u8]| {
+            let Ok(fields) = serde_json::from_slice::<SealedFields<'_>>(json) else { return };
+            // An erased event's fingerprint is still keyed: its key is needed to answer a repeat.
+            let keyed = fields.fingerprint.as_deref().and_then(sealing::fingerprint_key);
+            if let Some(count) = keyed.and_then(|key| counts.get_mut(&key)) {
+                count.fingerprints += 1;
+            }
+            let Some(sealed) = fields.sealed.or(fields.sealed_response_body) else { return };
+            if let Some(count) = sealing::sealed_with(&sealed).and_then(|key| counts.get_mut(&key)) {
+                match prefix {
+                    keys::EVENT => count.events += 1,
+                    _ => count.response_bodies += 1,
+                }
+            }
+        };
         for prefix in [keys::EVENT, keys::ATTEMPT] {
             for entry in self.db.scan_prefix([prefix]) {
-                let (_, value) = entry?;
-                let Ok(fields) = serde_json::from_slice::<SealedFields<'_>>(&value) else { continue };
-                // An erased event's fingerprint is still keyed: its key is needed to answer a repeat.
-                let keyed = fields.fingerprint.as_deref().and_then(sealing::fingerprint_key);
-                if let Some(count) = keyed.and_then(|key| counts.get_mut(&key)) {
-                    count.fingerprints += 1;
-                }
-                let Some(sealed) = fields.sealed.or(fields.sealed_response_body) else { continue };
-                if let Some(count) = sealing::sealed_with(&sealed).and_then(|key| counts.get_mut(&key)) {
-                    match prefix {
-                        keys::EVENT => count.events += 1,
-                        _ => count.response_bodies += 1,
-                    }
-                }
+                count(prefix, &entry?.1);
+            }
+        }
+        // The latest attempt of each delivery is in the delivery's record.
+        for entry in self.db.scan_prefix([keys::DELIVERY]) {
+            let (key, value) = entry?;
+            let Ok(delivery) = DeliveryRecord::decode(&key, &value, &Keyring::default()) else { continue };
+            if let Some(latest) = &delivery.latest_attempt {
+                count(keys::ATTEMPT, &latest.encoded);
             }
         }
         Ok(counts)
@@ -282,9 +293,10 @@ impl Store {
         &self.keyring
     }
 
-    /// An attempt's bytes, its response body sealed: encoded by the worker, off the commit thread.
-    pub fn encode_attempt(&self, id: DeliveryId, attempt: &AttemptRecord) -> Vec<u8> {
-        attempt.encode(&keys::attempt(id, attempt.n), &self.keyring)
+    /// An attempt as its delivery's record carries it, its response body sealed: encoded by the worker,
+    /// off the commit thread.
+    pub fn encode_attempt(&self, id: DeliveryId, attempt: &AttemptRecord) -> EmbeddedAttempt {
+        EmbeddedAttempt::encode(id, attempt, &self.keyring)
     }
 
     /// Whether a commit is waiting for a file descriptor (the process is out of them) right now.
@@ -429,14 +441,30 @@ impl Store {
         })
     }
 
-    /// A delivery's attempts, first to last; the keys of damaged ones go to `damaged` instead.
-    pub fn attempts(&self, id: DeliveryId, damaged: &mut Vec<Vec<u8>>) -> Result<Vec<AttemptRecord>, StoreError> {
+    /// A delivery's attempts, first to last: those under keys of their own, then the one its record
+    /// carries. The keys of damaged ones go to `damaged` instead; a damaged attempt in the record is left
+    /// out (the delivery itself reads, so it is not quarantined for it).
+    pub fn attempts(
+        &self,
+        delivery: &DeliveryRecord,
+        damaged: &mut Vec<Vec<u8>>,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
         let mut attempts = Vec::new();
-        for entry in self.db.scan_prefix(keys::attempts_of(id)) {
+        for entry in self.db.scan_prefix(keys::attempts_of(delivery.id)) {
             let (key, value) = entry?;
             match decode(&key, &value, &self.keyring) {
                 Ok(attempt) => attempts.push(attempt),
                 Err(_) => damaged.push(key.to_vec()),
+            }
+        }
+        if let Some(latest) = &delivery.latest_attempt {
+            match latest.decode(delivery.id, &self.keyring) {
+                Ok(attempt) => attempts.push(attempt),
+                // The reason is not logged: a JSON error may quote the stored answer.
+                Err(_) => warn!(
+                    delivery_id = %delivery.id, attempt = latest.n,
+                    "A delivery's latest attempt does not read; it is left out of the view."
+                ),
             }
         }
         Ok(attempts)
@@ -500,4 +528,41 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
 
 fn decode<T: Record>(key: &[u8], value: &[u8], keyring: &Keyring) -> Result<T, StoreError> {
     T::decode(key, value, keyring).map_err(|reason| StoreError::corrupt(key, reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key that seals only an answer carried in a delivery's record is still in use: a start must not
+    /// tell the operator it can go, nor drop it from the key log.
+    #[tokio::test]
+    async fn a_response_body_carried_in_a_delivery_record_keeps_its_key_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let (older, newer) = (StoreKey::new(&[1; 32]), StoreKey::new(&[2; 32]));
+        let logged = key_log::KeyLog { keys: [older.id(), newer.id()].into(), clear: false };
+        key_log::write(dir.path(), &logged).unwrap();
+        let store = Store::open(dir.path(), None, Keyring::new(vec![newer, older.clone()])).unwrap();
+        let id = DeliveryId(ulid::Ulid(7));
+        let attempt = AttemptRecord {
+            n: 1,
+            started_at: 1,
+            duration_ms: 1,
+            status_code: Some(500),
+            error: None,
+            response_body: Some("ANSWER".into()),
+            sealed_response_body: None,
+        };
+        let carried = EmbeddedAttempt::encode(id, &attempt, &Keyring::new(vec![older.clone()]));
+        let written = store.transition(move |records| {
+            let mut delivery = DeliveryRecord::pending(id, "evt", "lab.completed", "vet", 1);
+            records.carry_attempt(&mut delivery, carried);
+            records.put_delivery(&delivery);
+            Ok(Change::only(()))
+        });
+        written.unwrap().wait().await.unwrap();
+        let counts = store.sealed_with_older_keys().unwrap();
+        let expected = SealedRecords { events: 0, response_bodies: 1, fingerprints: 0 };
+        assert_eq!(counts.get(&older.id()), Some(&expected));
+    }
 }

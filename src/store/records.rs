@@ -96,6 +96,7 @@ impl DeliveryRecord {
             last_error: None,
             created_at: now_ms,
             updated_at: now_ms,
+            latest_attempt: None,
         }
     }
 
@@ -117,6 +118,9 @@ impl DeliveryStatus {
 /// One event on its way to one subscription. Stored as postcard ([`super::encoding`]), where fields are
 /// positional: the first four are read alone at start ([`DeliveryState`]), so they stay first and in
 /// this order; changing the fields means a new layout number (see `DELIVERY_FORMAT`).
+///
+/// The record carries its latest attempt, so that recording an attempt is one write; the attempts
+/// before it have keys of their own ([`super::keys`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub status: DeliveryStatus,
@@ -137,6 +141,25 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// The latest attempt (layout 3), moved to its own key when the next one is recorded.
+    pub latest_attempt: Option<EmbeddedAttempt>,
+}
+
+/// An attempt carried in its delivery's record, encoded exactly as under its own key
+/// ([`super::keys::attempt`]): JSON, its response body sealed with that key as the associated data. So
+/// it moves to that key as it is, with no sealing or opening on the commit thread, and the delivery
+/// record holds no response body in the clear when there is a store key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddedAttempt {
+    pub n: u32,
+    pub encoded: Vec<u8>,
+}
+
+/// Without the bytes: they may hold a receiver's answer, which is never logged.
+impl std::fmt::Debug for EmbeddedAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EmbeddedAttempt {{ n: {}, {} bytes }}", self.n, self.encoded.len())
+    }
 }
 
 /// What recovery needs of a delivery record, read without copying its strings: every delivery is read at
@@ -183,6 +206,7 @@ impl From<DeliveryRecordV1> for DeliveryRecord {
             last_error: old.last_error,
             created_at: old.created_at,
             updated_at: old.updated_at,
+            latest_attempt: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use tracing::info;
 
 use super::encoding::Record;
-use super::records::{AttemptRecord, EventRecord};
+use super::records::{AttemptRecord, DeliveryRecord, EmbeddedAttempt, EventRecord};
 use super::sealing::Keyring;
 use super::{keys, StoreError};
 
@@ -30,9 +30,19 @@ pub fn seal_records_in_the_clear(db: &sled::Db, keyring: &Keyring) -> Result<(u6
         }
         clear || plain_fingerprint
     })?;
-    let attempts = reseal(db, keys::ATTEMPT, keyring, |attempt: &mut AttemptRecord| {
-        attempt.response_body.as_ref().is_some_and(|body| !body.is_empty()) && attempt.sealed_response_body.is_none()
+    let earlier_attempts =
+        reseal(db, keys::ATTEMPT, keyring, |attempt: &mut AttemptRecord| body_in_the_clear(attempt))?;
+    // The latest attempt of each delivery is in the delivery's record.
+    let latest_attempts = reseal(db, keys::DELIVERY, keyring, |delivery: &mut DeliveryRecord| {
+        let Some(latest) = &delivery.latest_attempt else { return false };
+        let Ok(attempt) = latest.decode(delivery.id, &Keyring::default()) else { return false };
+        let clear = body_in_the_clear(&attempt);
+        if clear {
+            delivery.latest_attempt = Some(EmbeddedAttempt::encode(delivery.id, &attempt, keyring));
+        }
+        clear
     })?;
+    let attempts = earlier_attempts + latest_attempts;
     db.flush()?;
     if events + attempts > 0 {
         info!(
@@ -43,6 +53,10 @@ pub fn seal_records_in_the_clear(db: &sled::Db, keyring: &Keyring) -> Result<(u6
         );
     }
     Ok((events, attempts))
+}
+
+fn body_in_the_clear(attempt: &AttemptRecord) -> bool {
+    attempt.response_body.as_ref().is_some_and(|body| !body.is_empty()) && attempt.sealed_response_body.is_none()
 }
 
 /// Rewrites, sealed, each record under `prefix` for which `in_the_clear` says so (it may also change the
@@ -126,11 +140,20 @@ mod tests {
         put(keys::event("erased"), erased.encode(&keys::event("erased"), &clear));
         put(keys::attempt(id, 1).to_vec(), attempt(1, "BODY").encode(&keys::attempt(id, 1), &clear));
         put(keys::attempt(id, 2).to_vec(), attempt(2, "").encode(&keys::attempt(id, 2), &clear));
+        let mut delivery = DeliveryRecord::pending(id, "plain", "lab.completed", "vet", 1);
+        delivery.latest_attempt = Some(EmbeddedAttempt::encode(id, &attempt(3, "LATEST"), &clear));
+        put(keys::delivery(id).to_vec(), delivery.encode(&keys::delivery(id), &clear));
         let old_before = db.get(keys::event("old")).unwrap().unwrap();
 
-        // The plain event's data and fingerprint, the erased one's fingerprint, the non-empty body.
-        assert_eq!(seal_records_in_the_clear(&db, &ring).unwrap(), (2, 1));
+        // The plain event's data and fingerprint, the erased one's fingerprint, the non-empty bodies (one
+        // under its own key, one carried by its delivery).
+        assert_eq!(seal_records_in_the_clear(&db, &ring).unwrap(), (2, 2));
         let raw = |key: &[u8]| String::from_utf8(db.get(key).unwrap().unwrap().to_vec()).unwrap();
+        let delivery_bytes = db.get(keys::delivery(id)).unwrap().unwrap();
+        assert!(!String::from_utf8_lossy(&delivery_bytes).contains("LATEST"));
+        let delivery = DeliveryRecord::decode(&keys::delivery(id), &delivery_bytes, &ring).unwrap();
+        let latest = delivery.latest_attempt.unwrap().decode(id, &ring).unwrap();
+        assert_eq!((latest.n, latest.response_body.as_deref()), (3, Some("LATEST")));
         assert!(!raw(&keys::event("plain")).contains("PLAIN") && raw(&keys::event("plain")).contains("\"sealed\""));
         assert!(!raw(&keys::attempt(id, 1)).contains("BODY"));
         assert_eq!(db.get(keys::event("old")).unwrap().unwrap(), old_before, "sealed with the older key: as found");

@@ -18,7 +18,7 @@ use tracing::error;
 
 use super::encoding::Record;
 use super::group_commit::{Completion, Round};
-use super::records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EventRecord};
+use super::records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EmbeddedAttempt, EventRecord};
 use super::{keys, Keyring, Store, StoreError};
 
 /// What a transition decided: the answer for its caller and what to do in memory once it is durable.
@@ -175,9 +175,10 @@ impl Records<'_, '_> {
         self.read_with(&keys::event(id), &Keyring::default())
     }
 
-    /// A delivery's attempts, first to last, their response bodies left as stored (sealed ones are not
-    /// opened), like [`Records::event_metadata`].
-    pub fn attempts_metadata(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+    /// The attempts of a delivery under keys of their own (every one but the one its record carries),
+    /// first to last, their response bodies left as stored (sealed ones are not opened), like
+    /// [`Records::event_metadata`].
+    pub fn earlier_attempts_metadata(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         let mut attempts = Vec::new();
         for key in self.round.keys_with_prefix(&keys::attempts_of(id)).map_err(io_error)? {
             attempts.extend(self.read_with::<AttemptRecord>(&key, &Keyring::default())?);
@@ -257,11 +258,16 @@ impl Records<'_, '_> {
         self.stage(key, Some(value));
     }
 
-    /// An attempt already encoded ([`Store::encode_attempt`]) by the caller. Attempts are only read by prefix
-    /// scans, which apply the round's writes first, so the bytes (up to 4 KiB of answer) are not copied
-    /// for reads in the round.
-    pub fn put_encoded_attempt(&mut self, id: DeliveryId, n: u32, encoded: Vec<u8>) {
-        self.staged_new.push((keys::attempt(id, n).to_vec(), encoded));
+    /// Makes an attempt encoded by the caller ([`Store::encode_attempt`]) the one `delivery` carries, which
+    /// the caller then writes ([`Records::put_delivery`]): recording an attempt is one write. The attempt
+    /// it carried before goes to its own key now, as encoded; attempts under their own keys are only read
+    /// by prefix scans, which apply the round's writes first, so those bytes are not copied for reads in
+    /// the round.
+    pub fn carry_attempt(&mut self, delivery: &mut DeliveryRecord, attempt: EmbeddedAttempt) {
+        let n = attempt.n;
+        if let Some(earlier) = delivery.latest_attempt.replace(attempt).filter(|earlier| earlier.n != n) {
+            self.staged_new.push((keys::attempt(delivery.id, earlier.n).to_vec(), earlier.encoded));
+        }
     }
 
     pub fn put_attempt(&mut self, id: DeliveryId, attempt: &AttemptRecord) {

@@ -47,6 +47,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod env_duration;
 pub mod event;
 pub mod ingest;
 pub mod json;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -27,6 +27,11 @@ use crate::{reload, retention, systemd};
 /// removed subscription's work cancelled sooner or later than after 10 minutes.
 pub const REMOVED_GRACE_VARIABLE: &str = "HOOKRELAY_REMOVED_SUBSCRIPTION_GRACE";
 
+/// Overrides how long the result of an attempt may wait to share a flush ([`crate::store::LINGER`], a
+/// duration such as `2ms`; `0s` never waits): for an operator who trades a little CPU for latency or the
+/// other way round, and for tests that make it long enough that only a hurry ends it.
+pub const COMMIT_LINGER_VARIABLE: &str = "HOOKRELAY_COMMIT_LINGER";
+
 /// How `hookrelay run` was asked to start.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Options {
@@ -39,7 +44,8 @@ pub struct Options {
 pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow::Result<()> {
     let hangups = reload::hangup_signal().context("cannot listen for SIGHUP")?;
     let client_timeout = ingest::client_timeout()?;
-    let removed_grace = removed_grace()?;
+    let removed_grace = crate::env_duration::read(REMOVED_GRACE_VARIABLE, REMOVED_GRACE)?;
+    let commit_linger = crate::env_duration::read(COMMIT_LINGER_VARIABLE, crate::store::LINGER)?;
     match crate::limits::raise_open_files() {
         Ok((before, after)) if after > before => info!(before, after, "Open-file limit raised."),
         Ok(_) => {}
@@ -69,6 +75,7 @@ pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow
         .context("the store's open stopped unexpectedly")?
         .with_context(|| format!("cannot open the store in {}", config.relay.state_dir.display()))?;
     let opened = opening.elapsed();
+    store.set_linger(commit_linger);
     let subscriptions: Vec<String> = config.subscriptions.iter().map(|s| s.name.clone()).collect();
     // Every series from start, at zero (see crate::metrics).
     metrics.prepare_subscriptions(&subscriptions);
@@ -128,6 +135,8 @@ pub async fn run(config: Config, shutdown: Shutdown, options: Options) -> anyhow
         }
     };
     systemd::stopping();
+    // What finishes from now on is made durable at once: shutdown waits for it.
+    store.stop_lingering();
     servers.join_all().await;
     dispatcher.wait().await;
     if let Err(error) = store.commit().await {
@@ -217,15 +226,6 @@ async fn report_older_keys(store: &Store, keyring: &Keyring) -> anyhow::Result<(
         .await
         .context("the key log's write stopped unexpectedly")?
         .context("cannot write the store's key log")
-}
-
-/// [`REMOVED_GRACE`], or the duration in [`REMOVED_GRACE_VARIABLE`].
-fn removed_grace() -> anyhow::Result<Duration> {
-    match std::env::var(REMOVED_GRACE_VARIABLE) {
-        Ok(text) => humantime::parse_duration(&text)
-            .with_context(|| format!("{REMOVED_GRACE_VARIABLE} must be a duration such as \"10m\", not {text:?}")),
-        Err(_) => Ok(REMOVED_GRACE),
-    }
 }
 
 /// Binds every configured listener, starts serving and turns `/readyz` to 200; then logs one

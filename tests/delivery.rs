@@ -267,6 +267,42 @@ async fn a_delivery_record_carries_its_latest_attempt_and_earlier_ones_have_keys
     }
 }
 
+/// Answers left to linger far past the test's patience (`HOOKRELAY_COMMIT_LINGER=1h`) are made durable only
+/// by a hurry. An ordered subscription's next delivery waits for the previous answer's commit, so its
+/// worker hurries it and three events accepted together go out one after another; the last answer, which
+/// nothing waits for, lingers until SIGTERM, which ends every linger: the relay exits 0 with it recorded.
+#[tokio::test]
+async fn a_worker_that_waits_for_an_answer_hurries_it_and_shutdown_ends_every_linger() {
+    let env = TestEnv::new();
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    let ordered = "events = [\"*\"]\nsignature = \"none\"\nordered = true";
+    env.write_config(&Setup {
+        subscriptions: subscription("vet", &receiver.url("/hook"), ordered),
+        ..Setup::default()
+    });
+    let mut relay = env.start_with_env(&[(hookrelay::relay::COMMIT_LINGER_VARIABLE, "1h")]).await;
+    // One request, one accept round: nothing hurried comes after it to end a linger.
+    let batch: Vec<_> = (0..3).map(|i| json!({"type": "lab.completed", "id": format!("e-{i}"), "data": i})).collect();
+    let answer = send(relay.tcp(), Call::events(serde_json::to_string(&batch).unwrap())).await;
+    assert_eq!(answer.status, 202);
+    for i in 0..3 {
+        assert_eq!(receiver.next().await.header("webhook-id"), format!("e-{i}"));
+    }
+    relay.wait_for_log("Delivery succeeded.", 2, |_| true).await;
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+    assert!(
+        relay
+            .logs()
+            .iter()
+            .all(|line| line["message"] != "Attempt abandoned at shutdown; it is retried after restart."),
+        "the last answer was not left lingering until the grace period ran out"
+    );
+    let store = env.store();
+    let statuses: Vec<_> = deliveries(&store).iter().map(|delivery| delivery.status).collect();
+    assert_eq!(statuses, vec![DeliveryStatus::Delivered; 3]);
+}
+
 #[tokio::test]
 async fn retry_after_on_429_is_waited_for_when_longer_than_the_schedule() {
     let env = TestEnv::new();

@@ -139,20 +139,31 @@ async fn slow_and_idle_producers_are_disconnected_while_others_are_served() {
     assert_eq!(admin.status, 404, "the slow body was not stored");
 }
 
+/// The durations read from the environment at start: a value that is not one stops the relay before it
+/// opens the store, naming the variable.
 #[tokio::test]
-async fn an_invalid_client_timeout_stops_the_relay_at_start_with_a_clear_error() {
-    let env = TestEnv::new();
-    env.write_config(&Setup::default());
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-        .args(["run", "-c"])
-        .arg(env.config_path())
-        .env("HOOKRELAY_INGEST_CLIENT_TIMEOUT", "soon")
-        .output()
-        .await
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("HOOKRELAY_INGEST_CLIENT_TIMEOUT") && stderr.contains("is not a duration"), "{stderr}");
+async fn an_invalid_duration_in_the_environment_stops_the_relay_at_start_with_a_clear_error() {
+    let cases = [
+        ("HOOKRELAY_INGEST_CLIENT_TIMEOUT", "soon", "is not a duration"),
+        ("HOOKRELAY_INGEST_CLIENT_TIMEOUT", "0s", "must be longer than 0s"),
+        ("HOOKRELAY_REMOVED_SUBSCRIPTION_GRACE", "10 minutes or so", "is not a duration"),
+        (hookrelay::relay::COMMIT_LINGER_VARIABLE, "-1ms", "is not a duration"),
+    ];
+    for (variable, value, says) in cases {
+        let env = TestEnv::new();
+        env.write_config(&Setup::default());
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(["run", "-c"])
+            .arg(env.config_path())
+            .env(variable, value)
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(variable) && stderr.contains(says), "{variable}={value}: {stderr}");
+        assert!(!env.state_dir().exists(), "{variable}={value}: the store was not opened");
+    }
 }
 
 /// Writes a whole request and only then reads the answer, as Python's `http.client` and `requests` do.

@@ -10,12 +10,9 @@ const DEFAULT: Duration = Duration::from_secs(30);
 
 /// The time allowed for the request headers, and again for the body, from the environment or the default.
 pub fn client_timeout() -> anyhow::Result<Duration> {
-    match std::env::var(VARIABLE) {
-        Err(std::env::VarError::NotPresent) => Ok(DEFAULT),
-        Ok(text) => match humantime::parse_duration(text.trim()) {
-            Ok(duration) if !duration.is_zero() => Ok(duration),
-            _ => anyhow::bail!("{VARIABLE}={text:?} is not a duration such as \"30s\""),
-        },
-        Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("{VARIABLE} is not valid UTF-8"),
+    let timeout = crate::env_duration::read(VARIABLE, DEFAULT)?;
+    if timeout.is_zero() {
+        anyhow::bail!("{VARIABLE} must be longer than 0s: a producer needs some time to send its request");
     }
+    Ok(timeout)
 }

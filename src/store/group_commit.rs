@@ -74,7 +74,7 @@ impl Request {
 
 /// How the commit thread lingers (see the module doc), shared by the thread and its handles.
 struct Pace {
-    /// How long a round of answers waits for company: [`LINGER`] (longer in tests).
+    /// How long a round of answers waits for company: [`LINGER`] unless set otherwise.
     linger_ms: AtomicU64,
     /// Someone waits for answers ([`GroupCommit::hurry`]): the next round that holds answers does not
     /// linger. Kept until such a round, so a hurry made before its answer is queued still counts.
@@ -130,8 +130,9 @@ fn next_round(requests: &mpsc::Receiver<Request>, first: Request, was_idle: bool
         pace.hurried.store(false, Ordering::SeqCst);
         return round;
     }
-    if pace.may_linger() {
-        let until = Instant::now() + Duration::from_millis(pace.linger_ms.load(Ordering::Relaxed));
+    let linger = Duration::from_millis(pace.linger_ms.load(Ordering::Relaxed));
+    if !linger.is_zero() && pace.may_linger() {
+        let until = Instant::now() + linger;
         while let Ok(request) = requests.recv_timeout(until.saturating_duration_since(Instant::now())) {
             let hurried = !request.unhurried();
             round.push(request);
@@ -255,8 +256,8 @@ impl GroupCommit {
         }
     }
 
-    /// Makes rounds of answers linger this long (tests make it long enough that only a hurry ends it).
-    #[cfg(test)]
+    /// Makes rounds of answers linger this long; zero never lingers (tests make it long enough that only a
+    /// hurry ends it).
     pub fn set_linger(&self, linger: Duration) {
         self.pace.linger_ms.store(linger.as_millis() as u64, Ordering::Relaxed);
     }

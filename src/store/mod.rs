@@ -57,7 +57,7 @@ pub use format::CURRENT as FORMAT;
 
 /// The pause records found at start ([`Store::pauses`]): by subscription, and the keys of damaged ones.
 pub type Pauses = (Vec<(String, PauseRecord)>, Vec<Vec<u8>>);
-pub use group_commit::{FlushObserver, Writes};
+pub use group_commit::{FlushObserver, Writes, LINGER};
 pub use keys::delivery_id as delivery_key_id;
 pub use private::keep_new_files_private;
 pub use records::{

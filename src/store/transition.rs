@@ -127,6 +127,18 @@ impl Store {
         self.committer.hurry();
     }
 
+    /// How long a round of only answers may wait for company ([`super::group_commit::LINGER`] unless set;
+    /// zero never waits).
+    pub fn set_linger(&self, linger: std::time::Duration) {
+        self.committer.set_linger(linger);
+    }
+
+    /// From now on every answer is made durable at once, and one waiting now is (shutdown waits for them).
+    pub fn stop_lingering(&self) {
+        self.committer.set_linger(std::time::Duration::ZERO);
+        self.committer.hurry();
+    }
+
     fn transition_with<T, F>(&self, decide: F, unhurried: bool) -> Result<Answer<T>, StoreError>
     where
         T: Send + 'static,

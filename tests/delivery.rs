@@ -270,7 +270,9 @@ async fn a_delivery_record_carries_its_latest_attempt_and_earlier_ones_have_keys
 /// Answers left to linger far past the test's patience (`HOOKRELAY_COMMIT_LINGER=1h`) are made durable only
 /// by a hurry. An ordered subscription's next delivery waits for the previous answer's commit, so its
 /// worker hurries it and three events accepted together go out one after another; the last answer, which
-/// nothing waits for, lingers until SIGTERM, which ends every linger: the relay exits 0 with it recorded.
+/// nothing waits for, lingers until SIGTERM, which ends every linger: the relay exits 0 at once with it
+/// recorded. (Without that, the attempt waits out shutdown's grace period and is logged as abandoned; the
+/// final commit still records it, so the log line is what shows the difference.)
 #[tokio::test]
 async fn a_worker_that_waits_for_an_answer_hurries_it_and_shutdown_ends_every_linger() {
     let env = TestEnv::new();

@@ -470,6 +470,39 @@ async fn an_event_sealed_with_a_key_no_longer_listed_can_still_be_erased() {
     assert_eq!((attempt["response_body"].clone(), attempt.get("sealed_response_body")), (Value::Null, None));
 }
 
+/// Erase forgets every stored answer of the event's deliveries: those of earlier attempts, under keys of
+/// their own, and the one each delivery's record carries.
+#[tokio::test]
+async fn erase_forgets_the_answers_of_earlier_attempts_and_of_the_carried_one() {
+    let env = TestEnv::new();
+    let answers = vec![Reply::status(500).with_body("FIRST-ANSWER"), Reply::status(503).with_body("SECOND-ANSWER")];
+    let receiver = Receiver::start(&env.ca, sequence(answers, 200)).await;
+    let retry = "retry = [\"0s\", \"1h\"]";
+    env.write_config(&Setup { subscriptions: subscription("vet", &receiver.url("/"), retry), ..Setup::default() });
+    let mut relay = env.start().await;
+    let event = r#"{"type":"lab.completed","id":"e-answers","data":{"n":1}}"#;
+    assert_eq!(relay.post_unix(event).await.status, 202);
+    relay.wait_for_log("Delivery attempt failed; will retry.", 2, |_| true).await;
+    let erased = stdout(&cli(&env, &["erase", "e-answers"]).await);
+    assert_eq!(erased.trim(), "e-answers: erased; 1 pending deliveries cancelled");
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+
+    let db = sled::open(env.state_dir()).unwrap();
+    let mut answers = Vec::new();
+    for entry in db.scan_prefix(b"a") {
+        let attempt: Value = serde_json::from_slice(&entry.unwrap().1).unwrap();
+        answers.push((attempt["n"].clone(), attempt["response_body"].clone()));
+    }
+    for entry in db.scan_prefix(b"d") {
+        let (key, bytes) = entry.unwrap();
+        let delivery = DeliveryRecord::decode(&key, &bytes, &Keyring::default()).unwrap();
+        let carried: Value = serde_json::from_slice(&delivery.latest_attempt.unwrap().encoded).unwrap();
+        answers.push((carried["n"].clone(), carried["response_body"].clone()));
+    }
+    assert_eq!(answers, vec![(Value::from(1), Value::Null), (Value::from(2), Value::Null)]);
+}
+
 /// SPEC §6c `redact`: the pointers are removed from the data for that subscription only, every other
 /// byte kept (key order, number text, escapes), the same bytes on every attempt; other subscriptions get
 /// the whole data; a pointer that matches nothing is not an error.

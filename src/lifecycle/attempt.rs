@@ -200,7 +200,7 @@ impl Deliveries {
                     Some(PauseChange::Resumed) => records.remove_pause(&name),
                     None => {}
                 }
-                let recorded = delivery.clone();
+                let recorded = delivery.status;
                 let Judged { retry_at, pause, gave_up, paused_before } = judged;
                 let (undo, undo_name, changed) = (Arc::clone(&owner), name.clone(), pause.is_some());
                 let otherwise = move || {
@@ -212,10 +212,10 @@ impl Deliveries {
                 Ok(Change::then(answer, move || {
                     owner.metrics.attempt(&name, attempt.status_code, duration);
                     owner.end_attempt(&name, id, retry_at);
-                    if was_pending && recorded.status.is_finished() {
+                    if was_pending && recorded.is_finished() {
                         owner.backlog.release(1);
                     }
-                    if was_pending && recorded.status == DeliveryStatus::Failed {
+                    if was_pending && recorded == DeliveryStatus::Failed {
                         owner.metrics.failed(&name, 1);
                     }
                     if let Some(change) = pause {

@@ -15,7 +15,7 @@
 //! | transition | file | writes | follow-up |
 //! |---|---|---|---|
 //! | create (ingest) | [`create`] | event + its deliveries, `pending` | queue them; on failure take them back |
-//! | attempt result | [`attempt`] | delivery + attempt (+ pause record when it pauses or resumes) | hand back to the scheduler (retry) or release |
+//! | attempt result | [`attempt`] | delivery, carrying the attempt (+ the attempt it carried before, under its own key; + pause record when it pauses or resumes) | hand back to the scheduler (retry) or release |
 //! | pause / resume by hand | [`flow`] | pause record | wake the worker |
 //! | requeue | [`requeue`] | `failed`/`cancelled` → `pending` | queue, count back in the backlog |
 //! | resend | [`requeue`] | a new `pending` delivery of the same event | queue it |

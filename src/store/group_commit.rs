@@ -50,6 +50,10 @@ const BATCH_BYTES: usize = 1 << 20;
 /// at a clinic's load, and short against anything that waits on such a result.
 pub const LINGER: Duration = Duration::from_millis(10);
 
+/// The longest linger [`GroupCommit::set_linger`] sets: longer ones are not a tuning but a stall, and a
+/// deadline past what `Instant` can hold would panic.
+pub const LONGEST_LINGER: Duration = Duration::from_secs(24 * 3600);
+
 /// Key-value pairs to insert, already encoded.
 pub type Writes = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -75,7 +79,7 @@ impl Request {
 /// How the commit thread lingers (see the module doc), shared by the thread and its handles.
 struct Pace {
     /// How long a round of answers waits for company: [`LINGER`] unless set otherwise.
-    linger_ms: AtomicU64,
+    linger_us: AtomicU64,
     /// Someone waits for answers ([`GroupCommit::hurry`]): the next round that holds answers does not
     /// linger. Kept until such a round, so a hurry made before its answer is queued still counts.
     hurried: AtomicBool,
@@ -130,7 +134,7 @@ fn next_round(requests: &mpsc::Receiver<Request>, first: Request, was_idle: bool
         pace.hurried.store(false, Ordering::SeqCst);
         return round;
     }
-    let linger = Duration::from_millis(pace.linger_ms.load(Ordering::Relaxed));
+    let linger = Duration::from_micros(pace.linger_us.load(Ordering::SeqCst));
     if !linger.is_zero() && pace.may_linger() {
         let until = Instant::now() + linger;
         while let Ok(request) = requests.recv_timeout(until.saturating_duration_since(Instant::now())) {
@@ -196,7 +200,7 @@ impl GroupCommit {
         };
         let (queue, requests) = mpsc::channel::<Request>();
         let pace = Arc::new(Pace {
-            linger_ms: AtomicU64::new(LINGER.as_millis() as u64),
+            linger_us: AtomicU64::new(LINGER.as_micros() as u64),
             hurried: AtomicBool::new(false),
             lingering: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
@@ -256,10 +260,11 @@ impl GroupCommit {
         }
     }
 
-    /// Makes rounds of answers linger this long; zero never lingers (tests make it long enough that only a
-    /// hurry ends it).
+    /// Makes rounds of answers linger this long, at most [`LONGEST_LINGER`]; zero never lingers (tests make
+    /// it long enough that only a hurry ends it).
     pub fn set_linger(&self, linger: Duration) {
-        self.pace.linger_ms.store(linger.as_millis() as u64, Ordering::Relaxed);
+        let micros = linger.min(LONGEST_LINGER).as_micros() as u64;
+        self.pace.linger_us.store(micros, Ordering::SeqCst);
     }
 
     /// Waits until the thread waits for requests, then returns how many rounds it has begun (for tests).

@@ -23,7 +23,9 @@
 //!   pending delivery is never removed. The event record is also the idempotency key, so an id can be
 //!   reused after the retention period.
 //! - A record that does not decode is moved under the `q` prefix by the first transition that meets it
-//!   (quarantine), never deleted; reads outside transitions report it for that.
+//!   (quarantine), never deleted; reads outside transitions report it for that. The one exception is
+//!   an attempt carried in a delivery record that does not read when its event is erased: it may hold
+//!   the receiver's answer, which erase must not keep, so it is dropped.
 //! - Reads run on the blocking pool or the commit thread, never on an async worker.
 //! - Every failed or cancelled delivery has an entry in the status index ([`status_index`]).
 //! - Everything is in one tree; the key layout is in [`keys`].
@@ -218,8 +220,9 @@ impl Store {
     }
 
     /// How many records are sealed with each key other than the sealing key that has sealed records here
-    /// (an older key still listed, or one no longer listed). Reads every event and attempt, but only
-    /// when there is such a key (a rotation under way, or a key gone), so not at a common start.
+    /// (an older key still listed, or one no longer listed). Reads every event, attempt and delivery (for
+    /// the attempt it carries), but only when there is such a key (a rotation under way, or a key gone),
+    /// so not at a common start.
     pub fn sealed_with_older_keys(&self) -> Result<BTreeMap<KeyId, SealedRecords>, StoreError> {
         let mut counts: BTreeMap<KeyId, SealedRecords> =
             self.older_keys.iter().map(|&key| (key, SealedRecords::default())).collect();
@@ -457,7 +460,9 @@ impl Store {
                 Err(_) => damaged.push(key.to_vec()),
             }
         }
-        if let Some(latest) = &delivery.latest_attempt {
+        // Read after `delivery`: a later attempt recorded meanwhile has moved this one under its own key.
+        let moved = |latest: &EmbeddedAttempt| attempts.last().is_some_and(|last: &AttemptRecord| last.n >= latest.n);
+        if let Some(latest) = delivery.latest_attempt.as_ref().filter(|latest| !moved(latest)) {
             match latest.decode(delivery.id, &self.keyring) {
                 Ok(attempt) => attempts.push(attempt),
                 // The reason is not logged: a JSON error may quote the stored answer.
@@ -534,6 +539,53 @@ fn decode<T: Record>(key: &[u8], value: &[u8], keyring: &Keyring) -> Result<T, S
 mod tests {
     use super::*;
 
+    fn attempt(n: u32, body: &str) -> AttemptRecord {
+        AttemptRecord {
+            n,
+            started_at: 1,
+            duration_ms: 1,
+            status_code: Some(500),
+            error: None,
+            response_body: Some(body.into()),
+            sealed_response_body: None,
+        }
+    }
+
+    /// Records `n` as the attempt the delivery `id` carries (creating the delivery if need be).
+    async fn record(store: &Store, id: DeliveryId, n: u32) {
+        let carried = store.encode_attempt(id, &attempt(n, &format!("answer {n}")));
+        let written = store.transition(move |records| {
+            let found = records.delivery(id)?;
+            let mut delivery = found.unwrap_or_else(|| DeliveryRecord::pending(id, "evt", "lab.completed", "vet", 1));
+            records.carry_attempt(&mut delivery, carried);
+            records.put_delivery(&delivery);
+            Ok(Change::only(()))
+        });
+        written.unwrap().wait().await.unwrap();
+    }
+
+    /// A view lists each attempt once, first to last, also when the delivery it read was overtaken by a
+    /// later attempt before it read the attempts under their own keys.
+    #[tokio::test]
+    async fn a_view_of_a_delivery_read_before_its_next_attempt_lists_each_attempt_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None, Keyring::default()).unwrap();
+        let id = DeliveryId(ulid::Ulid(7));
+        let listed = |delivery: &DeliveryRecord| -> Vec<(u32, Option<String>)> {
+            let attempts = store.attempts(delivery, &mut Vec::new()).unwrap();
+            attempts.into_iter().map(|attempt| (attempt.n, attempt.response_body)).collect()
+        };
+        record(&store, id, 1).await;
+        let before = store.delivery(id).unwrap().unwrap();
+        assert_eq!(listed(&before), [(1, Some("answer 1".into()))]);
+        record(&store, id, 2).await;
+        record(&store, id, 3).await;
+        let now = store.delivery(id).unwrap().unwrap();
+        let all: Vec<_> = (1..=3).map(|n| (n, Some(format!("answer {n}")))).collect();
+        assert_eq!(listed(&now), all);
+        assert_eq!(listed(&before), all[..2], "what it carried is under its own key now, listed once");
+    }
+
     /// A key that seals only an answer carried in a delivery's record is still in use: a start must not
     /// tell the operator it can go, nor drop it from the key log.
     #[tokio::test]
@@ -544,16 +596,7 @@ mod tests {
         key_log::write(dir.path(), &logged).unwrap();
         let store = Store::open(dir.path(), None, Keyring::new(vec![newer, older.clone()])).unwrap();
         let id = DeliveryId(ulid::Ulid(7));
-        let attempt = AttemptRecord {
-            n: 1,
-            started_at: 1,
-            duration_ms: 1,
-            status_code: Some(500),
-            error: None,
-            response_body: Some("ANSWER".into()),
-            sealed_response_body: None,
-        };
-        let carried = EmbeddedAttempt::encode(id, &attempt, &Keyring::new(vec![older.clone()]));
+        let carried = EmbeddedAttempt::encode(id, &attempt(1, "ANSWER"), &Keyring::new(vec![older.clone()]));
         let written = store.transition(move |records| {
             let mut delivery = DeliveryRecord::pending(id, "evt", "lab.completed", "vet", 1);
             records.carry_attempt(&mut delivery, carried);

@@ -119,8 +119,8 @@ impl DeliveryStatus {
 /// positional: the first four are read alone at start ([`DeliveryState`]), so they stay first and in
 /// this order; changing the fields means a new layout number (see `DELIVERY_FORMAT`).
 ///
-/// The record carries its latest attempt, so that recording an attempt is one write; the attempts
-/// before it have keys of their own ([`super::keys`]).
+/// The record carries its latest attempt, so that recording a delivery's first attempt is one write (each
+/// later one is two: the attempt it carried moves to a key of its own, [`super::keys`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub status: DeliveryStatus,
@@ -141,7 +141,8 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
-    /// The latest attempt (layout 3), moved to its own key when the next one is recorded.
+    /// The latest attempt (layout 3), moved to its own key when the next one is recorded. Sealed with
+    /// that key as associated data, not this record's ([`super::sealing`]).
     pub latest_attempt: Option<EmbeddedAttempt>,
 }
 
@@ -152,6 +153,8 @@ pub struct DeliveryRecord {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmbeddedAttempt {
     pub n: u32,
+    /// Read as one slice (postcard writes bytes and a sequence of `u8` alike).
+    #[serde(with = "serde_bytes")]
     pub encoded: Vec<u8>,
 }
 

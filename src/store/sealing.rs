@@ -1,6 +1,7 @@
 //! Payloads sealed at rest (SPEC §8): event `data` and stored response bodies are encrypted before they
 //! reach sled, with the record's key as associated data, so that no byte of them is in `state_dir` in
-//! the clear and a sealed value moved under another record's key does not open.
+//! the clear and a sealed value moved under another record's key does not open. (An attempt carried in
+//! its delivery's record is sealed with the key it moves to, its own `a` key: [`super::EmbeddedAttempt`].)
 //!
 //! The cipher is XChaCha20-Poly1305 (RustCrypto's `chacha20poly1305`): ChaCha20-Poly1305 with a 192-bit
 //! nonce, so a fresh random nonce per record is safe for any number of records under one key (a 96-bit

@@ -271,13 +271,15 @@ impl Records<'_, '_> {
     }
 
     /// Makes an attempt encoded by the caller ([`Store::encode_attempt`]) the one `delivery` carries, which
-    /// the caller then writes ([`Records::put_delivery`]): recording an attempt is one write. The attempt
-    /// it carried before goes to its own key now, as encoded; attempts under their own keys are only read
+    /// the caller then writes ([`Records::put_delivery`]): recording a first attempt is one write. The
+    /// attempt it carried before (an earlier number; the same one is replaced) goes to its own key now, as
+    /// encoded; attempts under their own keys are only read
     /// by prefix scans, which apply the round's writes first, so those bytes are not copied for reads in
     /// the round.
     pub fn carry_attempt(&mut self, delivery: &mut DeliveryRecord, attempt: EmbeddedAttempt) {
         let n = attempt.n;
         if let Some(earlier) = delivery.latest_attempt.replace(attempt).filter(|earlier| earlier.n != n) {
+            debug_assert!(earlier.n < n, "attempts are recorded in order");
             self.staged_new.push((keys::attempt(delivery.id, earlier.n).to_vec(), earlier.encoded));
         }
     }

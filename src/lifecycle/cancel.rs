@@ -8,7 +8,7 @@ use tracing::{error, info};
 
 use super::{Deliveries, SLICE};
 use crate::clock::now_ms;
-use crate::store::{Change, DeliveryRecord, DeliveryStatus, EmbeddedAttempt, Keyring, StoreError};
+use crate::store::{Change, DeliveryStatus, StoreError};
 
 /// `POST /v1/events/{id}/erase`'s answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -130,12 +130,7 @@ impl Deliveries {
                         cancelled.push((delivery.subscription.clone(), id));
                         changed = true;
                     }
-                    for mut attempt in records.earlier_attempts_metadata(id)? {
-                        if attempt.forget_response_body() {
-                            records.put_attempt(id, &attempt);
-                        }
-                    }
-                    changed |= forget_latest_response_body(&mut delivery);
+                    changed |= records.forget_response_bodies(&mut delivery)?;
                     if changed {
                         records.put_delivery(&delivery);
                     }
@@ -163,21 +158,4 @@ impl Deliveries {
             .wait()
             .await
     }
-}
-
-/// Removes the response body of the attempt `delivery` carries, sealed or not, without opening it; says
-/// whether the record changed. An attempt that does not read is dropped whole: erase keeps no answer.
-fn forget_latest_response_body(delivery: &mut DeliveryRecord) -> bool {
-    let Some(latest) = &delivery.latest_attempt else { return false };
-    match latest.decode(delivery.id, &Keyring::default()) {
-        Ok(mut attempt) => {
-            if !attempt.forget_response_body() {
-                return false;
-            }
-            // With no body, nothing is sealed: no key needed.
-            delivery.latest_attempt = Some(EmbeddedAttempt::encode(delivery.id, &attempt, &Keyring::default()));
-        }
-        Err(_) => delivery.latest_attempt = None,
-    }
-    true
 }

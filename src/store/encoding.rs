@@ -131,6 +131,25 @@ fn whole(decoded: (DeliveryRecord, &[u8])) -> Result<DeliveryRecord, String> {
     }
 }
 
+impl DeliveryRecord {
+    /// Changes the attempt the record carries, read without opening its body and encoded again with
+    /// `seal_with`, if `change` says it changed it; says whether it did. `Err` when the attempt does not
+    /// read; `Ok(false)` when the record carries none.
+    pub fn rewrite_latest_attempt(
+        &mut self,
+        seal_with: &Keyring,
+        change: impl FnOnce(&mut AttemptRecord) -> bool,
+    ) -> Result<bool, String> {
+        let Some(latest) = &self.latest_attempt else { return Ok(false) };
+        let mut attempt = latest.decode(self.id, &Keyring::default())?;
+        if !change(&mut attempt) {
+            return Ok(false);
+        }
+        self.latest_attempt = Some(EmbeddedAttempt::encode(self.id, &attempt, seal_with));
+        Ok(true)
+    }
+}
+
 impl EmbeddedAttempt {
     /// `attempt` of `delivery` as its record carries it, its response body sealed with `keyring`.
     pub fn encode(delivery: DeliveryId, attempt: &AttemptRecord, keyring: &Keyring) -> EmbeddedAttempt {

@@ -85,9 +85,8 @@ struct Pace {
     hurried: AtomicBool,
     /// The thread is lingering: a hurry must wake it with a request.
     lingering: AtomicBool,
-    /// The thread waits for requests, and how many rounds it has begun (for tests).
+    /// The thread waits for requests (for tests; written only when it goes idle, not every round).
     waiting: AtomicBool,
-    begun: AtomicU64,
 }
 
 impl Pace {
@@ -125,7 +124,6 @@ fn first_request(requests: &mpsc::Receiver<Request>, pace: &Pace) -> Option<(Req
 fn next_round(requests: &mpsc::Receiver<Request>, first: Request, was_idle: bool, pace: &Pace) -> Vec<Request> {
     let mut round = vec![first];
     round.extend(requests.try_iter());
-    pace.begun.fetch_add(1, Ordering::SeqCst);
     if !round.iter().any(Request::unhurried) {
         return round;
     }
@@ -145,8 +143,10 @@ fn next_round(requests: &mpsc::Receiver<Request>, first: Request, was_idle: bool
                 break;
             }
         }
-        pace.lingering.store(false, Ordering::SeqCst);
+        // The hurry is answered first: one that comes between the two then still sees the thread lingering
+        // and sends its wake-up (harmless), instead of being cleared unseen.
         pace.hurried.store(false, Ordering::SeqCst);
+        pace.lingering.store(false, Ordering::SeqCst);
     }
     round
 }
@@ -204,7 +204,6 @@ impl GroupCommit {
             hurried: AtomicBool::new(false),
             lingering: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
-            begun: AtomicU64::new(0),
         });
         let thread_pace = Arc::clone(&pace);
         std::thread::Builder::new().name("hookrelay-commit".into()).spawn(move || {
@@ -267,19 +266,18 @@ impl GroupCommit {
         self.pace.linger_us.store(micros, Ordering::SeqCst);
     }
 
-    /// Waits until the thread waits for requests, then returns how many rounds it has begun (for tests).
+    /// Waits until the thread waits for requests (for tests).
     #[cfg(test)]
-    pub fn wait_until_idle(&self) -> u64 {
+    pub fn wait_until_idle(&self) {
         while !self.pace.waiting.load(Ordering::SeqCst) {
             std::thread::yield_now();
         }
-        self.pace.begun.load(Ordering::SeqCst)
     }
 
-    /// Waits until the thread has begun more than `rounds` rounds (for tests).
+    /// Waits until the thread lingers for company (for tests).
     #[cfg(test)]
-    pub fn wait_until_begun(&self, rounds: u64) {
-        while self.pace.begun.load(Ordering::SeqCst) <= rounds {
+    pub fn wait_until_lingering(&self) {
+        while !self.pace.lingering.load(Ordering::SeqCst) {
             std::thread::yield_now();
         }
     }

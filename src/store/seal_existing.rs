@@ -12,7 +12,7 @@ use std::time::Instant;
 use tracing::info;
 
 use super::encoding::Record;
-use super::records::{AttemptRecord, DeliveryRecord, EmbeddedAttempt, EventRecord};
+use super::records::{AttemptRecord, DeliveryRecord, EventRecord};
 use super::sealing::Keyring;
 use super::{keys, StoreError};
 
@@ -34,13 +34,7 @@ pub fn seal_records_in_the_clear(db: &sled::Db, keyring: &Keyring) -> Result<(u6
         reseal(db, keys::ATTEMPT, keyring, |attempt: &mut AttemptRecord| body_in_the_clear(attempt))?;
     // The latest attempt of each delivery is in the delivery's record.
     let latest_attempts = reseal(db, keys::DELIVERY, keyring, |delivery: &mut DeliveryRecord| {
-        let Some(latest) = &delivery.latest_attempt else { return false };
-        let Ok(attempt) = latest.decode(delivery.id, &Keyring::default()) else { return false };
-        let clear = body_in_the_clear(&attempt);
-        if clear {
-            delivery.latest_attempt = Some(EmbeddedAttempt::encode(delivery.id, &attempt, keyring));
-        }
-        clear
+        delivery.rewrite_latest_attempt(keyring, |attempt| body_in_the_clear(attempt)).unwrap_or(false)
     })?;
     let attempts = earlier_attempts + latest_attempts;
     db.flush()?;
@@ -93,7 +87,7 @@ fn reseal<T: Record>(
 mod tests {
     use super::*;
     use crate::store::records::null;
-    use crate::store::{DeliveryId, StoreKey};
+    use crate::store::{DeliveryId, EmbeddedAttempt, StoreKey};
 
     fn event(id: &str, data: &str) -> EventRecord {
         EventRecord {

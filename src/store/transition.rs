@@ -113,7 +113,7 @@ impl Store {
     }
 
     /// [`Store::transition`] for a decision nobody waits on at once (an attempt's result): its round may
-    /// linger for company up to [`super::group_commit::LINGER`], unless [`Store::hurry`] ends it.
+    /// linger for company ([`Store::set_linger`]), unless [`Store::hurry`] ends it.
     pub fn transition_unhurried<T, F>(&self, decide: F) -> Result<Answer<T>, StoreError>
     where
         T: Send + 'static,
@@ -187,10 +187,30 @@ impl Records<'_, '_> {
         self.read_with(&keys::event(id), &Keyring::default())
     }
 
+    /// Forgets the response body of every attempt of `delivery` (erase), sealed or not, without opening
+    /// any: those under keys of their own are written here; says whether the one `delivery` carries
+    /// changed, for the caller to write `delivery`. A carried attempt that does not read is dropped whole:
+    /// erase keeps no answer.
+    pub fn forget_response_bodies(&mut self, delivery: &mut DeliveryRecord) -> Result<bool, StoreError> {
+        for mut attempt in self.earlier_attempts_metadata(delivery.id)? {
+            if attempt.forget_response_body() {
+                self.put_attempt(delivery.id, &attempt);
+            }
+        }
+        // With no body, nothing is sealed: no key needed.
+        match delivery.rewrite_latest_attempt(&Keyring::default(), AttemptRecord::forget_response_body) {
+            Ok(changed) => Ok(changed),
+            Err(_) => {
+                delivery.latest_attempt = None;
+                Ok(true)
+            }
+        }
+    }
+
     /// The attempts of a delivery under keys of their own (every one but the one its record carries),
     /// first to last, their response bodies left as stored (sealed ones are not opened), like
     /// [`Records::event_metadata`].
-    pub fn earlier_attempts_metadata(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+    fn earlier_attempts_metadata(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         let mut attempts = Vec::new();
         for key in self.round.keys_with_prefix(&keys::attempts_of(id)).map_err(io_error)? {
             attempts.extend(self.read_with::<AttemptRecord>(&key, &Keyring::default())?);
@@ -283,7 +303,7 @@ impl Records<'_, '_> {
         }
     }
 
-    pub fn put_attempt(&mut self, id: DeliveryId, attempt: &AttemptRecord) {
+    fn put_attempt(&mut self, id: DeliveryId, attempt: &AttemptRecord) {
         let key = keys::attempt(id, attempt.n);
         self.stage(key.to_vec(), Some(attempt.encode(&key, &self.store.keyring)));
     }
@@ -385,14 +405,20 @@ mod tests {
         tokio::time::timeout(PATIENCE, future).await.unwrap_or_else(|_| panic!("{what}: no answer in {PATIENCE:?}"))
     }
 
+    /// An answer queued while the commit thread is idle, once its round lingers for company.
+    fn lingering_answer(store: &Store, n: usize) -> super::Answer<usize> {
+        store.committer.wait_until_idle();
+        let answer = store.transition_unhurried(move |_| Ok(Change::only(n))).unwrap();
+        store.committer.wait_until_lingering();
+        answer
+    }
+
     /// An answer that finds the commit thread idle lingers for the next request in a hurry (here one
     /// queued only once the answer's round has begun) and is made durable in its round: one flush for both.
     #[tokio::test]
     async fn an_unhurried_transition_lingers_for_the_next_hurried_request() {
         let (_dir, store, rounds) = counted();
-        let begun = store.committer.wait_until_idle();
-        let unhurried = store.transition_unhurried(|_| Ok(Change::only(1))).unwrap();
-        store.committer.wait_until_begun(begun);
+        let unhurried = lingering_answer(&store, 1);
         let hurried = store.transition(|_| Ok(Change::only(2))).unwrap();
         assert_eq!(within("the answer", unhurried.wait()).await.unwrap(), 1);
         assert_eq!(hurried.wait().await.unwrap(), 2);
@@ -404,9 +430,7 @@ mod tests {
     #[tokio::test]
     async fn a_hurry_ends_a_linger_and_is_kept_for_an_answer_still_to_come() {
         let (_dir, store, _rounds) = counted();
-        let begun = store.committer.wait_until_idle();
-        let unhurried = store.transition_unhurried(|_| Ok(Change::only(1))).unwrap();
-        store.committer.wait_until_begun(begun);
+        let unhurried = lingering_answer(&store, 1);
         store.hurry();
         assert_eq!(within("the lingering answer", unhurried.wait()).await.unwrap(), 1);
         store.committer.wait_until_idle();

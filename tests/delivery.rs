@@ -14,7 +14,7 @@ use sha2::Sha256;
 use hookrelay::store::{DeliveryId, DeliveryRecord, DeliveryStatus, Keyring, Record};
 use support::client::{send, Call};
 use support::receiver::{always, sequence, Receiver, Reply};
-use support::relay::{deliveries, Setup, TestEnv};
+use support::relay::{deliveries, unsigned_subscription, Setup, TestEnv};
 use support::tls::TestCa;
 
 /// The Standard Webhooks documentation's example secret.
@@ -186,7 +186,7 @@ async fn a_receiver_that_always_fails_ends_failed_after_the_schedule() {
     let env = TestEnv::new();
     let receiver = Receiver::start(&env.ca, always(500)).await;
     env.write_config(&Setup {
-        subscriptions: subscription("vet", &receiver.url("/hook"), "events = [\"*\"]\nsignature = \"none\""),
+        subscriptions: unsigned_subscription("vet", &receiver.url("/hook"), ""),
         ..Setup::default()
     });
     let mut relay = env.start().await;
@@ -227,10 +227,10 @@ async fn a_delivery_record_carries_its_latest_attempt_and_earlier_ones_have_keys
     let answers = vec![Reply::status(500).with_body("first answer"), Reply::status(503).with_body("second answer")];
     let retried = Receiver::start(&env.ca, sequence(answers, 200)).await;
     let at_once = Receiver::start(&env.ca, always(200)).await;
-    let retries = "events = [\"*\"]\nsignature = \"none\"\nretry = [\"0s\", \"0s\"]";
+    let retries = "retry = [\"0s\", \"0s\"]";
     env.write_config(&Setup {
-        subscriptions: subscription("retried", &retried.url("/hook"), retries)
-            + &subscription("at-once", &at_once.url("/hook"), "events = [\"*\"]\nsignature = \"none\""),
+        subscriptions: unsigned_subscription("retried", &retried.url("/hook"), retries)
+            + &unsigned_subscription("at-once", &at_once.url("/hook"), ""),
         ..Setup::default()
     });
     let mut relay = env.start().await;
@@ -277,9 +277,9 @@ async fn a_delivery_record_carries_its_latest_attempt_and_earlier_ones_have_keys
 async fn a_worker_that_waits_for_an_answer_hurries_it_and_shutdown_ends_every_linger() {
     let env = TestEnv::new();
     let receiver = Receiver::start(&env.ca, always(200)).await;
-    let ordered = "events = [\"*\"]\nsignature = \"none\"\nordered = true";
+    let ordered = "ordered = true";
     env.write_config(&Setup {
-        subscriptions: subscription("vet", &receiver.url("/hook"), ordered),
+        subscriptions: unsigned_subscription("vet", &receiver.url("/hook"), ordered),
         ..Setup::default()
     });
     let mut relay = env.start_with_env(&[(hookrelay::relay::COMMIT_LINGER_VARIABLE, "1h")]).await;
@@ -311,11 +311,7 @@ async fn retry_after_on_429_is_waited_for_when_longer_than_the_schedule() {
     let busy = Reply::status(429).with_header("retry-after", "1");
     let receiver = Receiver::start(&env.ca, sequence(vec![busy], 200)).await;
     env.write_config(&Setup {
-        subscriptions: subscription(
-            "vet",
-            &receiver.url("/hook"),
-            "events = [\"*\"]\nsignature = \"none\"\nretry = [\"0s\"]",
-        ),
+        subscriptions: unsigned_subscription("vet", &receiver.url("/hook"), "retry = [\"0s\"]"),
         ..Setup::default()
     });
     let relay = env.start().await;
@@ -339,8 +335,8 @@ async fn redirects_are_not_followed_and_untrusted_certificates_are_refused() {
     let stranger_ca = TestCa::new();
     let stranger = Receiver::start(&stranger_ca, always(200)).await;
     env.write_config(&Setup {
-        subscriptions: subscription("moved", &receiver.url("/hook"), "events = [\"*\"]\nsignature = \"none\"")
-            + &subscription("stranger", &stranger.url("/hook"), "events = [\"*\"]\nsignature = \"none\"\nretry = []"),
+        subscriptions: unsigned_subscription("moved", &receiver.url("/hook"), "")
+            + &unsigned_subscription("stranger", &stranger.url("/hook"), "retry = []"),
         ..Setup::default()
     });
     let relay = env.start().await;
@@ -366,11 +362,7 @@ async fn a_subscription_never_has_more_attempts_in_flight_than_its_concurrency()
     let env = TestEnv::new();
     let receiver = Receiver::start_holding(&env.ca, always(200)).await;
     env.write_config(&Setup {
-        subscriptions: subscription(
-            "vet",
-            &receiver.url("/hook"),
-            "events = [\"*\"]\nsignature = \"none\"\nconcurrency = 2",
-        ),
+        subscriptions: unsigned_subscription("vet", &receiver.url("/hook"), "concurrency = 2"),
         ..Setup::default()
     });
     let relay = env.start().await;
@@ -394,11 +386,7 @@ async fn an_ordered_subscription_delivers_one_at_a_time_in_acceptance_order() {
     let env = TestEnv::new();
     let receiver = Receiver::start(&env.ca, sequence(vec![Reply::status(503)], 200)).await;
     env.write_config(&Setup {
-        subscriptions: subscription(
-            "erp",
-            &receiver.url("/hook"),
-            "events = [\"*\"]\nsignature = \"none\"\nordered = true\nretry = [\"50ms\"]",
-        ),
+        subscriptions: unsigned_subscription("erp", &receiver.url("/hook"), "ordered = true\nretry = [\"50ms\"]"),
         ..Setup::default()
     });
     let relay = env.start().await;

@@ -10,6 +10,8 @@
 //! - the backlog count equals the pending deliveries on disk, and the failed gauge equals the failed
 //!   deliveries on disk, per subscription;
 //! - the status index holds exactly the failed and cancelled deliveries on disk;
+//! - each delivery's attempts read back numbered 1 to its count, once each (those under keys of their own
+//!   and the one its record carries), and none of an erased event's deliveries keeps a response body;
 //! - the scheduler's order-key bookkeeping matches its definition (subscription `a` orders by `/k`): only a
 //!   key's oldest unfinished delivery may start, never while another of the key is in flight.
 //!
@@ -107,6 +109,8 @@ struct Model {
     in_flight: Vec<(String, DeliveryId)>,
     /// Deliveries that must be pending now (requeued or resent, and neither attempted nor cancelled since).
     must_be_pending: Vec<(DeliveryId, String)>,
+    /// Deliveries of erased events: none may keep a response body.
+    erased: Vec<DeliveryId>,
     events: usize,
 }
 
@@ -117,7 +121,8 @@ impl Model {
         write_config(dir.path(), &presence);
         let config = Arc::new(ArcSwap::from_pointee(Config::load(&dir.path().join("relay.toml")).unwrap()));
         let relay = Some(Relay::open(dir.path(), &config).await);
-        Model { dir, config, presence, relay, in_flight: Vec::new(), must_be_pending: Vec::new(), events: 0 }
+        let (in_flight, must_be_pending, erased) = (Vec::new(), Vec::new(), Vec::new());
+        Model { dir, config, presence, relay, in_flight, must_be_pending, erased, events: 0 }
     }
 
     fn relay(&self) -> &Relay {
@@ -182,7 +187,8 @@ impl Model {
                     duration_ms: 1,
                     status_code: Some(if success { 200 } else { 503 }),
                     error: None,
-                    response_body: Some("body".into()),
+                    // A failure answers with an error page, too long for the delivery record to carry.
+                    response_body: Some(if success { "body".into() } else { "error page ".repeat(64) }),
                     sealed_response_body: None,
                 };
                 // The subscription as its worker would hold it (it may have left the config since).
@@ -249,6 +255,7 @@ impl Model {
                 let cancelled: Vec<_> =
                     self.on_disk().iter().filter(|d| d.event_id == event_id).map(|d| d.id).collect();
                 self.must_be_pending.retain(|(id, _)| !cancelled.contains(id));
+                self.erased.extend(cancelled);
             }
             Op::Purge => {
                 // Everything finished counts as past retention.
@@ -287,6 +294,16 @@ impl Model {
             }
             if delivery.status == DeliveryStatus::Failed {
                 *failed.entry(&delivery.subscription).or_default() += 1;
+            }
+            let mut damaged = Vec::new();
+            let attempts = self.deliveries().store().attempts(delivery, &mut damaged).unwrap();
+            assert!(damaged.is_empty(), "after {after:?}: damaged attempts {damaged:?}");
+            let numbers: Vec<u32> = attempts.iter().map(|attempt| attempt.n).collect();
+            let made: Vec<u32> = (1..=delivery.attempts).collect();
+            assert_eq!(numbers, made, "after {after:?}: the attempts of {} read back", delivery.id);
+            if self.erased.contains(&delivery.id) {
+                let kept: Vec<_> = attempts.iter().filter(|attempt| attempt.response_body.is_some()).collect();
+                assert!(kept.is_empty(), "after {after:?}: erased {} keeps answers {kept:?}", delivery.id);
             }
         }
         if let Err(problem) = scheduler.check_order_keys() {

@@ -9,6 +9,8 @@ use std::path::Path;
 
 use serde_json::json;
 
+use hookrelay::store::{DeliveryRecord, Keyring, Record};
+use support::client::{send, Call};
 use support::receiver::{always, Receiver};
 use support::relay::{unsigned_subscription, Setup, TestEnv};
 
@@ -113,4 +115,65 @@ async fn a_store_of_a_newer_format_is_refused_naming_both_and_left_untouched() {
     let (found, reads) = (format!("the store is format {newer}"), format!("reads formats up to {}", newer - 1));
     assert!(stderr.contains(&found) && stderr.contains(&reads), "{stderr}");
     assert!(snapshot(&env.state_dir()) == before, "the state directory changed");
+}
+
+/// A store as format 4 wrote it: delivery records of layout 2, with every attempt under an `a` key of its
+/// own. The test takes a store of today's format and moves each carried attempt out of its record. After
+/// the upgrade the old attempts read where they are, and a new one is carried by the old record.
+#[tokio::test]
+async fn a_store_of_format_4_keeps_its_attempts_and_records_new_ones_after_the_upgrade() {
+    let env = TestEnv::new();
+    a_store_with_failed_deliveries(&env).await;
+    std::fs::write(env.state_dir().join("format"), "hookrelay-store-format 4\n").unwrap();
+    {
+        let db = sled::open(env.state_dir()).unwrap();
+        let records: Vec<_> = db.scan_prefix(b"d").map(Result::unwrap).collect();
+        assert_eq!(records.len(), 8);
+        for (key, value) in records {
+            let mut delivery = DeliveryRecord::decode(&key, &value, &Keyring::default()).unwrap();
+            let carried = delivery.latest_attempt.take().expect("every delivery was attempted once");
+            db.insert([&b"a"[..], &key[1..], &carried.n.to_be_bytes()].concat(), carried.encoded).unwrap();
+            // Layout 3 is layout 2 and the carried attempt, of which `None` is the last byte.
+            let layout_3 = delivery.encode(&key, &Keyring::default());
+            assert_eq!((layout_3[0], layout_3.last()), (3, Some(&0)));
+            let layout_2 = [&[2][..], &layout_3[1..layout_3.len() - 1]].concat();
+            db.insert(key, layout_2).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    // Both subscriptions answer now.
+    let receiver = Receiver::start(&env.ca, always(200)).await;
+    env.write_config(&Setup {
+        subscriptions: unsigned_subscription("ok", &receiver.url("/"), "")
+            + &unsigned_subscription("bad", &receiver.url("/"), "retry = []"),
+        ..Setup::default()
+    });
+
+    let relay = env.start().await;
+    let upgraded = relay.wait_for_log("Store upgraded to a newer format.", 1, |_| true).await;
+    assert_eq!((upgraded["from"].as_u64(), upgraded["to"].as_u64()), (Some(4), Some(5)), "{upgraded}");
+    let failed = relay.admin_get("/v1/deliveries?status=failed").await;
+    let failed: Vec<String> =
+        failed["deliveries"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(failed.len(), 4);
+    let retried = send(&relay.unix, Call::post("/v1/deliveries/retry", r#"{"status": "failed"}"#)).await;
+    assert_eq!(retried.status, 200, "{}", String::from_utf8_lossy(&retried.body));
+    relay.wait_for_log("Delivery succeeded.", 4, |_| true).await;
+
+    let status_codes = |view: &serde_json::Value| -> Vec<(serde_json::Value, serde_json::Value)> {
+        let attempts = view["attempts"].as_array().unwrap();
+        attempts.iter().map(|a| (a["n"].clone(), a["status_code"].clone())).collect()
+    };
+    for id in &failed {
+        let view = relay.admin_get(&format!("/v1/deliveries/{id}")).await;
+        assert_eq!(view["status"], "delivered", "{view}");
+        assert_eq!(status_codes(&view), [(json!(1), json!(500)), (json!(2), json!(200))], "{view}");
+    }
+    let delivered = relay.admin_get("/v1/deliveries?status=delivered&subscription=ok").await;
+    for listed in delivered["deliveries"].as_array().unwrap() {
+        let view = relay.admin_get(&format!("/v1/deliveries/{}", listed["id"].as_str().unwrap())).await;
+        assert_eq!(status_codes(&view), [(json!(1), json!(200))], "{view}");
+    }
+    let quarantine = relay.admin_get("/v1/quarantine").await;
+    assert_eq!(quarantine["records"], json!([]), "nothing of a format-4 store is damage: {quarantine}");
 }

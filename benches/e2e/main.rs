@@ -1,6 +1,7 @@
 //! End-to-end benchmark: the release `hookrelay` binary as a child process, an in-process HTTPS sink, and
 //! producers on the unix socket. Prints one table and one JSON line per scenario. See BENCHMARKS.md.
-//! `sealed` runs durable ingest and end to end again with `encryption_key` set (SPEC §8).
+//! `sealed` runs durable ingest and end to end again with `encryption_key` set (SPEC §8); `failing` has
+//! every delivery fail once with a 4 KiB answer before it succeeds.
 //!
 //!   cargo bench --bench e2e                  # every scenario
 //!   cargo bench --bench e2e -- ingest e2e    # only the scenarios whose names contain these words
@@ -167,6 +168,36 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
         }
     };
     (row, peak)
+}
+
+/// Every delivery fails once, with a 500 and a 4 KiB answer (as much as the relay keeps), then succeeds
+/// on an immediate retry: what recording long answers costs, as a delivery carries its latest attempt and
+/// moves it to a key of its own when the next one is recorded.
+async fn failing_once(total: usize) -> Row {
+    settle_disk();
+    let env = TestEnv::new();
+    let sink = Sink::failing_first(&env.ca).await;
+    write_config(&env, &subscription("s", &sink.url, "retry = [\"0s\"]\npause_after = 0"));
+    let relay = start(&env).await;
+    let cpu_before = process::cpu_ms(relay.pid());
+    let disk_before = process::disk_write_bytes(relay.pid());
+    let started = Instant::now();
+    drive(&socket(&relay), PRODUCERS, total, 1, PAD_BYTES, "f").await;
+    sink.wait_for(2 * total).await;
+    let elapsed = started.elapsed();
+    let cpu_per_event_ms = (process::cpu_ms(relay.pid()) - cpu_before) / total as f64;
+    let disk_per_event_kib = (process::disk_write_bytes(relay.pid()) - disk_before) / 1024.0 / total as f64;
+    let flushes = flush_stats(&relay).await;
+    Row {
+        scenario: "failing once, 4 KiB answers",
+        value: total as f64 / elapsed.as_secs_f64(),
+        unit: "events/s",
+        target: "",
+        detail: format!(
+            "{total} events, each a 500 then a 204, first accept to last delivery {:.2} s; relay CPU {cpu_per_event_ms:.3} ms, disk writes {disk_per_event_kib:.2} KiB per event; {flushes}",
+            elapsed.as_secs_f64()
+        ),
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -476,6 +507,9 @@ async fn main() {
     }
     if wanted("fanout") {
         rows.push(end_to_end(10, size("BENCH_EVENTS", 100_000) / 5, false).await.0);
+    }
+    if wanted("failing") {
+        rows.push(failing_once(size("BENCH_EVENTS", 100_000) / 2).await);
     }
     if wanted("latency") {
         rows.extend(paced(1000, size("BENCH_LATENCY_SECS", 30)).await);

@@ -1,5 +1,6 @@
-//! The benchmark's receiver: HTTPS on 127.0.0.1, answers 204 at once, records when each `webhook-id`
-//! arrived. Leaner than the tests' receiver, which clones every request into a channel.
+//! The benchmark's receiver: HTTPS on 127.0.0.1, answers 204 at once (or, failing first, a 500 with a
+//! long body to each `webhook-id`'s first arrival), records when each `webhook-id` arrived. Leaner than
+//! the tests' receiver, which clones every request into a channel.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,8 +33,22 @@ pub struct Sink {
     pub arrivals: Arc<Arrivals>,
 }
 
+/// A body as long as the relay keeps of an answer (SPEC §5: response bodies cut at 4 KiB).
+const FAILURE_BODY: [u8; 4096] = [b'e'; 4096];
+
 impl Sink {
     pub async fn start(ca: &TestCa, listener: Option<TcpListener>) -> Sink {
+        Sink::start_with(ca, listener, false).await
+    }
+
+    /// A sink that answers each `webhook-id`'s first arrival with a 500 and a 4 KiB body, and later ones
+    /// with a 204: every delivery takes a failed attempt with the longest answer the relay keeps, then a
+    /// retry.
+    pub async fn failing_first(ca: &TestCa) -> Sink {
+        Sink::start_with(ca, None, true).await
+    }
+
+    async fn start_with(ca: &TestCa, listener: Option<TcpListener>, fail_first: bool) -> Sink {
         let listener = match listener {
             Some(listener) => listener,
             None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -48,7 +63,7 @@ impl Sink {
                 let (acceptor, arrivals) = (acceptor.clone(), Arc::clone(&recorded));
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(stream).await else { return };
-                    let service = service_fn(move |request| record(Arc::clone(&arrivals), request));
+                    let service = service_fn(move |request| record(Arc::clone(&arrivals), request, fail_first));
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
                 });
             }
@@ -68,15 +83,31 @@ impl Sink {
     }
 }
 
-async fn record(arrivals: Arc<Arrivals>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+async fn record(
+    arrivals: Arc<Arrivals>,
+    request: Request<Incoming>,
+    fail_first: bool,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let now = Instant::now();
     let id = request.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     request.into_body().collect().await?;
     arrivals.first.lock().unwrap().get_or_insert(now);
-    arrivals.by_id.lock().unwrap().entry(id).or_insert(now);
+    let first_arrival = {
+        let mut by_id = arrivals.by_id.lock().unwrap();
+        let first_arrival = !by_id.contains_key(&id);
+        by_id.entry(id).or_insert(now);
+        first_arrival
+    };
     arrivals.count.fetch_add(1, Ordering::AcqRel);
     arrivals.changed.notify_waiters();
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::NO_CONTENT;
+    let response = if fail_first && first_arrival {
+        let mut response = Response::new(Full::new(Bytes::from_static(&FAILURE_BODY)));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        response
+    } else {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        response
+    };
     Ok(response)
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `e` `<event id bytes>` | [`EventRecord`](super::EventRecord) |
 //! | `d` `<delivery ULID, 16 bytes big-endian>` | [`DeliveryRecord`](super::DeliveryRecord), carrying its latest attempt |
-//! | `a` `<delivery ULID, 16 bytes>` `<attempt n, u32 big-endian>` | [`AttemptRecord`](super::AttemptRecord): every attempt but the latest |
+//! | `a` `<delivery ULID, 16 bytes>` `<attempt n, u32 big-endian>` | [`AttemptRecord`](super::AttemptRecord): every attempt but the one its delivery carries (the latest, unless it is long) |
 //! | `q` `<the damaged record's key>` | the damaged record's bytes, as found ([`super::transition`]) |
 //! | `s` `<status: f or c>` `<delivery ULID, 16 bytes>` | empty: the index of failed and cancelled deliveries ([`super::status_index`]) |
 //! | `p` `<subscription name>` | [`PauseRecord`](super::PauseRecord): the subscription is paused (SPEC §6c) |

@@ -539,29 +539,23 @@ fn decode<T: Record>(key: &[u8], value: &[u8], keyring: &Keyring) -> Result<T, S
 mod tests {
     use super::*;
 
-    fn attempt(n: u32, body: &str) -> AttemptRecord {
-        AttemptRecord {
-            n,
-            started_at: 1,
-            duration_ms: 1,
-            status_code: Some(500),
-            error: None,
-            response_body: Some(body.into()),
-            sealed_response_body: None,
-        }
-    }
-
     /// Records `n` as the attempt the delivery `id` carries (creating the delivery if need be).
     async fn record(store: &Store, id: DeliveryId, n: u32) {
-        let carried = store.encode_attempt(id, &attempt(n, &format!("answer {n}")));
-        let written = store.transition(move |records| {
-            let found = records.delivery(id)?;
-            let mut delivery = found.unwrap_or_else(|| DeliveryRecord::pending(id, "evt", "lab.completed", "vet", 1));
-            records.carry_attempt(&mut delivery, carried);
-            records.put_delivery(&delivery);
-            Ok(Change::only(()))
-        });
-        written.unwrap().wait().await.unwrap();
+        record_answer(store, id, n, format!("answer {n}")).await;
+    }
+
+    /// Records attempt `n` of the delivery `id`, answered with `body` (creating the delivery if need be).
+    async fn record_answer(store: &Store, id: DeliveryId, n: u32, body: String) {
+        let carried = store.encode_attempt(id, &AttemptRecord::failed_with(n, &body));
+        store
+            .write_now(move |records| {
+                let found = records.delivery(id).unwrap();
+                let mut delivery =
+                    found.unwrap_or_else(|| DeliveryRecord::pending(id, "evt", "lab.completed", "vet", 1));
+                records.carry_attempt(&mut delivery, carried);
+                records.put_delivery(&delivery);
+            })
+            .await;
     }
 
     /// A view lists each attempt once, first to last, also when the delivery it read was overtaken by a
@@ -586,6 +580,32 @@ mod tests {
         assert_eq!(listed(&before), all[..2], "what it carried is under its own key now, listed once");
     }
 
+    /// A long answer (a receiver's error page) goes to a key of its own, so that the delivery record the
+    /// start-up scan reads stays small; a short one is carried; the attempts read back in order, each once.
+    #[tokio::test]
+    async fn a_long_answer_is_not_carried_and_the_attempts_still_read_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None, Keyring::default()).unwrap();
+        let id = DeliveryId(ulid::Ulid(7));
+        let page = |n: u32| format!("<html>{}</html>", n.to_string().repeat(4000));
+        let under_own_keys = || store.db.scan_prefix(keys::attempts_of(id)).count();
+        record_answer(&store, id, 1, page(1)).await;
+        let delivery = store.delivery(id).unwrap().unwrap();
+        assert!(delivery.latest_attempt.is_none(), "{delivery:?}");
+        assert!(store.db.get(keys::delivery(id)).unwrap().unwrap().len() < 100);
+        assert_eq!(under_own_keys(), 1);
+        record(&store, id, 2).await;
+        assert_eq!(store.delivery(id).unwrap().unwrap().latest_attempt.map(|carried| carried.n), Some(2));
+        assert_eq!(under_own_keys(), 1);
+        record_answer(&store, id, 3, page(3)).await;
+        let delivery = store.delivery(id).unwrap().unwrap();
+        assert!(delivery.latest_attempt.is_none(), "the short one it carried moved to its own key too");
+        assert_eq!(under_own_keys(), 3);
+        let attempts = store.attempts(&delivery, &mut Vec::new()).unwrap();
+        let listed: Vec<_> = attempts.into_iter().map(|attempt| (attempt.n, attempt.response_body)).collect();
+        assert_eq!(listed, [(1, Some(page(1))), (2, Some("answer 2".into())), (3, Some(page(3)))]);
+    }
+
     /// A key that seals only an answer carried in a delivery's record is still in use: a start must not
     /// tell the operator it can go, nor drop it from the key log.
     #[tokio::test]
@@ -596,14 +616,15 @@ mod tests {
         key_log::write(dir.path(), &logged).unwrap();
         let store = Store::open(dir.path(), None, Keyring::new(vec![newer, older.clone()])).unwrap();
         let id = DeliveryId(ulid::Ulid(7));
-        let carried = EmbeddedAttempt::encode(id, &attempt(1, "ANSWER"), &Keyring::new(vec![older.clone()]));
-        let written = store.transition(move |records| {
-            let mut delivery = DeliveryRecord::pending(id, "evt", "lab.completed", "vet", 1);
-            records.carry_attempt(&mut delivery, carried);
-            records.put_delivery(&delivery);
-            Ok(Change::only(()))
-        });
-        written.unwrap().wait().await.unwrap();
+        let carried =
+            EmbeddedAttempt::encode(id, &AttemptRecord::failed_with(1, "ANSWER"), &Keyring::new(vec![older.clone()]));
+        store
+            .write_now(move |records| {
+                let mut delivery = DeliveryRecord::pending(id, "evt", "lab.completed", "vet", 1);
+                records.carry_attempt(&mut delivery, carried);
+                records.put_delivery(&delivery);
+            })
+            .await;
         let counts = store.sealed_with_older_keys().unwrap();
         let expected = SealedRecords { events: 0, response_bodies: 1, fingerprints: 0 };
         assert_eq!(counts.get(&older.id()), Some(&expected));

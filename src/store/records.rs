@@ -120,7 +120,8 @@ impl DeliveryStatus {
 /// this order; changing the fields means a new layout number (see `DELIVERY_FORMAT`).
 ///
 /// The record carries its latest attempt, so that recording a delivery's first attempt is one write (each
-/// later one is two: the attempt it carried moves to a key of its own, [`super::keys`]).
+/// later one is two: the attempt it carried moves to a key of its own, [`super::keys`]); a long one is not
+/// carried ([`super::Records::carry_attempt`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub status: DeliveryStatus,
@@ -141,8 +142,9 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
-    /// The latest attempt (layout 3), moved to its own key when the next one is recorded. Sealed with
-    /// that key as associated data, not this record's ([`super::sealing`]).
+    /// The latest attempt (layout 3), moved to its own key when the next one is recorded; none when the
+    /// latest is long (it is under its own key already). Sealed with that key as associated data, not
+    /// this record's ([`super::sealing`]).
     pub latest_attempt: Option<EmbeddedAttempt>,
 }
 
@@ -318,6 +320,22 @@ impl<'de> Deserialize<'de> for DeliveryId {
         }
         let text = String::deserialize(deserializer)?;
         DeliveryId::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("invalid delivery id `{text}`")))
+    }
+}
+
+#[cfg(test)]
+impl AttemptRecord {
+    /// A failed attempt (a 500) that `body` answered: the store's unit tests' fixture.
+    pub(super) fn failed_with(n: u32, body: &str) -> AttemptRecord {
+        AttemptRecord {
+            n,
+            started_at: 1,
+            duration_ms: 1,
+            status_code: Some(500),
+            error: None,
+            response_body: Some(body.to_owned()),
+            sealed_response_body: None,
+        }
     }
 }
 

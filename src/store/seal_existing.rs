@@ -104,19 +104,6 @@ mod tests {
         }
     }
 
-    fn attempt(n: u32, body: &str) -> AttemptRecord {
-        let response_body = Some(body.to_owned());
-        AttemptRecord {
-            n,
-            started_at: 1,
-            duration_ms: 1,
-            status_code: Some(500),
-            error: None,
-            response_body,
-            sealed_response_body: None,
-        }
-    }
-
     #[test]
     fn records_in_the_clear_are_sealed_once_and_sealed_ones_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
@@ -132,10 +119,10 @@ mod tests {
         let mut erased = event("erased", "null");
         (erased.erased_at, erased.data) = (Some(2), null());
         put(keys::event("erased"), erased.encode(&keys::event("erased"), &clear));
-        put(keys::attempt(id, 1).to_vec(), attempt(1, "BODY").encode(&keys::attempt(id, 1), &clear));
-        put(keys::attempt(id, 2).to_vec(), attempt(2, "").encode(&keys::attempt(id, 2), &clear));
+        put(keys::attempt(id, 1).to_vec(), AttemptRecord::failed_with(1, "BODY").encode(&keys::attempt(id, 1), &clear));
+        put(keys::attempt(id, 2).to_vec(), AttemptRecord::failed_with(2, "").encode(&keys::attempt(id, 2), &clear));
         let mut delivery = DeliveryRecord::pending(id, "plain", "lab.completed", "vet", 1);
-        delivery.latest_attempt = Some(EmbeddedAttempt::encode(id, &attempt(3, "LATEST"), &clear));
+        delivery.latest_attempt = Some(EmbeddedAttempt::encode(id, &AttemptRecord::failed_with(3, "LATEST"), &clear));
         put(keys::delivery(id).to_vec(), delivery.encode(&keys::delivery(id), &clear));
         let old_before = db.get(keys::event("old")).unwrap().unwrap();
 

@@ -79,7 +79,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Change, Records};
 
     const ID: DeliveryId = DeliveryId(ulid::Ulid(7));
 
@@ -89,34 +88,27 @@ mod tests {
         delivery
     }
 
-    async fn write(store: &Store, change: impl FnOnce(&mut Records<'_, '_>) + Send + 'static) {
-        let answer = store.transition(move |records| {
-            change(records);
-            Ok(Change::only(()))
-        });
-        answer.unwrap().wait().await.unwrap();
-    }
-
     #[tokio::test]
     async fn an_entry_follows_its_delivery_s_status_read_first_or_not() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), None, Default::default()).unwrap();
-        write(&store, |records| records.put_new_delivery(&delivery(DeliveryStatus::Pending))).await;
+        store.write_now(|records| records.put_new_delivery(&delivery(DeliveryStatus::Pending))).await;
         assert_eq!(store.status_index_entries().unwrap(), []);
         // Written without being read first: the entry cannot be known, every possible one is replaced.
-        write(&store, |records| records.put_delivery(&delivery(DeliveryStatus::Failed))).await;
+        store.write_now(|records| records.put_delivery(&delivery(DeliveryStatus::Failed))).await;
         assert_eq!(store.status_index_entries().unwrap(), [(DeliveryStatus::Failed, ID)]);
-        write(&store, |records| records.put_delivery(&delivery(DeliveryStatus::Cancelled))).await;
+        store.write_now(|records| records.put_delivery(&delivery(DeliveryStatus::Cancelled))).await;
         assert_eq!(store.status_index_entries().unwrap(), [(DeliveryStatus::Cancelled, ID)]);
         // Read, then written twice in one transition: only the last status counts.
-        write(&store, |records| {
-            let mut found = records.delivery(ID).unwrap().unwrap();
-            found.status = DeliveryStatus::Failed;
-            records.put_delivery(&found);
-            found.status = DeliveryStatus::Delivered;
-            records.put_delivery(&found);
-        })
-        .await;
+        store
+            .write_now(|records| {
+                let mut found = records.delivery(ID).unwrap().unwrap();
+                found.status = DeliveryStatus::Failed;
+                records.put_delivery(&found);
+                found.status = DeliveryStatus::Delivered;
+                records.put_delivery(&found);
+            })
+            .await;
         assert_eq!(store.status_index_entries().unwrap(), []);
         assert_eq!(store.deliveries_with_status(DeliveryStatus::Failed, None).count(), 0);
     }
@@ -125,10 +117,10 @@ mod tests {
     async fn a_quarantined_delivery_loses_its_entry() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), None, Default::default()).unwrap();
-        write(&store, |records| records.put_new_delivery(&delivery(DeliveryStatus::Pending))).await;
-        write(&store, |records| records.put_delivery(&delivery(DeliveryStatus::Failed))).await;
+        store.write_now(|records| records.put_new_delivery(&delivery(DeliveryStatus::Pending))).await;
+        store.write_now(|records| records.put_delivery(&delivery(DeliveryStatus::Failed))).await;
         store.db.insert(keys::delivery(ID), &b"not a delivery"[..]).unwrap();
-        write(&store, |records| assert!(records.delivery(ID).unwrap().is_none(), "damaged: treated as absent")).await;
+        store.write_now(|records| assert!(records.delivery(ID).unwrap().is_none(), "damaged: treated as absent")).await;
         assert_eq!(store.status_index_entries().unwrap(), []);
         assert_eq!(store.quarantined().unwrap().len(), 1);
     }

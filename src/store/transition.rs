@@ -21,6 +21,12 @@ use super::group_commit::{Completion, Round};
 use super::records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EmbeddedAttempt, EventRecord};
 use super::{keys, Keyring, Store, StoreError};
 
+/// The longest attempt a delivery record carries, encoded (a few hundred bytes: an answer with a short
+/// body or none, or an error). A longer one (a receiver's error page, up to the 4 KiB kept of it) goes to
+/// its own key: a delivery record is rewritten at every attempt, and read whole by the scan at every
+/// start, which would read a million such answers with a million pending deliveries.
+const LONGEST_CARRIED_ATTEMPT: usize = 512;
+
 /// What a transition decided: the answer for its caller and what to do in memory once it is durable.
 pub struct Change<T> {
     pub answer: T,
@@ -293,12 +299,18 @@ impl Records<'_, '_> {
     /// Makes an attempt encoded by the caller ([`Store::encode_attempt`]) the one `delivery` carries, which
     /// the caller then writes ([`Records::put_delivery`]): recording a first attempt is one write. The
     /// attempt it carried before (an earlier number; the same one is replaced) goes to its own key now, as
-    /// encoded; attempts under their own keys are only read
-    /// by prefix scans, which apply the round's writes first, so those bytes are not copied for reads in
-    /// the round.
+    /// encoded. An attempt longer than [`LONGEST_CARRIED_ATTEMPT`] goes to its own key at once, and the
+    /// delivery then carries none. Attempts under their own keys are only read by prefix scans, which
+    /// apply the round's writes first, so those bytes are not copied for reads in the round.
     pub fn carry_attempt(&mut self, delivery: &mut DeliveryRecord, attempt: EmbeddedAttempt) {
         let n = attempt.n;
-        if let Some(earlier) = delivery.latest_attempt.replace(attempt).filter(|earlier| earlier.n != n) {
+        let carried = if attempt.encoded.len() > LONGEST_CARRIED_ATTEMPT {
+            self.staged_new.push((keys::attempt(delivery.id, n).to_vec(), attempt.encoded));
+            delivery.latest_attempt.take()
+        } else {
+            delivery.latest_attempt.replace(attempt)
+        };
+        if let Some(earlier) = carried.filter(|earlier| earlier.n != n) {
             self.staged_new.push((keys::attempt(delivery.id, earlier.n).to_vec(), earlier.encoded));
         }
     }
@@ -373,6 +385,19 @@ impl Records<'_, '_> {
 
 fn io_error(error: std::io::Error) -> StoreError {
     StoreError::Durability(Arc::new(error))
+}
+
+#[cfg(test)]
+impl Store {
+    /// Runs `change` as a transition and waits until its writes are durable: how the store's unit tests
+    /// write records.
+    pub(super) async fn write_now(&self, change: impl FnOnce(&mut Records<'_, '_>) + Send + 'static) {
+        let answer = self.transition(move |records| {
+            change(records);
+            Ok(Change::only(()))
+        });
+        answer.unwrap().wait().await.unwrap();
+    }
 }
 
 #[cfg(test)]

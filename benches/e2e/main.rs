@@ -205,10 +205,78 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
+/// What a paced run measured: each event's accept time and its accept-to-received time, sorted, and the
+/// relay's CPU per event.
+struct Paced {
+    rate: usize,
+    seconds: usize,
+    accept: Vec<Duration>,
+    onward: Vec<Duration>,
+    cpu_per_event_ms: f64,
+}
+
+impl Paced {
+    fn total(&self) -> usize {
+        self.rate * self.seconds
+    }
+
+    fn detail(sorted: &[Duration]) -> String {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            percentile(sorted, 0.5),
+            percentile(sorted, 0.99),
+            percentile(sorted, 1.0)
+        )
+    }
+
+    /// The clinic's load: what an event costs the relay when fixed costs are not spread over many.
+    fn cost_row(&self) -> Row {
+        Row {
+            scenario: "paced 200/s: CPU per event",
+            value: self.cpu_per_event_ms,
+            unit: "ms",
+            target: "<= 0.2",
+            detail: format!(
+                "{} events at {}/s over {} s; accept {}; accept to received {}",
+                self.total(),
+                self.rate,
+                self.seconds,
+                Paced::detail(&self.accept),
+                Paced::detail(&self.onward)
+            ),
+        }
+    }
+
+    fn latency_rows(&self) -> Vec<Row> {
+        vec![
+            Row {
+                scenario: "latency: accept p99",
+                value: percentile(&self.accept, 0.99),
+                unit: "ms",
+                target: "<= 2",
+                detail: format!(
+                    "{} events at {}/s: {}; relay CPU {:.3} ms per event",
+                    self.total(),
+                    self.rate,
+                    Paced::detail(&self.accept),
+                    self.cpu_per_event_ms
+                ),
+            },
+            Row {
+                scenario: "latency: accept to received p99",
+                value: percentile(&self.onward, 0.99),
+                unit: "ms",
+                target: "p50 <= 0.1, p99 <= 1",
+                detail: Paced::detail(&self.onward),
+            },
+        ]
+    }
+}
+
 /// Events paced at `rate` a second for `seconds` over 16 connections: accept and send-to-received
 /// latencies, and the relay's CPU per event (at a clinic's real load, fixed costs per commit round and per
 /// attempt are not spread over many events).
-async fn paced(rate: usize, seconds: usize) -> Vec<Row> {
+async fn paced(rate: usize, seconds: usize) -> Paced {
     settle_disk();
     let env = TestEnv::new();
     let sink = Sink::start(&env.ca, None).await;
@@ -251,41 +319,7 @@ async fn paced(rate: usize, seconds: usize) -> Vec<Row> {
         accepted.iter().map(|(id, _, at)| arrivals[id].saturating_duration_since(*at)).collect();
     accept.sort();
     onward.sort();
-    let detail = |v: &[Duration]| {
-        format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", percentile(v, 0.5), percentile(v, 0.99), percentile(v, 1.0))
-    };
-    if rate == 200 {
-        return vec![Row {
-            scenario: "paced 200/s: CPU per event",
-            value: cpu_per_event_ms,
-            unit: "ms",
-            target: "<= 0.2",
-            detail: format!(
-                "{total} events at {rate}/s over {seconds} s; accept {}; accept to received {}",
-                detail(&accept),
-                detail(&onward)
-            ),
-        }];
-    }
-    vec![
-        Row {
-            scenario: "latency: accept p99",
-            value: percentile(&accept, 0.99),
-            unit: "ms",
-            target: "<= 2",
-            detail: format!(
-                "{total} events at {rate}/s: {}; relay CPU {cpu_per_event_ms:.3} ms per event",
-                detail(&accept)
-            ),
-        },
-        Row {
-            scenario: "latency: accept to received p99",
-            value: percentile(&onward, 0.99),
-            unit: "ms",
-            target: "p50 <= 0.1, p99 <= 1",
-            detail: detail(&onward),
-        },
-    ]
+    Paced { rate, seconds, accept, onward, cpu_per_event_ms }
 }
 
 /// Scenarios 5b and 6: fill the store with `pending` held deliveries, read RSS, `kill -9`, restart enabled.
@@ -512,10 +546,10 @@ async fn main() {
         rows.push(failing_once(size("BENCH_EVENTS", 100_000) / 2).await);
     }
     if wanted("latency") {
-        rows.extend(paced(1000, size("BENCH_LATENCY_SECS", 30)).await);
+        rows.extend(paced(1000, size("BENCH_LATENCY_SECS", 30)).await.latency_rows());
     }
     if wanted("paced") {
-        rows.extend(paced(200, size("BENCH_LATENCY_SECS", 30)).await);
+        rows.push(paced(200, size("BENCH_LATENCY_SECS", 30)).await.cost_row());
     }
     if wanted("restart") || wanted("pending") {
         rows.extend(pending_and_restart(size("BENCH_PENDING", 1_000_000)).await);

@@ -218,8 +218,8 @@ async fn a_receiver_that_always_fails_ends_failed_after_the_schedule() {
     assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), vec![Some(500); 3]);
 }
 
-/// Recording an attempt is one write: the delivery's record carries its latest attempt, and each earlier
-/// one moves to a key of its own when the next is recorded. A first attempt that succeeds leaves no
+/// Recording an attempt with a short answer is one write: the delivery's record carries its latest
+/// attempt, and each earlier one moves to a key of its own when the next is recorded. A first attempt that succeeds leaves no
 /// attempt key at all, and every view lists the attempts first to last with their answers.
 #[tokio::test]
 async fn a_delivery_record_carries_its_latest_attempt_and_earlier_ones_have_keys_of_their_own() {

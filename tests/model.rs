@@ -105,8 +105,8 @@ struct Model {
     config: Arc<ArcSwap<Config>>,
     presence: [Presence; 2],
     relay: Option<Relay>,
-    /// Attempts started and not yet finished.
-    in_flight: Vec<(String, DeliveryId)>,
+    /// Attempts started and not yet finished: subscription, delivery, attempt number.
+    in_flight: Vec<(String, DeliveryId, u32)>,
     /// Deliveries that must be pending now (requeued or resent, and neither attempted nor cancelled since).
     must_be_pending: Vec<(DeliveryId, String)>,
     /// Deliveries of erased events: none may keep a response body.
@@ -165,30 +165,33 @@ impl Model {
                     return; // the worker of a removed or disabled subscription takes nothing
                 }
                 if let Next::Start(id) = self.deliveries().scheduler().next(name, 4, false, u64::MAX) {
-                    assert!(!self.in_flight.iter().any(|(_, other)| *other == id), "{id} started twice");
-                    self.in_flight.push((name.to_owned(), id));
+                    assert!(!self.in_flight.iter().any(|(_, other, _)| *other == id), "{id} started twice");
+                    // Loaded as the worker does, before the attempt goes out: an erase or a cancellation
+                    // may come while it is out.
+                    let deliveries = Arc::clone(self.deliveries());
+                    let Loading::Ready(loaded) = deliveries.load(id).await.unwrap() else {
+                        deliveries.skip_attempt(name, id).await.unwrap();
+                        return;
+                    };
+                    self.in_flight.push((name.to_owned(), id, loaded.delivery.attempts + 1));
                 }
             }
             Op::Finish { pick, success } => {
                 if self.in_flight.is_empty() {
                     return;
                 }
-                let (name, id) = self.in_flight.remove(pick % self.in_flight.len());
+                let (name, id, n) = self.in_flight.remove(pick % self.in_flight.len());
                 self.must_be_pending.retain(|(other, _)| *other != id);
                 let deliveries = Arc::clone(self.deliveries());
-                let Loading::Ready(loaded) = deliveries.load(id).await.unwrap() else {
-                    deliveries.skip_attempt(&name, id).await.unwrap();
-                    return;
-                };
-                let n = loaded.delivery.attempts + 1;
                 let attempt = AttemptRecord {
                     n,
                     started_at: 0,
                     duration_ms: 1,
                     status_code: Some(if success { 200 } else { 503 }),
                     error: None,
-                    // A failure answers with an error page, too long for the delivery record to carry.
-                    response_body: Some(if success { "body".into() } else { "error page ".repeat(64) }),
+                    // A failure answers with a 4 KiB error page (the most the relay keeps of an answer),
+                    // far too long for the delivery record to carry.
+                    response_body: Some(if success { "body".into() } else { "error page ".repeat(372) }),
                     sealed_response_body: None,
                 };
                 // The subscription as its worker would hold it (it may have left the config since).
@@ -278,7 +281,7 @@ impl Model {
         let mut failed: HashMap<&str, i64> = HashMap::new();
         for delivery in &records {
             let held = scheduler.holds(&delivery.subscription, delivery.id);
-            let flying = self.in_flight.iter().any(|(_, id)| *id == delivery.id);
+            let flying = self.in_flight.iter().any(|(_, id, _)| *id == delivery.id);
             match delivery.status {
                 DeliveryStatus::Pending => {
                     pending += 1;
@@ -302,7 +305,10 @@ impl Model {
             let made: Vec<u32> = (1..=delivery.attempts).collect();
             assert_eq!(numbers, made, "after {after:?}: the attempts of {} read back", delivery.id);
             if self.erased.contains(&delivery.id) {
-                let kept: Vec<_> = attempts.iter().filter(|attempt| attempt.response_body.is_some()).collect();
+                let kept: Vec<_> = attempts
+                    .iter()
+                    .filter(|attempt| attempt.response_body.is_some() || attempt.sealed_response_body.is_some())
+                    .collect();
                 assert!(kept.is_empty(), "after {after:?}: erased {} keeps answers {kept:?}", delivery.id);
             }
         }
@@ -313,7 +319,7 @@ impl Model {
         let flying_finished = self
             .in_flight
             .iter()
-            .filter(|(_, id)| records.iter().any(|d| d.id == *id && d.status != DeliveryStatus::Pending))
+            .filter(|(_, id, _)| records.iter().any(|d| d.id == *id && d.status != DeliveryStatus::Pending))
             .count();
         assert_eq!(held, pending + flying_finished, "after {after:?}: the scheduler holds deliveries not on disk");
         assert_eq!(self.deliveries().unfinished(), pending as u64, "after {after:?}: backlog count");

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use hookrelay::store::{DeliveryRecord, Keyring, Record};
+use hookrelay::store::{DeliveryId, DeliveryRecord, Keyring, Record};
 use support::client::{send, Call};
 use support::receiver::{always, Receiver};
 use support::relay::{unsigned_subscription, Setup, TestEnv};
@@ -149,7 +149,7 @@ async fn a_store_of_format_4_keeps_its_attempts_and_records_new_ones_after_the_u
         ..Setup::default()
     });
 
-    let relay = env.start().await;
+    let mut relay = env.start().await;
     let upgraded = relay.wait_for_log("Store upgraded to a newer format.", 1, |_| true).await;
     assert_eq!((upgraded["from"].as_u64(), upgraded["to"].as_u64()), (Some(4), Some(5)), "{upgraded}");
     let failed = relay.admin_get("/v1/deliveries?status=failed").await;
@@ -176,4 +176,20 @@ async fn a_store_of_format_4_keeps_its_attempts_and_records_new_ones_after_the_u
     }
     let quarantine = relay.admin_get("/v1/quarantine").await;
     assert_eq!(quarantine["records"], json!([]), "nothing of a format-4 store is damage: {quarantine}");
+    relay.terminate();
+    assert!(relay.wait_exit().await.success());
+
+    // Where the attempts are now: the first under its own key as format 4 left it, the second carried by
+    // the rewritten record (layout 3).
+    let db = sled::open(env.state_dir()).unwrap();
+    for id in &failed {
+        let id = DeliveryId::parse(id).unwrap().0 .0.to_be_bytes();
+        let key = [&b"d"[..], &id].concat();
+        let value = db.get(&key).unwrap().unwrap();
+        assert_eq!(value[0], 3, "rewritten in the current layout");
+        let delivery = DeliveryRecord::decode(&key, &value, &Keyring::default()).unwrap();
+        assert_eq!(delivery.latest_attempt.map(|carried| carried.n), Some(2));
+        let attempt_keys: Vec<_> = db.scan_prefix([&b"a"[..], &id].concat()).keys().map(Result::unwrap).collect();
+        assert_eq!(attempt_keys, [[&b"a"[..], &id, &1u32.to_be_bytes()].concat()]);
+    }
 }

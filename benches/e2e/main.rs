@@ -33,7 +33,7 @@ const PRODUCERS: usize = 64;
 const PAD_BYTES: usize = 1000;
 
 struct Row {
-    scenario: &'static str,
+    scenario: String,
     value: f64,
     unit: &'static str,
     target: &'static str,
@@ -98,7 +98,8 @@ async fn durable_ingest(batch: usize, total: usize, sealed: bool) -> Row {
             (1, false) => "durable ingest, single events",
             (1, true) => "durable ingest, single, sealed",
             _ => "durable ingest, batches of 100",
-        },
+        }
+        .into(),
         value: total as f64 / elapsed.as_secs_f64(),
         unit: "events/s",
         target: if batch == 1 { ">= 25000" } else { ">= 100000" },
@@ -146,7 +147,7 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
     let flushes = flush_stats(&relay).await;
     let row = if subscriptions == 1 {
         Row {
-            scenario: if sealed { "end to end, sealed" } else { "end to end, 1 subscription" },
+            scenario: if sealed { "end to end, sealed" } else { "end to end, 1 subscription" }.into(),
             value: total as f64 / elapsed.as_secs_f64(),
             unit: "events/s",
             target: ">= 12000",
@@ -157,7 +158,7 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
         }
     } else {
         Row {
-            scenario: "fan-out, 10 subscriptions",
+            scenario: "fan-out, 10 subscriptions".into(),
             value: (total * subscriptions) as f64 / elapsed.as_secs_f64(),
             unit: "deliveries/s",
             target: ">= 25000",
@@ -171,8 +172,8 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
 }
 
 /// Every delivery fails once, with a 500 and a 4 KiB answer (as much as the relay keeps), then succeeds
-/// on an immediate retry: what recording long answers costs, as a delivery carries its latest attempt and
-/// moves it to a key of its own when the next one is recorded.
+/// on an immediate retry: what recording long answers costs (a delivery record carries only short ones;
+/// a long one goes to its own key).
 async fn failing_once(total: usize) -> Row {
     settle_disk();
     let env = TestEnv::new();
@@ -189,7 +190,7 @@ async fn failing_once(total: usize) -> Row {
     let disk_per_event_kib = (process::disk_write_bytes(relay.pid()) - disk_before) / 1024.0 / total as f64;
     let flushes = flush_stats(&relay).await;
     Row {
-        scenario: "failing once, 4 KiB answers",
+        scenario: "failing once, 4 KiB answers".into(),
         value: total as f64 / elapsed.as_secs_f64(),
         unit: "events/s",
         target: "",
@@ -229,10 +230,11 @@ impl Paced {
         )
     }
 
-    /// The clinic's load: what an event costs the relay when fixed costs are not spread over many.
+    /// What an event costs the relay at this rate (at a clinic's load, 200/s, fixed costs are not spread
+    /// over many).
     fn cost_row(&self) -> Row {
         Row {
-            scenario: "paced 200/s: CPU per event",
+            scenario: format!("paced {}/s: CPU per event", self.rate),
             value: self.cpu_per_event_ms,
             unit: "ms",
             target: "<= 0.2",
@@ -250,7 +252,7 @@ impl Paced {
     fn latency_rows(&self) -> Vec<Row> {
         vec![
             Row {
-                scenario: "latency: accept p99",
+                scenario: "latency: accept p99".into(),
                 value: percentile(&self.accept, 0.99),
                 unit: "ms",
                 target: "<= 2",
@@ -263,7 +265,7 @@ impl Paced {
                 ),
             },
             Row {
-                scenario: "latency: accept to received p99",
+                scenario: "latency: accept to received p99".into(),
                 value: percentile(&self.onward, 0.99),
                 unit: "ms",
                 target: "p50 <= 0.1, p99 <= 1",
@@ -345,14 +347,14 @@ async fn pending_and_restart(pending: usize) -> Vec<Row> {
     drop(relay);
     vec![
         Row {
-            scenario: "memory with 1M pending",
+            scenario: "memory with 1M pending".into(),
             value: rss,
             unit: "MiB RSS",
             target: "<= 256",
             detail: format!("{pending} deliveries held, filled in {:.1} s", filled.as_secs_f64()),
         },
         Row {
-            scenario: "restart: ready",
+            scenario: "restart: ready".into(),
             value: ready.as_secs_f64(),
             unit: "s",
             target: "<= 1",
@@ -362,7 +364,7 @@ async fn pending_and_restart(pending: usize) -> Vec<Row> {
             ),
         },
         Row {
-            scenario: "restart: first delivery",
+            scenario: "restart: first delivery".into(),
             value: first.as_secs_f64(),
             unit: "s",
             target: "<= 3",
@@ -405,21 +407,21 @@ async fn admin_queries(held: usize) -> Vec<Row> {
     let during_paging = accept_during_queries(&relay, "/v1/deliveries?status=all&limit=1000", "a").await;
     vec![
         Row {
-            scenario: "admin: failed among 200k, limit 1",
+            scenario: "admin: failed among 200k, limit 1".into(),
             value: percentile(&answers, 0.5),
             unit: "ms p50",
             target: "milliseconds",
             detail: format!("{held} held + 10 failed; max {:.2} ms of 20", percentile(&answers, 1.0)),
         },
         Row {
-            scenario: "admin: accept p99, failed queries",
+            scenario: "admin: accept p99, failed queries".into(),
             value: percentile(&during_failed, 0.99),
             unit: "ms",
             target: "none (CPU shared)",
             detail: format!("500 single events while 2 clients loop status=failed&limit=1; {}", spread(&during_failed)),
         },
         Row {
-            scenario: "admin: accept p99, full paging",
+            scenario: "admin: accept p99, full paging".into(),
             value: percentile(&during_paging, 0.99),
             unit: "ms",
             target: "none (CPU shared)",
@@ -456,7 +458,7 @@ async fn purge(total: usize) -> Row {
         .filter_map(|line| line["events"].as_u64())
         .sum();
     Row {
-        scenario: "purge: accept p99 while purging",
+        scenario: "purge: accept p99 while purging".into(),
         value: percentile(&accept, 0.99),
         unit: "ms",
         target: "<= 3 (as idle)",
@@ -507,7 +509,7 @@ async fn idle() -> Row {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let used = process::cpu_ms(relay.pid()) - before;
     Row {
-        scenario: "idle CPU",
+        scenario: "idle CPU".into(),
         value: used,
         unit: "ms per 10 s",
         target: "<= 50",
@@ -532,7 +534,7 @@ async fn main() {
         let (row, peak) = end_to_end(1, size("BENCH_EVENTS", 100_000), false).await;
         rows.push(row);
         rows.push(Row {
-            scenario: "memory during end to end",
+            scenario: "memory during end to end".into(),
             value: peak,
             unit: "MiB peak RSS",
             target: "<= 64",

@@ -8,7 +8,7 @@
 //! | 2 | the status index of failed and cancelled deliveries ([`super::status_index`]) | [`build_status_index`] |
 //! | 3 | payloads sealed at rest ([`super::sealing`]): an event's `data` may be in `sealed`, an attempt's body in `sealed_response_body` (an older relay would send `null`) | nothing to rewrite |
 //! | 4 | flow control (SPEC §6c): delivery records of layout 2 (with `order_key`; an older relay would quarantine them), pause records under `p` | nothing to rewrite: layout 1 still reads |
-//! | 5 | a delivery record carries its latest attempt (layout 3; an older relay would quarantine it), so recording a first attempt is one write | nothing to rewrite: layouts 1 and 2 still read, their attempts all under `a` keys |
+//! | 5 | a delivery record carries its latest attempt unless that one is long (layout 3; an older relay would quarantine it), so recording a first attempt is one write | nothing to rewrite: layouts 1 and 2 still read, their attempts all under `a` keys |
 //!
 //! Upgrades run at open, before the commit thread starts, so they write sled directly, then flush; the
 //! file is rewritten (fsynced, then renamed) once the last one is durable. An upgrade interrupted by a
@@ -40,7 +40,7 @@ const UPGRADES: [Upgrade; 4] = [
     Upgrade { to: 2, what: "a status index of failed and cancelled deliveries", run: build_status_index },
     Upgrade { to: 3, what: "payloads sealed at rest when encryption_key is set", run: |_| Ok(()) },
     Upgrade { to: 4, what: "pause records and per-key order", run: |_| Ok(()) },
-    Upgrade { to: 5, what: "each delivery record carries its latest attempt", run: |_| Ok(()) },
+    Upgrade { to: 5, what: "each delivery record carries its latest attempt when short", run: |_| Ok(()) },
 ];
 
 /// The format of the store in `dir` as found before it opens: `None` for a new store (no database yet).

@@ -4,7 +4,7 @@
 //! | key | value |
 //! |---|---|
 //! | `e` `<event id bytes>` | [`EventRecord`](super::EventRecord) |
-//! | `d` `<delivery ULID, 16 bytes big-endian>` | [`DeliveryRecord`](super::DeliveryRecord), carrying its latest attempt |
+//! | `d` `<delivery ULID, 16 bytes big-endian>` | [`DeliveryRecord`](super::DeliveryRecord), carrying its latest attempt unless that one is long |
 //! | `a` `<delivery ULID, 16 bytes>` `<attempt n, u32 big-endian>` | [`AttemptRecord`](super::AttemptRecord): every attempt but the one its delivery carries (the latest, unless it is long) |
 //! | `q` `<the damaged record's key>` | the damaged record's bytes, as found ([`super::transition`]) |
 //! | `s` `<status: f or c>` `<delivery ULID, 16 bytes>` | empty: the index of failed and cancelled deliveries ([`super::status_index`]) |
@@ -12,8 +12,9 @@
 //! | `m` `order-key-salt` | the secret order keys are hashed with ([`super::order_salt`]) |
 //!
 //! Big-endian ULIDs make a prefix scan of `d` walk deliveries in acceptance order, and `a` keys list a
-//! delivery's attempts in order, the one its record carries last. So a delivered event is written twice
-//! when the first attempt succeeds: accepted (`e` and `d` in one batch), then answered (`d`).
+//! delivery's attempts in order, the one its record carries (if any) last. So a delivered event is written
+//! twice when the first attempt succeeds with a short answer (most do): accepted (`e` and `d` in one
+//! batch), then answered (`d`); a long answer adds its `a` key.
 
 use super::{DeliveryId, DeliveryStatus};
 

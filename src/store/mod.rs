@@ -259,7 +259,7 @@ impl Store {
                 count(prefix, &entry?.1);
             }
         }
-        // The latest attempt of each delivery is in the delivery's record.
+        // A delivery's record may carry an attempt (its latest, unless that one is long).
         for entry in self.db.scan_prefix([keys::DELIVERY]) {
             let (key, value) = entry?;
             let Ok(delivery) = DeliveryRecord::decode(&key, &value, &Keyring::default()) else { continue };
@@ -461,10 +461,17 @@ impl Store {
             }
         }
         // Read after `delivery`: a later attempt recorded meanwhile has moved this one under its own key.
-        let moved = |latest: &EmbeddedAttempt| attempts.last().is_some_and(|last: &AttemptRecord| last.n >= latest.n);
+        let moved = |latest: &EmbeddedAttempt| attempts.last().is_some_and(|last: &AttemptRecord| last.n > latest.n);
         if let Some(latest) = delivery.latest_attempt.as_ref().filter(|latest| !moved(latest)) {
             match latest.decode(delivery.id, &self.keyring) {
-                Ok(attempt) => attempts.push(attempt),
+                Ok(attempt) => {
+                    // The same number under its own key: moved meanwhile (the same bytes), or an older
+                    // version of it (the carried one is newer).
+                    if attempts.last().is_some_and(|last| last.n == attempt.n) {
+                        attempts.pop();
+                    }
+                    attempts.push(attempt);
+                }
                 // The reason is not logged: a JSON error may quote the stored answer.
                 Err(_) => warn!(
                     delivery_id = %delivery.id, attempt = latest.n,
@@ -604,6 +611,26 @@ mod tests {
         let attempts = store.attempts(&delivery, &mut Vec::new()).unwrap();
         let listed: Vec<_> = attempts.into_iter().map(|attempt| (attempt.n, attempt.response_body)).collect();
         assert_eq!(listed, [(1, Some(page(1))), (2, Some("answer 2".into())), (3, Some(page(3)))]);
+    }
+
+    /// Were an attempt number recorded again, the later version is the one every view lists, once,
+    /// wherever either is stored.
+    #[tokio::test]
+    async fn an_attempt_recorded_again_is_listed_once_as_recorded_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), None, Keyring::default()).unwrap();
+        let id = DeliveryId(ulid::Ulid(7));
+        let page = "<html>".repeat(200);
+        let listed = || -> Vec<(u32, Option<String>)> {
+            let delivery = store.delivery(id).unwrap().unwrap();
+            let attempts = store.attempts(&delivery, &mut Vec::new()).unwrap();
+            attempts.into_iter().map(|attempt| (attempt.n, attempt.response_body)).collect()
+        };
+        record_answer(&store, id, 1, page.clone()).await;
+        record_answer(&store, id, 1, "short".into()).await;
+        assert_eq!(listed(), [(1, Some("short".into()))], "carried, over the older one under its own key");
+        record_answer(&store, id, 1, page.clone()).await;
+        assert_eq!(listed(), [(1, Some(page))], "under its own key, and the carried one dropped");
     }
 
     /// A key that seals only an answer carried in a delivery's record is still in use: a start must not

@@ -119,9 +119,9 @@ impl DeliveryStatus {
 /// positional: the first four are read alone at start ([`DeliveryState`]), so they stay first and in
 /// this order; changing the fields means a new layout number (see `DELIVERY_FORMAT`).
 ///
-/// The record carries its latest attempt, so that recording a delivery's first attempt is one write (each
-/// later one is two: the attempt it carried moves to a key of its own, [`super::keys`]); a long one is not
-/// carried ([`super::Records::carry_attempt`]).
+/// The record carries its latest attempt, so that recording a delivery's first attempt is one write; a
+/// later one is two when the attempt it carried moves to a key of its own ([`super::keys`]). A long one is
+/// not carried but written under its own key ([`super::Records::carry_attempt`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub status: DeliveryStatus,

@@ -30,13 +30,13 @@ pub fn seal_records_in_the_clear(db: &sled::Db, keyring: &Keyring) -> Result<(u6
         }
         clear || plain_fingerprint
     })?;
-    let earlier_attempts =
-        reseal(db, keys::ATTEMPT, keyring, |attempt: &mut AttemptRecord| body_in_the_clear(attempt))?;
-    // The latest attempt of each delivery is in the delivery's record.
-    let latest_attempts = reseal(db, keys::DELIVERY, keyring, |delivery: &mut DeliveryRecord| {
+    let under_own_keys = reseal(db, keys::ATTEMPT, keyring, |attempt: &mut AttemptRecord| body_in_the_clear(attempt))?;
+    // The attempt a delivery's record carries, if any (its latest, unless that one is long). Sealing may
+    // take it a little past the length carried ones are kept to; it moves to its own key with the next.
+    let carried = reseal(db, keys::DELIVERY, keyring, |delivery: &mut DeliveryRecord| {
         delivery.rewrite_latest_attempt(keyring, |attempt| body_in_the_clear(attempt)).unwrap_or(false)
     })?;
-    let attempts = earlier_attempts + latest_attempts;
+    let attempts = under_own_keys + carried;
     db.flush()?;
     if events + attempts > 0 {
         info!(

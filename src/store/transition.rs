@@ -21,8 +21,9 @@ use super::group_commit::{Completion, Round};
 use super::records::{AttemptRecord, DeliveryId, DeliveryRecord, DeliveryStatus, EmbeddedAttempt, EventRecord};
 use super::{keys, Keyring, Store, StoreError};
 
-/// The longest attempt a delivery record carries, encoded (a few hundred bytes: an answer with a short
-/// body or none, or an error). A longer one (a receiver's error page, up to the 4 KiB kept of it) goes to
+/// The longest attempt a delivery record carries, as stored (a few hundred bytes: an answer with a short
+/// body or none, or an error; with `encryption_key` a sealed body is about a third longer, so the longest
+/// body carried is shorter). A longer one (a receiver's error page, up to the 4 KiB kept of it) goes to
 /// its own key: a delivery record is rewritten at every attempt, and read whole by the scan at every
 /// start, which would read a million such answers with a million pending deliveries.
 const LONGEST_CARRIED_ATTEMPT: usize = 512;
@@ -68,7 +69,10 @@ pub struct Records<'r, 'a> {
     store: &'r Store,
     /// This decision's writes; `None` is a removal. Applied to the round on `Ok`.
     staged: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Written with [`Records::put_accepted`]: keys nothing reads back.
+    /// Keys no read in the round looks up one by one: new events and deliveries
+    /// ([`Records::put_accepted`], [`Records::put_new_delivery`]) and attempts moved to or written under
+    /// their own keys ([`Records::carry_attempt`]), which only prefix scans read (they apply the round's
+    /// writes first).
     staged_new: Vec<(Vec<u8>, Vec<u8>)>,
     /// Records this decision quarantined.
     quarantined: u64,
@@ -198,7 +202,7 @@ impl Records<'_, '_> {
     /// changed, for the caller to write `delivery`. A carried attempt that does not read is dropped whole:
     /// erase keeps no answer.
     pub fn forget_response_bodies(&mut self, delivery: &mut DeliveryRecord) -> Result<bool, StoreError> {
-        for mut attempt in self.earlier_attempts_metadata(delivery.id)? {
+        for mut attempt in self.own_key_attempts_metadata(delivery.id)? {
             if attempt.forget_response_body() {
                 self.put_attempt(delivery.id, &attempt);
             }
@@ -213,10 +217,10 @@ impl Records<'_, '_> {
         }
     }
 
-    /// The attempts of a delivery under keys of their own (every one but the one its record carries),
-    /// first to last, their response bodies left as stored (sealed ones are not opened), like
+    /// The attempts of a delivery under keys of their own (every one but the one its record carries, if
+    /// any), first to last, their response bodies left as stored (sealed ones are not opened), like
     /// [`Records::event_metadata`].
-    fn earlier_attempts_metadata(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+    fn own_key_attempts_metadata(&mut self, id: DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         let mut attempts = Vec::new();
         for key in self.round.keys_with_prefix(&keys::attempts_of(id)).map_err(io_error)? {
             attempts.extend(self.read_with::<AttemptRecord>(&key, &Keyring::default())?);
@@ -298,10 +302,11 @@ impl Records<'_, '_> {
 
     /// Makes an attempt encoded by the caller ([`Store::encode_attempt`]) the one `delivery` carries, which
     /// the caller then writes ([`Records::put_delivery`]): recording a first attempt is one write. The
-    /// attempt it carried before (an earlier number; the same one is replaced) goes to its own key now, as
-    /// encoded. An attempt longer than [`LONGEST_CARRIED_ATTEMPT`] goes to its own key at once, and the
-    /// delivery then carries none. Attempts under their own keys are only read by prefix scans, which
-    /// apply the round's writes first, so those bytes are not copied for reads in the round.
+    /// attempt it carried before (an earlier number) goes to its own key now, as encoded. An attempt longer
+    /// than [`LONGEST_CARRIED_ATTEMPT`] goes to its own key at once, and the delivery then carries none.
+    /// Attempt numbers only grow; were one recorded again, the later version wins in every view
+    /// ([`Store::attempts`]). Attempts under their own keys are only read by prefix scans, which apply the
+    /// round's writes first, so those bytes are not copied for reads in the round.
     pub fn carry_attempt(&mut self, delivery: &mut DeliveryRecord, attempt: EmbeddedAttempt) {
         let n = attempt.n;
         let carried = if attempt.encoded.len() > LONGEST_CARRIED_ATTEMPT {

@@ -58,11 +58,7 @@ impl Routes {
     }
 
     fn readiness(&self) -> Reply {
-        if self.ready.load(Ordering::Acquire) {
-            reply::json(StatusCode::OK, &json!({ "status": "ready" }))
-        } else {
-            reply::error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the relay is starting")
-        }
+        readiness(self.ready.load(Ordering::Acquire))
     }
 
     async fn ingest(&self, listener: Listener, request: Request<Incoming>) -> Reply {
@@ -162,6 +158,17 @@ impl Routes {
     }
 }
 
+/// `/readyz`: 200 once the relay serves (the store open and recovered, the config loaded, the listeners
+/// bound), 503 before. The listeners are bound last, so the 503 is seen only in the moment between the
+/// first listener serving and the last being bound.
+fn readiness(ready: bool) -> Reply {
+    if ready {
+        reply::json(StatusCode::OK, &json!({ "status": "ready" }))
+    } else {
+        reply::error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the relay is starting")
+    }
+}
+
 /// Answers `reply` once the unread rest of the body is discarded (see [`linger::discard`]); closes the
 /// connection after it when the body could not be read to its end.
 async fn lingering(headers: &HeaderMap, body: Incoming, begun: bool, reply: Reply) -> Reply {
@@ -191,4 +198,30 @@ fn is_json(headers: &HeaderMap) -> bool {
     };
     let media_type = value.split(';').next().unwrap_or("").trim();
     media_type.eq_ignore_ascii_case("application/json")
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body(reply: Reply) -> serde_json::Value {
+        let bytes = reply.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Until the relay is ready, `/readyz` says so as every 503 does: an error code, a message and
+    /// `Retry-After`; once ready, 200 `{"status":"ready"}` (tests/ingest.rs checks that on both listeners).
+    #[tokio::test]
+    async fn readiness_answers_503_with_retry_after_until_ready() {
+        let starting = readiness(false);
+        assert_eq!(starting.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(starting.headers()[http::header::RETRY_AFTER], reply::RETRY_AFTER_SECONDS.to_string().as_str());
+        let expected = json!({"error": {"code": "not_ready", "message": "the relay is starting"}});
+        assert_eq!(body(starting).await, expected);
+        let ready = readiness(true);
+        assert_eq!(ready.status(), StatusCode::OK);
+        assert_eq!(body(ready).await, json!({"status": "ready"}));
+    }
 }

@@ -83,7 +83,8 @@ async fn held_deliveries_show_in_the_gauges_with_their_age() {
         ..Setup::default()
     });
     let relay = env.start().await;
-    let posted = std::time::Instant::now();
+    // The gauge is wall-clock time since acceptance, so the bound is read on the wall clock too.
+    let posted = std::time::SystemTime::now();
     assert_eq!(relay.post_unix(r#"[{"type":"a","data":1},{"type":"a","data":2}]"#).await.status, 202);
     let metrics = scrape(&relay).await;
     assert_eq!(metrics["hookrelay_deliveries{subscription=\"held\",status=\"held\"}"], 2.0);
@@ -92,9 +93,10 @@ async fn held_deliveries_show_in_the_gauges_with_their_age() {
     // Time passing is what is tested: the gauge is scraped until it shows a second.
     within("the held deliveries to be a second old", async {
         loop {
-            let (shown, since_posted) = (age(&scrape(&relay).await), posted.elapsed().as_secs_f64());
-            // The gauge has millisecond steps, from the wall clock.
-            assert!(shown <= since_posted + 0.002, "age {shown} s, posted {since_posted} s ago");
+            let shown = age(&scrape(&relay).await);
+            let since_posted = posted.elapsed().unwrap_or_default().as_secs_f64();
+            // Millisecond steps; the margin also takes a small step of the clock.
+            assert!(shown <= since_posted + 0.1, "age {shown} s, posted {since_posted} s ago");
             if shown >= 1.0 {
                 break;
             }

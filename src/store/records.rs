@@ -120,8 +120,9 @@ impl DeliveryStatus {
 /// this order; changing the fields means a new layout number (see `DELIVERY_FORMAT`).
 ///
 /// The record carries its latest attempt, so that recording a delivery's first attempt is one write; a
-/// later one is two when the attempt it carried moves to a key of its own ([`super::keys`]). A long one is
-/// not carried but written under its own key ([`super::Records::carry_attempt`]).
+/// later one adds a write when the attempt it carried moves to a key of its own ([`super::keys`]). A long
+/// one is not carried but written under its own key ([`super::Records::carry_attempt`]), which is one
+/// write more.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub status: DeliveryStatus,

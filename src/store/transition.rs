@@ -304,8 +304,8 @@ impl Records<'_, '_> {
     /// the caller then writes ([`Records::put_delivery`]): recording a first attempt is one write. The
     /// attempt it carried before (an earlier number) goes to its own key now, as encoded. An attempt longer
     /// than [`LONGEST_CARRIED_ATTEMPT`] goes to its own key at once, and the delivery then carries none.
-    /// Attempt numbers only grow; were one recorded again, the later version wins in every view
-    /// ([`Store::attempts`]). Attempts under their own keys are only read by prefix scans, which apply the
+    /// Attempt numbers only grow (a delivery has one attempt in flight at most, numbered from what is
+    /// recorded), which [`Store::attempts`] relies on. Attempts under their own keys are only read by prefix scans, which apply the
     /// round's writes first, so those bytes are not copied for reads in the round.
     pub fn carry_attempt(&mut self, delivery: &mut DeliveryRecord, attempt: EmbeddedAttempt) {
         let n = attempt.n;

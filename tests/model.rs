@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hookrelay::config::Config;
+use hookrelay::delivery::client::RESPONSE_BODY_LIMIT;
 use hookrelay::event::parse_submission;
 use hookrelay::ingest::Acceptor;
 use hookrelay::lifecycle::{Deliveries, Loading};
@@ -189,9 +190,9 @@ impl Model {
                     duration_ms: 1,
                     status_code: Some(if success { 200 } else { 503 }),
                     error: None,
-                    // A failure answers with a 4 KiB error page (the most the relay keeps of an answer),
-                    // far too long for the delivery record to carry.
-                    response_body: Some(if success { "body".into() } else { "error page ".repeat(372) }),
+                    // A failure answers with an error page as long as the relay keeps of an answer, far
+                    // too long for the delivery record to carry.
+                    response_body: Some(if success { "body".into() } else { "e".repeat(RESPONSE_BODY_LIMIT) }),
                     sealed_response_body: None,
                 };
                 // The subscription as its worker would hold it (it may have left the config since).

@@ -125,6 +125,33 @@ async fn flush_stats(relay: &RelayProcess) -> String {
     format!("{count} group commits, mean {:.2} ms", sum / count.max(1.0) * 1000.0)
 }
 
+/// What a run of single events through the relay to the sink measured.
+struct Run {
+    elapsed: Duration,
+    /// The relay's CPU and disk writes over the run.
+    cpu_ms: f64,
+    disk_kib: f64,
+    peak_rss_mib: f64,
+    flushes: String,
+}
+
+/// Starts the relay on the config `env` holds, drives `total` single events (ids tagged `tag`) and waits
+/// until the sink has had `arrivals` requests.
+async fn run_through(env: &TestEnv, sink: &Sink, total: usize, arrivals: usize, tag: &str) -> Run {
+    let relay = start(env).await;
+    let cpu_before = process::cpu_ms(relay.pid());
+    let disk_before = process::disk_write_bytes(relay.pid());
+    let started = Instant::now();
+    drive(&socket(&relay), PRODUCERS, total, 1, PAD_BYTES, tag).await;
+    sink.wait_for(arrivals).await;
+    let elapsed = started.elapsed();
+    let cpu_ms = process::cpu_ms(relay.pid()) - cpu_before;
+    let disk_kib = (process::disk_write_bytes(relay.pid()) - disk_before) / 1024.0;
+    let (_, peak_rss_mib) = process::rss_mib(relay.pid());
+    let flushes = flush_stats(&relay).await;
+    Run { elapsed, cpu_ms, disk_kib, peak_rss_mib, flushes }
+}
+
 /// Scenario 2 and 3: `subscriptions` receivers of every event; returns the rate and the relay's peak RSS.
 async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f64) {
     settle_disk();
@@ -133,42 +160,32 @@ async fn end_to_end(subscriptions: usize, total: usize, sealed: bool) -> (Row, f
     let extra = std::env::var("BENCH_SUBSCRIPTION_EXTRA").unwrap_or_default();
     let config: String = (0..subscriptions).map(|i| subscription(&format!("s{i}"), &sink.url, &extra)).collect();
     write_config_sealed(&env, &config, sealed);
-    let relay = start(&env).await;
-    let cpu_before = process::cpu_ms(relay.pid());
-    let disk_before = process::disk_write_bytes(relay.pid());
-    let started = Instant::now();
-    drive(&socket(&relay), PRODUCERS, total, 1, PAD_BYTES, "e").await;
-    sink.wait_for(total * subscriptions).await;
-    let elapsed = started.elapsed();
-    let cpu_per_delivery_ms = (process::cpu_ms(relay.pid()) - cpu_before) / (total * subscriptions) as f64;
-    let disk_per_delivery_kib =
-        (process::disk_write_bytes(relay.pid()) - disk_before) / 1024.0 / (total * subscriptions) as f64;
-    let (_, peak) = process::rss_mib(relay.pid());
-    let flushes = flush_stats(&relay).await;
+    let deliveries = total * subscriptions;
+    let run = run_through(&env, &sink, total, deliveries, "e").await;
+    let (seconds, flushes) = (run.elapsed.as_secs_f64(), &run.flushes);
+    let per_delivery = format!(
+        "relay CPU {:.3} ms, disk writes {:.2} KiB per delivery; {flushes}",
+        run.cpu_ms / deliveries as f64,
+        run.disk_kib / deliveries as f64
+    );
     let row = if subscriptions == 1 {
         Row {
             scenario: if sealed { "end to end, sealed" } else { "end to end, 1 subscription" }.into(),
-            value: total as f64 / elapsed.as_secs_f64(),
+            value: total as f64 / seconds,
             unit: "events/s",
             target: ">= 12000",
-            detail: format!(
-                "{total} events, first accept to last delivery {:.2} s; relay CPU {cpu_per_delivery_ms:.3} ms, disk writes {disk_per_delivery_kib:.2} KiB per delivery; {flushes}",
-                elapsed.as_secs_f64()
-            ),
+            detail: format!("{total} events, first accept to last delivery {seconds:.2} s; {per_delivery}"),
         }
     } else {
         Row {
             scenario: "fan-out, 10 subscriptions".into(),
-            value: (total * subscriptions) as f64 / elapsed.as_secs_f64(),
+            value: deliveries as f64 / seconds,
             unit: "deliveries/s",
             target: ">= 25000",
-            detail: format!(
-                "{total} events x {subscriptions} subscriptions in {:.2} s; relay CPU {cpu_per_delivery_ms:.3} ms, disk writes {disk_per_delivery_kib:.2} KiB per delivery; {flushes}",
-                elapsed.as_secs_f64()
-            ),
+            detail: format!("{total} events x {subscriptions} subscriptions in {seconds:.2} s; {per_delivery}"),
         }
     };
-    (row, peak)
+    (row, run.peak_rss_mib)
 }
 
 /// Every delivery fails once, with a 500 and a 4 KiB answer (as much as the relay keeps), then succeeds
@@ -179,24 +196,18 @@ async fn failing_once(total: usize) -> Row {
     let env = TestEnv::new();
     let sink = Sink::failing_first(&env.ca).await;
     write_config(&env, &subscription("s", &sink.url, "retry = [\"0s\"]\npause_after = 0"));
-    let relay = start(&env).await;
-    let cpu_before = process::cpu_ms(relay.pid());
-    let disk_before = process::disk_write_bytes(relay.pid());
-    let started = Instant::now();
-    drive(&socket(&relay), PRODUCERS, total, 1, PAD_BYTES, "f").await;
-    sink.wait_for(2 * total).await;
-    let elapsed = started.elapsed();
-    let cpu_per_event_ms = (process::cpu_ms(relay.pid()) - cpu_before) / total as f64;
-    let disk_per_event_kib = (process::disk_write_bytes(relay.pid()) - disk_before) / 1024.0 / total as f64;
-    let flushes = flush_stats(&relay).await;
+    let run = run_through(&env, &sink, total, 2 * total, "f").await;
+    let seconds = run.elapsed.as_secs_f64();
     Row {
         scenario: "failing once, 4 KiB answers".into(),
-        value: total as f64 / elapsed.as_secs_f64(),
+        value: total as f64 / seconds,
         unit: "events/s",
         target: "",
         detail: format!(
-            "{total} events, each a 500 then a 204, first accept to last delivery {:.2} s; relay CPU {cpu_per_event_ms:.3} ms, disk writes {disk_per_event_kib:.2} KiB per event; {flushes}",
-            elapsed.as_secs_f64()
+            "{total} events, each a 500 then a 204, first accept to last delivery {seconds:.2} s; relay CPU {:.3} ms, disk writes {:.2} KiB per event; {}",
+            run.cpu_ms / total as f64,
+            run.disk_kib / total as f64,
+            run.flushes
         ),
     }
 }
@@ -221,15 +232,6 @@ impl Paced {
         self.rate * self.seconds
     }
 
-    fn detail(sorted: &[Duration]) -> String {
-        format!(
-            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            percentile(sorted, 0.5),
-            percentile(sorted, 0.99),
-            percentile(sorted, 1.0)
-        )
-    }
-
     /// What an event costs the relay at this rate (at a clinic's load, 200/s, fixed costs are not spread
     /// over many).
     fn cost_row(&self) -> Row {
@@ -243,8 +245,8 @@ impl Paced {
                 self.total(),
                 self.rate,
                 self.seconds,
-                Paced::detail(&self.accept),
-                Paced::detail(&self.onward)
+                spread(&self.accept),
+                spread(&self.onward)
             ),
         }
     }
@@ -260,7 +262,7 @@ impl Paced {
                     "{} events at {}/s: {}; relay CPU {:.3} ms per event",
                     self.total(),
                     self.rate,
-                    Paced::detail(&self.accept),
+                    spread(&self.accept),
                     self.cpu_per_event_ms
                 ),
             },
@@ -269,7 +271,7 @@ impl Paced {
                 value: percentile(&self.onward, 0.99),
                 unit: "ms",
                 target: "p50 <= 0.1, p99 <= 1",
-                detail: Paced::detail(&self.onward),
+                detail: spread(&self.onward),
             },
         ]
     }
@@ -474,9 +476,14 @@ async fn purge(total: usize) -> Row {
     }
 }
 
-/// p50 and max of sorted latencies.
+/// The p50, p99 and maximum of sorted latencies, for a row's detail.
 fn spread(sorted: &[Duration]) -> String {
-    format!("p50 {:.2} ms, max {:.2} ms", percentile(sorted, 0.5), percentile(sorted, 1.0))
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(sorted, 0.5),
+        percentile(sorted, 0.99),
+        percentile(sorted, 1.0)
+    )
 }
 
 /// Accept latencies of 500 single events posted one after another while two admin clients loop on `path`.

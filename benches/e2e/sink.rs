@@ -2,12 +2,14 @@
 //! long body to each `webhook-id`'s first arrival), records when each `webhook-id` arrived. Leaner than
 //! the tests' receiver, which clones every request into a channel.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use hookrelay::delivery::client::RESPONSE_BODY_LIMIT;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -34,7 +36,7 @@ pub struct Sink {
 }
 
 /// A body as long as the relay keeps of an answer (SPEC §5: response bodies cut at 4 KiB).
-const FAILURE_BODY: [u8; 4096] = [b'e'; 4096];
+const FAILURE_BODY: [u8; RESPONSE_BODY_LIMIT] = [b'e'; RESPONSE_BODY_LIMIT];
 
 impl Sink {
     pub async fn start(ca: &TestCa, listener: Option<TcpListener>) -> Sink {
@@ -92,22 +94,21 @@ async fn record(
     let id = request.headers().get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     request.into_body().collect().await?;
     arrivals.first.lock().unwrap().get_or_insert(now);
-    let first_arrival = {
-        let mut by_id = arrivals.by_id.lock().unwrap();
-        let first_arrival = !by_id.contains_key(&id);
-        by_id.entry(id).or_insert(now);
-        first_arrival
+    let first_arrival = match arrivals.by_id.lock().unwrap().entry(id) {
+        Entry::Vacant(entry) => {
+            entry.insert(now);
+            true
+        }
+        Entry::Occupied(_) => false,
     };
     arrivals.count.fetch_add(1, Ordering::AcqRel);
     arrivals.changed.notify_waiters();
-    let response = if fail_first && first_arrival {
-        let mut response = Response::new(Full::new(Bytes::from_static(&FAILURE_BODY)));
-        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        response
+    let (status, body) = if fail_first && first_arrival {
+        (StatusCode::INTERNAL_SERVER_ERROR, Bytes::from_static(&FAILURE_BODY))
     } else {
-        let mut response = Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = StatusCode::NO_CONTENT;
-        response
+        (StatusCode::NO_CONTENT, Bytes::new())
     };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
     Ok(response)
 }

@@ -47,7 +47,7 @@ impl Routes {
             ("/v1/events", &Method::POST) => self.ingest(listener, request).await,
             ("/v1/events", _) => reply::method_not_allowed("POST"),
             ("/healthz", &Method::GET | &Method::HEAD) => reply::json(StatusCode::OK, &json!({ "status": "ok" })),
-            ("/readyz", &Method::GET | &Method::HEAD) => self.readiness(),
+            ("/readyz", &Method::GET | &Method::HEAD) => readiness(self.ready.load(Ordering::Acquire)),
             ("/metrics", &Method::GET | &Method::HEAD) => self.metrics_text(request.headers()),
             ("/healthz" | "/readyz" | "/metrics", _) => reply::method_not_allowed("GET, HEAD"),
             // The admin API is for operators on the unix socket; the TCP listener does not know it.
@@ -55,10 +55,6 @@ impl Routes {
             _ => reply::not_found(),
         };
         Ok(reply)
-    }
-
-    fn readiness(&self) -> Reply {
-        readiness(self.ready.load(Ordering::Acquire))
     }
 
     async fn ingest(&self, listener: Listener, request: Request<Incoming>) -> Reply {

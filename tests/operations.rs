@@ -74,12 +74,15 @@ fn setup_with_extra(setup: &Setup) -> Setup {
 
 /// Held deliveries are counted as held, not pending, and the age gauge counts from the oldest one's
 /// acceptance: it grows while they wait, never past the time since they were posted, and a newer
-/// delivery does not make it younger.
+/// delivery does not make it younger. A second held subscription, whose first delivery comes a second
+/// later, shows its own age (not the relay's uptime, nor the oldest delivery of any subscription).
 #[tokio::test]
 async fn held_deliveries_show_in_the_gauges_with_their_age() {
     let env = TestEnv::new();
     env.write_config(&Setup {
-        subscriptions: subscription("held", "https://127.0.0.1:9/", "enabled = false"),
+        subscriptions: subscription("held", "https://127.0.0.1:9/", "enabled = false")
+            + &subscription("later", "https://127.0.0.1:9/", "enabled = false\nevents = [\"b\"]")
+                .replace("events = [\"*\"]\n", ""),
         ..Setup::default()
     });
     let relay = env.start().await;
@@ -104,10 +107,13 @@ async fn held_deliveries_show_in_the_gauges_with_their_age() {
         }
     })
     .await;
-    assert_eq!(relay.post_unix(r#"{"type":"a","data":3}"#).await.status, 202);
+    assert_eq!(relay.post_unix(r#"{"type":"b","data":3}"#).await.status, 202);
     let metrics = scrape(&relay).await;
     assert_eq!(metrics["hookrelay_deliveries{subscription=\"held\",status=\"held\"}"], 3.0);
+    assert_eq!(metrics["hookrelay_deliveries{subscription=\"later\",status=\"held\"}"], 1.0);
     assert!(age(&metrics) >= 1.0, "the oldest, not the newest: {}", age(&metrics));
+    let later = metrics["hookrelay_oldest_pending_age_seconds{subscription=\"later\"}"];
+    assert!(later < age(&metrics) - 0.5, "its own oldest: {later} s, against {} s", age(&metrics));
 }
 
 #[tokio::test]
